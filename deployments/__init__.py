@@ -1,0 +1,1 @@
+"""Every Prefect deployment of the project, declared once in ``deployments.registry``."""

@@ -1,0 +1,267 @@
+"""Every deployment of the project, declared once.
+
+``hscode serve`` registers these against a Prefect server; the deployments test checks
+them against a test server. Schedules are in Asia/Seoul because the portal publishes on
+Korean business days.
+
+How the steps chain (each link is declared here, nowhere else):
+
+- ``crawl/nightly`` runs at 01:00 KST on the ``cpu`` pool.
+- ``normalize/after-crawl`` is triggered when a ``crawl/nightly`` run completes.
+- ``train/weekly`` runs Sunday 03:00 KST on the ``gpu`` pool, and is triggered by a
+  ``hscode.cases.normalized`` event whose resource says training is due (enough new
+  cases since the champion).
+- ``score/nightly`` runs at 06:00 KST (after the crawl chain), and is triggered by a
+  ``hscode.model.promoted`` event, so a new champion re-scores the backlog at once.
+- ``nightly/chain`` runs the whole chain in one flow run; its schedule is declared but
+  inactive (use it instead of the step schedules, or run it by hand).
+
+Two crawls or two trainings never overlap: each deployment has a concurrency limit of
+one, and the crawl and train tasks carry tags with a global concurrency limit of one
+(``TAG_CONCURRENCY``), which also covers the same steps run inside ``nightly/chain``.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.schedules import Cron, Schedule
+
+TIMEZONE = "Asia/Seoul"
+CPU_POOL = "cpu"
+GPU_POOL = "gpu"
+POOLS = (CPU_POOL, GPU_POOL)
+
+PROMOTED_EVENT = "hscode.model.promoted"
+NORMALIZED_EVENT = "hscode.cases.normalized"
+TRAINING_DUE_LABEL = "hscode.training.due"
+
+# Tags carried by the tasks that must never run twice at once, with their global limit.
+CRAWL_SLOT_TAG = "crawl-slot"
+TRAIN_SLOT_TAG = "train-slot"
+TAG_CONCURRENCY = {CRAWL_SLOT_TAG: 1, TRAIN_SLOT_TAG: 1}
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def code_version() -> str:
+    """The git SHA of the checkout (``-dirty`` with local changes), else the package version."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("hscode")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """One deployment: which flow, where it runs, when, and with what defaults."""
+
+    name: str
+    flow: str  # "module:function"
+    work_pool: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    schedules: tuple[Schedule, ...] = ()
+    triggers: tuple[DeploymentEventTrigger, ...] = ()
+    concurrency: int | None = 1
+    tags: tuple[str, ...] = ()
+
+    @property
+    def flow_name(self) -> str:
+        return self.load_flow().name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+    def load_flow(self) -> Any:
+        import importlib
+
+        module, _, attr = self.flow.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def _after_deployment_completed(deployment_name: str, name: str) -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        name=name,
+        expect={"prefect.flow-run.Completed"},
+        match_related={
+            "prefect.resource.role": "deployment",
+            "prefect.resource.name": deployment_name,
+        },
+    )
+
+
+DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
+    DeploymentSpec(
+        name="nightly",
+        flow="flows.crawl:crawl_flow",
+        work_pool=CPU_POOL,
+        description="Crawl the portal's new and recently changed cases into the raw zone.",
+        parameters={},
+        schedules=(Cron("0 1 * * *", timezone=TIMEZONE),),
+        tags=("crawl",),
+    ),
+    DeploymentSpec(
+        name="after-crawl",
+        flow="flows.normalize:normalize_flow",
+        work_pool=CPU_POOL,
+        description="Normalize the raw zone into the cases dataset after each nightly crawl.",
+        parameters={"min_new_cases": 200},
+        triggers=(_after_deployment_completed("nightly", "normalize after the nightly crawl"),),
+        tags=("normalize",),
+    ),
+    DeploymentSpec(
+        name="weekly",
+        flow="flows.train:train_flow",
+        work_pool=GPU_POOL,
+        description="Train a candidate model; promote it only if it beats the champion.",
+        parameters={"force": False, "settings_overrides": {"device": "auto"}},
+        schedules=(Cron("0 3 * * 0", timezone=TIMEZONE),),
+        triggers=(
+            DeploymentEventTrigger(
+                name="train when enough new cases",
+                expect={NORMALIZED_EVENT},
+                match={"prefect.resource.id": "hscode.cases", TRAINING_DUE_LABEL: "true"},
+            ),
+        ),
+        tags=("train", "gpu"),
+    ),
+    DeploymentSpec(
+        name="nightly",
+        flow="flows.score:score_flow",
+        work_pool=CPU_POOL,
+        description="Import the inbox and score every pending request with the champion.",
+        parameters={"batch_size": None},
+        schedules=(Cron("0 6 * * *", timezone=TIMEZONE),),
+        triggers=(
+            DeploymentEventTrigger(
+                name="score when a model is promoted",
+                expect={PROMOTED_EVENT},
+                match={"prefect.resource.id": "hscode.model.*"},
+            ),
+        ),
+        tags=("score",),
+    ),
+    DeploymentSpec(
+        name="chain",
+        flow="flows.nightly:nightly_flow",
+        work_pool=CPU_POOL,
+        description=(
+            "crawl -> normalize -> train when due -> score, in one run. Its schedule is "
+            "inactive: activate it instead of the step schedules, or run it by hand."
+        ),
+        parameters={"train": "auto", "min_new_cases": 200, "retrain_days": 7},
+        schedules=(Cron("0 1 * * *", timezone=TIMEZONE, active=False),),
+        tags=("nightly",),
+    ),
+)
+
+
+def to_runner_deployment(
+    spec: DeploymentSpec, working_dir: Path | None = None, env: dict[str, str] | None = None
+) -> RunnerDeployment:
+    """The Prefect deployment object of a spec, pointing at the installed code (no storage)."""
+    job_variables: dict[str, Any] = {"working_dir": str(working_dir or Path.cwd())}
+    if env:
+        job_variables["env"] = dict(env)
+    version = code_version()
+    return spec.load_flow().to_deployment(
+        name=spec.name,
+        description=spec.description,
+        parameters=spec.parameters,
+        schedules=list(spec.schedules),
+        triggers=list(spec.triggers),
+        concurrency_limit=(
+            ConcurrencyLimitConfig(
+                limit=spec.concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            )
+            if spec.concurrency
+            else None
+        ),
+        tags=[*spec.tags, "hscode", f"code:{version}"],
+        version=version,
+        work_pool_name=spec.work_pool,
+        job_variables=job_variables,
+        # the package is installed (pip -e), so workers import flows by module path
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def ensure_work_pools(pools: Sequence[str] = POOLS) -> list[str]:
+    """Create the ``process`` work pools that do not exist yet; return the ones created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    created = []
+    with get_client(sync_client=True) as client:
+        for pool in pools:
+            try:
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=pool,
+                        type="process",
+                        description=f"hscode {pool} workers",
+                    )
+                )
+                created.append(pool)
+            except ObjectAlreadyExists:
+                pass
+    return created
+
+
+def ensure_tag_concurrency(limits: dict[str, int] | None = None) -> None:
+    """Global concurrency limits on the crawl and train task tags (idempotent)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        for tag, limit in (limits or TAG_CONCURRENCY).items():
+            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+
+
+def register_all(
+    working_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    specs: Sequence[DeploymentSpec] = DEPLOYMENTS,
+    with_tag_limits: bool = True,
+) -> dict[str, str]:
+    """Create pools, limits and every deployment; return ``{full name: deployment id}``."""
+    ensure_work_pools()
+    if with_tag_limits:
+        ensure_tag_concurrency()
+    ids = {}
+    for spec in specs:
+        deployment = to_runner_deployment(spec, working_dir, env)
+        ids[deployment.full_name] = str(deployment.apply(work_pool_name=spec.work_pool))
+    return ids

@@ -1,0 +1,1 @@
+"""Prefect flows: one module per flow, composing the thin tasks in ``tasks/``."""

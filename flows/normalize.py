@@ -1,0 +1,54 @@
+"""Normalize flow: raw zone -> Parquet cases dataset, with a data-quality report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow
+
+from flows._common import champion_info, resolve_settings, training_due
+from tasks.cases import (
+    announce_normalized,
+    case_quality_report,
+    count_trainable_cases,
+    normalize_cases,
+)
+
+
+@flow(name="normalize", log_prints=True)
+def normalize_flow(
+    min_new_cases: int = 200,
+    settings_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Parse every raw response not yet normalized into the cases dataset; report quality.
+
+    Emits ``hscode.cases.normalized``; its resource label ``hscode.training.due`` is
+    ``true`` once ``min_new_cases`` trainable cases arrived since the champion was
+    trained (or there is no champion), which triggers the train deployment.
+    """
+    settings = resolve_settings(settings_overrides)
+    report = normalize_cases(settings)
+    quality = case_quality_report(settings)
+    trainable = count_trainable_cases(settings)
+    # age never makes training due here: the weekly schedule covers that
+    due, why = training_due(
+        champion_info(settings), trainable, dt.datetime.now(dt.UTC), min_new_cases, 10**6
+    )
+    new_cases = _first_int(report, "inserted", "new_cases", "added", "upserted")
+    announce_normalized(new_cases, trainable, due, why)
+    return {
+        "normalize": report,
+        "quality": quality,
+        "new_cases": new_cases,
+        "trainable_cases": trainable,
+        "training_due": due,
+        "why": why,
+    }
+
+
+def _first_int(summary: dict[str, Any], *keys: str) -> int:
+    for key in keys:
+        if isinstance(summary.get(key), int):
+            return int(summary[key])
+    return 0

@@ -1,0 +1,52 @@
+"""Train flow: train text/image/fusion models, evaluate, register, promote if better."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows._common import champion_info, resolve_settings
+from tasks.train import announce_promotion, train_model
+
+
+@flow(name="train", log_prints=True)
+def train_flow(
+    top_codes: int | None = None,
+    inputs: str | None = None,
+    epochs: int | None = None,
+    force: bool = False,
+    train_overrides: dict[str, Any] | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a candidate on the current cases; it becomes champion only if it beats the champion.
+
+    Args:
+        top_codes: keep only the K most frequent HS10 codes (None: every code with enough cases).
+        inputs: title | title+description | title+image | title+description+image.
+        epochs: training epochs (None: the trainer's default).
+        force: train even when the champion was trained on exactly the current cases.
+        train_overrides: other ``TrainConfig`` fields (e.g. small settings for a demo).
+        settings_overrides: ``Settings`` fields (e.g. ``{"device": "cuda"}``).
+    """
+    settings = resolve_settings(settings_overrides)
+    if not force:
+        champion = champion_info(settings)
+        current = _current_snapshot(settings)
+        if champion and current and champion.get("data_hash") == current:
+            print(f"champion {champion['version']} was trained on this exact data; skipping")
+            return {"trained": False, "reason": "no new data since the champion", "version": None}
+    config = dict(train_overrides or {})
+    config.update({"top_codes": top_codes, "inputs": inputs, "epochs": epochs})
+    outcome = train_model(settings, config)
+    if outcome["promoted"]:
+        announce_promotion(outcome["version"], outcome["metrics"])
+    return {"trained": True, **outcome}
+
+
+def _current_snapshot(settings: Any) -> str | None:
+    try:
+        from hscode.cases import cases_snapshot_hash
+    except ImportError:
+        return None
+    return cases_snapshot_hash(settings)

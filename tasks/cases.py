@@ -1,0 +1,73 @@
+"""Case-dataset tasks: normalize the raw zone, report data quality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from hscode.settings import Settings
+from tasks._util import jsonable, markdown_table, scalar_rows
+
+
+# Normalizing upserts by case key, so re-running it never duplicates cases.
+@task(
+    name="normalize-cases",
+    retries=1,
+    retry_delay_seconds=30,
+    tags=["normalize"],
+    cache_policy=NO_CACHE,
+)
+def normalize_cases(settings: Settings) -> dict[str, Any]:
+    from hscode.normalize import normalize
+
+    report = jsonable(normalize(settings))
+    create_markdown_artifact(
+        key="normalize-report",
+        markdown="# Normalize report\n\n" + markdown_table(scalar_rows(report)),
+        description="Raw responses parsed into the cases dataset",
+    )
+    return report
+
+
+@task(name="case-quality-report", tags=["normalize", "quality"], cache_policy=NO_CACHE)
+def case_quality_report(settings: Settings) -> dict[str, Any]:
+    from hscode.cases import quality_report
+
+    report = quality_report(settings)
+    create_markdown_artifact(
+        key="data-quality-report",
+        markdown=report.markdown,
+        description="Completeness, code coverage and rejects of the cases dataset",
+    )
+    return jsonable(report.metrics)
+
+
+@task(name="count-cases", tags=["cases"], cache_policy=NO_CACHE)
+def count_trainable_cases(settings: Settings) -> int:
+    """Cases with a single 10-digit code: what training can learn from."""
+    from hscode.cases import read_cases
+
+    table = read_cases(settings, columns=["case_key", "hs10"])
+    return int(table.num_rows - table.column("hs10").null_count)
+
+
+NORMALIZED_EVENT = "hscode.cases.normalized"
+
+
+@task(name="announce-normalized", tags=["normalize", "events"], cache_policy=NO_CACHE)
+def announce_normalized(new_cases: int, total_cases: int, training_due: bool, why: str) -> bool:
+    """Emit ``hscode.cases.normalized``; the train deployment triggers on ``hscode.training.due``."""
+    from prefect.events import emit_event
+
+    event = emit_event(
+        event=NORMALIZED_EVENT,
+        resource={
+            "prefect.resource.id": "hscode.cases",
+            "hscode.training.due": "true" if training_due else "false",
+        },
+        payload={"new_cases": int(new_cases), "total_cases": int(total_cases), "why": why},
+    )
+    return event is not None

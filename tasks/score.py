@@ -1,0 +1,87 @@
+"""Scoring tasks: intake of the inbox, champion resolution, scoring pending requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from hscode.settings import Settings
+from tasks._progress import ArtifactProgress
+from tasks._util import jsonable, markdown_table, scalar_rows
+
+
+# Importing is keyed by request id, so a retry after a half-read inbox adds no duplicates.
+@task(
+    name="import-inbox",
+    retries=2,
+    retry_delay_seconds=10,
+    tags=["score", "intake", "db"],
+    cache_policy=NO_CACHE,
+)
+def import_inbox(settings: Settings) -> dict[str, Any]:
+    from hscode.db import get_engine, migrate
+    from hscode.intake import import_inbox as _import_inbox
+
+    engine = get_engine(settings)
+    migrate(engine)
+    return jsonable(_import_inbox(settings, engine))
+
+
+@task(name="resolve-champion", tags=["score", "model"], cache_policy=NO_CACHE)
+def resolve_champion(settings: Settings) -> str | None:
+    """The champion's version, resolved once per flow run so every batch uses the same model."""
+    from hscode.registry import Registry
+
+    champion = Registry(settings.model_registry_dir).champion()
+    if champion is None:
+        return None
+    return champion if isinstance(champion, str) else str(getattr(champion, "version", champion))
+
+
+# Predictions are keyed (request id, model version, rank): re-scoring after a crash is idempotent.
+@task(
+    name="score-pending",
+    retries=2,
+    retry_delay_seconds=30,
+    tags=["score", "db"],
+    cache_policy=NO_CACHE,
+)
+def score_pending_requests(
+    settings: Settings,
+    version: str,
+    batch_size: int | None = None,
+    flow_run_id: str | None = None,
+) -> dict[str, Any]:
+    from hscode.db import get_engine, migrate
+    from hscode.registry import Registry
+    from hscode.scoring import score_pending
+
+    engine = get_engine(settings)
+    migrate(engine)
+    recommender = Registry(settings.model_registry_dir).load(version)
+    summary = jsonable(
+        score_pending(
+            settings,
+            engine,
+            recommender,
+            batch_size=batch_size,
+            flow_run_id=flow_run_id,
+            progress=ArtifactProgress("score-progress", "requests scored"),
+        )
+    )
+    create_table_artifact(
+        key="scoring-summary",
+        table=scalar_rows(summary),
+        description=f"Scoring with model {version}",
+    )
+    return summary
+
+
+@task(name="publish-run-summary", tags=["report"], cache_policy=NO_CACHE)
+def publish_run_summary(key: str, title: str, summary: dict[str, Any]) -> None:
+    create_markdown_artifact(
+        key=key, markdown=f"# {title}\n\n" + markdown_table(scalar_rows(summary))
+    )

@@ -1,0 +1,71 @@
+"""Training tasks: train + evaluate + register (+ promote), publish the report, announce it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+
+from hscode.settings import Settings
+from tasks._progress import ArtifactProgress
+from tasks._util import jsonable
+
+PROMOTED_EVENT = "hscode.model.promoted"
+
+
+# No retries: a failed training is worth a human look, and a retry would burn the GPU
+# slot for as long again. Registration is atomic, so a crash leaves no half version.
+@task(name="train-and-register", tags=["train", "model", "train-slot"], cache_policy=NO_CACHE)
+def train_model(settings: Settings, config_overrides: dict[str, Any]) -> dict[str, Any]:
+    from hscode.training import TrainConfig, train_and_register
+
+    from hscode import reports
+
+    config = TrainConfig(**{k: v for k, v in config_overrides.items() if v is not None})
+    outcome = train_and_register(
+        settings, config, progress=ArtifactProgress("train-progress", "training epochs done")
+    )
+    report = jsonable(outcome.report) if outcome.report is not None else None
+    metrics = jsonable(outcome.metrics)
+    markdown = reports.training_report_markdown(
+        version=outcome.version,
+        metrics=metrics,
+        promoted=outcome.promoted,
+        reason=outcome.reason,
+        report=report,
+        image_dir=settings.data_dir / "reports" / "plots",
+    )
+    create_markdown_artifact(
+        key="training-report", markdown=markdown, description=f"Model {outcome.version}"
+    )
+    rows = reports.metric_rows(metrics)
+    if rows:
+        create_table_artifact(
+            key="training-metrics", table=rows, description=f"Metrics of model {outcome.version}"
+        )
+    return {
+        "version": outcome.version,
+        "promoted": bool(outcome.promoted),
+        "reason": outcome.reason,
+        "metrics": metrics,
+    }
+
+
+@task(name="announce-promotion", tags=["train", "events"], cache_policy=NO_CACHE)
+def announce_promotion(version: str, metrics: dict[str, Any] | None = None) -> bool:
+    """Emit ``hscode.model.promoted`` so the score deployment's trigger re-scores the backlog."""
+    scalar = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float, str))}
+    event = emit_event(
+        event=PROMOTED_EVENT,
+        resource={
+            "prefect.resource.id": f"hscode.model.{version}",
+            "hscode.model.version": version,
+        },
+        payload={"version": version, "metrics": scalar},
+    )
+    get_run_logger().info("model %s promoted; event emitted: %s", version, event is not None)
+    return event is not None
