@@ -1,20 +1,31 @@
-"""Score flow: inbox -> requests table; pending requests -> predictions with the champion."""
+"""Score flow: inbox -> requests table; pending requests -> predictions with the champion.
+
+The backlog can be split into partitions by request-id hash (``partitions`` or
+``settings.score_partitions``); with ``settings.dask_address`` set, the partitions are
+mapped over a Dask cluster (``local:N`` starts a local N-worker cluster). Each partition
+writes its own batches idempotently, so the result is the same as one in-process run.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import flow
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from flows._common import resolve_settings
-from tasks.score import import_inbox, resolve_champion, score_pending_requests
+from hscode.settings import Settings
+from tasks.score import import_inbox, record_champion, resolve_champion, score_pending_requests
+
+SUMMED = ("scored", "rejected", "batches", "pending_at_start")
 
 
 @flow(name="score", log_prints=True)
 def score_flow(
     batch_size: int | None = None,
     model_version: str | None = None,
+    partitions: int | None = None,
     settings_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Import new request files from the inbox, then score every pending request.
@@ -25,7 +36,8 @@ def score_flow(
     Args:
         batch_size: requests per scoring batch (None: ``settings.score_batch_size``).
         model_version: score with this registered version instead of the champion.
-        settings_overrides: other ``Settings`` fields.
+        partitions: backlog slices scored in parallel (None: ``settings.score_partitions``).
+        settings_overrides: other ``Settings`` fields (e.g. ``{"dask_address": "local:2"}``).
     """
     settings = resolve_settings(settings_overrides)
     intake = import_inbox(settings)
@@ -33,6 +45,52 @@ def score_flow(
     if version is None:
         print("no champion model yet: requests stay pending until one is trained")
         return {"intake": intake, "model_version": None, "scored": 0, "reason": "no champion"}
+    record_champion(settings, version)
     run_id = flow_run.get_id()
-    summary = score_pending_requests(settings, version, batch_size, str(run_id) if run_id else None)
+    run_id = str(run_id) if run_id else None
+    n_parts = partitions or settings.score_partitions
+    if n_parts <= 1 and not settings.dask_address:
+        summary = score_pending_requests(settings, version, batch_size, run_id)
+    else:
+        runner = dask_task_runner(settings.dask_address) if settings.dask_address else None
+        partitioned = score_partitions_flow.with_options(
+            **({"task_runner": runner} if runner is not None else {})
+        )
+        summary = partitioned(settings, version, max(n_parts, 1), batch_size, run_id)
     return {"intake": intake, "model_version": version, **summary}
+
+
+@flow(name="score-partitions", log_prints=True)
+def score_partitions_flow(
+    settings: Settings,
+    version: str,
+    n_parts: int,
+    batch_size: int | None,
+    flow_run_id: str | None,
+) -> dict[str, Any]:
+    """Map the scoring task over the backlog partitions (on whatever task runner is set)."""
+    futures = [
+        score_pending_requests.submit(settings, version, batch_size, flow_run_id, (i, n_parts))
+        for i in range(n_parts)
+    ]
+    parts = [f.result() for f in futures]
+    total: dict[str, Any] = {key: sum(int(p.get(key) or 0) for p in parts) for key in SUMMED}
+    total["partitions"] = n_parts
+    total["partition_seconds"] = [p.get("seconds") for p in parts]
+    context = FlowRunContext.get()
+    total["runner"] = type(context.task_runner).__name__ if context else None
+    print(f"scored {total['scored']} requests in {n_parts} partitions")
+    return total
+
+
+def dask_task_runner(address: str) -> Any:
+    """A ``DaskTaskRunner`` for ``tcp://host:port`` or ``local:N`` (a local N-worker cluster)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address.startswith("local"):
+        _, _, n = address.partition(":")
+        workers = int(n or 2)
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
+        )
+    return DaskTaskRunner(address=address)

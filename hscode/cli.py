@@ -330,8 +330,19 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(psql_uri(settings))
     elif args.db_cmd == "migrate":
         applied = migrate(get_engine(settings))
-        shown = applied if applied is not None else "up to date"
-        print(f"migrations: {shown}")
+        print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    elif args.db_cmd == "analyst-login":
+        from hscode.db import create_analyst_login
+
+        engine = get_engine(settings)
+        migrate(engine)
+        try:
+            create_analyst_login(engine, args.name, args.password)
+        except ValueError as exc:
+            raise CliError(str(exc), EXIT_BAD_INPUT) from exc
+        print(
+            f"login {args.name} can read the analyst views (role hscode_analyst) and nothing else"
+        )
     return EXIT_OK
 
 
@@ -460,6 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = p.add_subparsers(dest="db_cmd", required=True)
     db_sub.add_parser("url", help="print the psql connection URI")
     db_sub.add_parser("migrate", help="apply pending migrations")
+    q = db_sub.add_parser("analyst-login", help="create a read-only login for the analyst views")
+    q.add_argument("name")
+    q.add_argument("--password", help="only for servers with password authentication")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("tariff", help="tariff code names")

@@ -89,7 +89,9 @@ def learning_history(report: Mapping[str, Any] | None) -> list[dict[str, float]]
         # {"text": [...], "fusion": [...]} -> prefix each metric with its stage
         rows: list[dict[str, float]] = []
         for stage, records in history.items():
-            for i, rec in enumerate(records or []):
+            if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
+                continue  # a scalar next to the per-stage lists (e.g. an epoch count)
+            for i, rec in enumerate(records):
                 if isinstance(rec, Mapping):
                     row = {"epoch": float(rec.get("epoch", i + 1)), "stage": stage}
                     row.update({k: v for k, v in rec.items() if isinstance(v, (int, float))})

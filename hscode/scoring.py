@@ -93,13 +93,29 @@ _PENDING_WHERE = """
 """
 
 
-def count_pending(engine: Engine, version: str) -> int:
-    """Requests not rejected and without predictions from ``version``."""
+# A request's partition: a stable hash of its id, so every process agrees without talking.
+_PARTITION_WHERE = """
+    and mod(mod(hashtextextended(r.request_id, 0), :n_parts) + :n_parts, :n_parts) = :part
+"""
+
+
+def _partition_params(partition: tuple[int, int] | None) -> tuple[str, dict[str, int]]:
+    if partition is None:
+        return "", {}
+    part, n_parts = partition
+    if n_parts < 1 or not 0 <= part < n_parts:
+        raise ValueError(f"partition must be (i, n) with 0 <= i < n, not {partition}")
+    return _PARTITION_WHERE, {"part": part, "n_parts": n_parts}
+
+
+def count_pending(engine: Engine, version: str, partition: tuple[int, int] | None = None) -> int:
+    """Requests not rejected and without predictions from ``version`` (in ``partition``)."""
+    where, params = _partition_params(partition)
     with engine.connect() as conn:
         return int(
             conn.execute(
-                text(f"select count(*) from requests r where {_PENDING_WHERE}"),
-                {"version": version},
+                text(f"select count(*) from requests r where {_PENDING_WHERE} {where}"),
+                {"version": version, **params},
             ).scalar_one()
         )
 
@@ -111,8 +127,13 @@ def score_pending(
     batch_size: int | None = None,
     flow_run_id: str | None = None,
     progress: Callable[..., Any] | None = None,
+    partition: tuple[int, int] | None = None,
 ) -> ScoreSummary:
-    """Score every request pending for ``recommender.version``; see the module docstring."""
+    """Score every request pending for ``recommender.version``; see the module docstring.
+
+    ``partition=(i, n)`` scores only the requests whose id hashes to partition ``i`` of
+    ``n``: n workers (a Dask cluster) can share one backlog without overlapping.
+    """
     started = time.perf_counter()
     version = str(recommender.version)
     if not version:
@@ -123,19 +144,22 @@ def score_pending(
     summary = ScoreSummary(model_version=version)
     reasons: Counter[str] = Counter()
     ensure_model_version(engine, version)
+    _partition_params(partition)  # validate before taking locks
+    lock_key = version if partition is None else f"{version}#{partition[0]}/{partition[1]}"
 
     with engine.connect() as lock_conn:
         lock_conn.execute(
             text("select pg_advisory_lock(hashtextextended('hscode-score:' || :v, 0))"),
-            {"v": version},
+            {"v": lock_key},
         )
         lock_conn.commit()
         try:
-            run_id = _start_run(engine, version, flow_run_id)
+            label = None if partition is None else f"{partition[0]}/{partition[1]}"
+            run_id = _start_run(engine, version, flow_run_id, label)
             summary.run_id = run_id
             try:
                 t = time.perf_counter()
-                total = count_pending(engine, version)
+                total = count_pending(engine, version, partition)
                 summary.db_seconds += time.perf_counter() - t
                 summary.pending_at_start = total
                 with engine.begin() as conn:
@@ -149,7 +173,7 @@ def score_pending(
                 last_id: str | None = None
                 while True:
                     t = time.perf_counter()
-                    rows = _fetch_batch(engine, version, last_id, batch_size)
+                    rows = _fetch_batch(engine, version, last_id, batch_size, partition)
                     summary.db_seconds += time.perf_counter() - t
                     if not rows:
                         break
@@ -182,7 +206,7 @@ def score_pending(
             try:
                 lock_conn.execute(
                     text("select pg_advisory_unlock(hashtextextended('hscode-score:' || :v, 0))"),
-                    {"v": version},
+                    {"v": lock_key},
                 )
                 lock_conn.commit()
             except Exception:  # noqa: BLE001 - a dead connection releases its locks itself
@@ -202,24 +226,27 @@ def score_pending(
 # ----------------------------------------------------------------- steps
 
 
-def _start_run(engine: Engine, version: str, flow_run_id: str | None) -> int:
+def _start_run(
+    engine: Engine, version: str, flow_run_id: str | None, partition_label: str | None = None
+) -> int:
     with engine.begin() as conn:
         # We hold this version's scoring lock: any run still 'running' was interrupted.
         conn.execute(
             text(
                 "update score_runs set status = 'failed', finished_at = now(), "
                 "error = coalesce(error, 'interrupted: still running when a new run started') "
-                "where model_version = :v and status = 'running'"
+                "where model_version = :v and status = 'running' "
+                "and partition_label is not distinct from :p"
             ),
-            {"v": version},
+            {"v": version, "p": partition_label},
         )
         return int(
             conn.execute(
                 text(
-                    "insert into score_runs (model_version, flow_run_id) values (:v, :f) "
-                    "returning run_id"
+                    "insert into score_runs (model_version, flow_run_id, partition_label) "
+                    "values (:v, :f, :p) returning run_id"
                 ),
-                {"v": version, "f": flow_run_id},
+                {"v": version, "f": flow_run_id, "p": partition_label},
             ).scalar_one()
         )
 
@@ -249,15 +276,22 @@ def _finish_run(
         log.warning("could not mark score run %s failed: %s", run_id, exc)
 
 
-def _fetch_batch(engine: Engine, version: str, last_id: str | None, limit: int) -> list[_Row]:
+def _fetch_batch(
+    engine: Engine,
+    version: str,
+    last_id: str | None,
+    limit: int,
+    partition: tuple[int, int] | None = None,
+) -> list[_Row]:
     after = "" if last_id is None else "and r.request_id > :last"
+    where, params = _partition_params(partition)
     with engine.connect() as conn:
         result = conn.execute(
             text(
                 f"select r.request_id, r.title, r.description, r.image from requests r "
-                f"where {_PENDING_WHERE} {after} order by r.request_id limit :n"
+                f"where {_PENDING_WHERE} {where} {after} order by r.request_id limit :n"
             ),
-            {"version": version, "last": last_id, "n": limit},
+            {"version": version, "last": last_id, "n": limit, **params},
         )
         return [_Row(r[0], r[1], r[2], bytes(r[3]) if r[3] is not None else None) for r in result]
 

@@ -36,13 +36,27 @@ class Settings(BaseSettings):
     user_agent: str = Field(
         "hscode-recommender/0.1 (+https://github.com/hscode-recommender; nightly research crawl)"
     )
-    recrawl_days: int = Field(30, ge=0, description="Trailing window re-crawled for late publications")
+    recrawl_days: int = Field(
+        30, ge=0, description="Trailing window re-crawled for late publications"
+    )
     page_size: int = Field(100, ge=1, le=1000)
 
     # scoring
     top_k: int = Field(5, ge=1, le=50)
-    review_threshold: float = Field(0.5, ge=0, le=1, description="Calibrated confidence below which a human reviews")
+    review_threshold: float = Field(
+        0.5, ge=0, le=1, description="Calibrated confidence below which a human reviews"
+    )
     score_batch_size: int = Field(2000, ge=1)
+    score_partitions: int = Field(
+        1, ge=1, le=1024, description="backlog slices scored in parallel (by request-id hash)"
+    )
+    dask_address: str | None = Field(
+        None,
+        description=(
+            "Dask scheduler for partitioned scoring: tcp://host:8786, or local:N for a "
+            "local N-worker cluster; unset: partitions run one after another in-process"
+        ),
+    )
     n_precedents: int = Field(3, ge=0, le=20)
     max_text_chars: int = Field(20_000, ge=100)
     max_image_bytes: int = Field(10_000_000, ge=1000)

@@ -54,7 +54,9 @@ def score_pending_requests(
     version: str,
     batch_size: int | None = None,
     flow_run_id: str | None = None,
+    partition: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
+    """Score the pending requests (of one backlog partition ``(i, n)`` when given)."""
     from hscode.db import get_engine, migrate
     from hscode.registry import Registry
     from hscode.scoring import score_pending
@@ -62,6 +64,7 @@ def score_pending_requests(
     engine = get_engine(settings)
     migrate(engine)
     recommender = Registry(settings.model_registry_dir).load(version)
+    suffix = "" if partition is None else f"-{partition[0]}-of-{partition[1]}"
     summary = jsonable(
         score_pending(
             settings,
@@ -69,15 +72,35 @@ def score_pending_requests(
             recommender,
             batch_size=batch_size,
             flow_run_id=flow_run_id,
-            progress=ArtifactProgress("score-progress", "requests scored"),
+            progress=ArtifactProgress(f"score-progress{suffix}", "requests scored"),
+            partition=partition,
         )
     )
     create_table_artifact(
-        key="scoring-summary",
+        key=f"scoring-summary{suffix}",
         table=scalar_rows(summary),
-        description=f"Scoring with model {version}",
+        description=f"Scoring with model {version}"
+        + ("" if partition is None else f", partition {partition[0] + 1} of {partition[1]}"),
     )
     return summary
+
+
+@task(name="record-champion", tags=["score", "db"], cache_policy=NO_CACHE)
+def record_champion(settings: Settings, version: str) -> bool:
+    """Flag ``version`` as champion in ``model_versions`` when the registry says it is.
+
+    Keeps the analysts' views on the registry's champion, also after a rollback.
+    """
+    from hscode.db import get_engine, migrate, record_model_version
+    from hscode.registry import Registry
+
+    champion = Registry(settings.model_registry_dir).champion()
+    if champion is None or champion.version != version:
+        return False
+    engine = get_engine(settings)
+    migrate(engine)
+    record_model_version(engine, version, dict(champion.metrics), champion=True)
+    return True
 
 
 @task(name="publish-run-summary", tags=["report"], cache_policy=NO_CACHE)

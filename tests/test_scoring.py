@@ -374,3 +374,48 @@ def test_analyst_views_show_the_champions_answers_with_names(engine, settings):
     assert board["v-old"]["champion"] and board["v-old"]["top1"] == pytest.approx(0.81)
     assert board["v-new"]["requests_scored"] == 4 and board["v-new"]["review_rate"] == 1.0
     assert board["v-old"]["runs"] == 1
+
+
+def test_partitions_split_the_backlog_exactly_and_run_in_parallel(engine, settings):
+    ids = _submit(engine, 240)
+    n_parts = 3
+    errors: list[BaseException] = []
+    summaries = []
+
+    def run(part: int) -> None:
+        try:
+            summaries.append(
+                score_pending(
+                    settings, engine, TitleHashRecommender("v-part"), 40, partition=(part, n_parts)
+                )
+            )
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_parts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    # every partition got work, and together they scored each request exactly once
+    assert min(s.scored for s in summaries) > 0
+    assert sum(s.scored for s in summaries) == len(ids)
+    assert _count(engine, "select count(*) from predictions where model_version = 'v-part'") == (
+        len(ids) * 3
+    )
+    # no partition marked another's run as failed
+    assert _count(engine, "select count(*) from score_runs where status = 'finished'") == n_parts
+    # the same answers as one unpartitioned run of the same model
+    score_pending(settings, engine, TitleHashRecommender("v-whole"), 40)
+    with engine.connect() as conn:
+        diff = conn.execute(
+            text(
+                "select count(*) from (select request_id, rank, hs10, score from predictions "
+                "where model_version = 'v-part' except select request_id, rank, hs10, score "
+                "from predictions where model_version = 'v-whole') d"
+            )
+        ).scalar()
+    assert diff == 0
+    with pytest.raises(ValueError, match="partition"):
+        score_pending(settings, engine, TitleHashRecommender("v-x"), 40, partition=(3, 3))
