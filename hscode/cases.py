@@ -679,27 +679,39 @@ def _load_image(
     """Read and verify one image; return (bytes, sha256) or raise CaseRejected."""
     from PIL import Image, UnidentifiedImageError
 
-    candidate = Path(spec)
-    if candidate.is_absolute():
-        if not allow_absolute:
+    limit = settings.max_image_bytes
+    try:
+        candidate = Path(spec)
+        if candidate.is_absolute():
+            if not allow_absolute:
+                raise CaseRejected(
+                    "image_path_outside", f"absolute image path {spec!r} not allowed for this file"
+                )
+            resolved = candidate.resolve()
+        else:
+            # resolve() follows symlinks: a link inside the folder to a file outside leaves it.
+            resolved = (folder / candidate).resolve()
+            if not allow_absolute and not resolved.is_relative_to(folder.resolve()):
+                raise CaseRejected(
+                    "image_path_outside", f"image path {spec!r} leaves the file's folder"
+                )
+        if not resolved.is_file():
+            raise CaseRejected("image_missing", f"image {spec!r} not found (or not a file)")
+        size = resolved.stat().st_size
+        if size > limit:
             raise CaseRejected(
-                "image_path_outside", f"absolute image path {spec!r} not allowed for this file"
+                "image_too_large", f"image {spec!r} has {size} bytes (limit {limit})"
             )
-        resolved = candidate.resolve()
-    else:
-        resolved = (folder / candidate).resolve()
-        if not allow_absolute and not resolved.is_relative_to(folder.resolve()):
-            raise CaseRejected(
-                "image_path_outside", f"image path {spec!r} leaves the file's folder"
-            )
-    if not resolved.is_file():
-        raise CaseRejected("image_missing", f"image {spec!r} not found")
-    size = resolved.stat().st_size
-    if size > settings.max_image_bytes:
+        with resolved.open("rb") as fh:
+            data = fh.read(limit + 1)  # the file may have grown since stat()
+    except CaseRejected:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, name too long, link loops
         raise CaseRejected(
-            "image_too_large", f"image {spec!r} has {size} bytes (limit {settings.max_image_bytes})"
-        )
-    data = resolved.read_bytes()
+            "image_path_bad", f"image path {spec[:200]!r} unusable ({exc})"
+        ) from None
+    if len(data) > limit:
+        raise CaseRejected("image_too_large", f"image {spec!r} has more than {limit} bytes")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -714,8 +726,12 @@ def _load_image(
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise CaseRejected("image_too_large", f"image {spec!r}: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CaseRejected("image_corrupt", f"image {spec!r} cannot be decoded ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
+        raise CaseRejected(
+            "image_corrupt", f"image {spec!r} cannot be decoded ({type(exc).__name__}: {exc})"
+        ) from None
     return data, sha256_bytes(data)
 
 

@@ -125,14 +125,53 @@ def check_image(data: bytes, max_bytes: int) -> str | None:
         return f"image too large ({len(data)} bytes > {max_bytes})"
     if not data:
         return "unreadable image: empty"
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from hscode.cases import MAX_IMAGE_PIXELS
+
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size  # header only: checked before decoding any pixels
+                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                    return f"image too large ({width}x{height} pixels > {MAX_IMAGE_PIXELS})"
+                img.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return f"image too large (decompression bomb: {exc})"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         return f"unreadable image: {exc}"
+    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
+        return f"unreadable image: {type(exc).__name__}: {exc}"
     return None
+
+
+def _read_image_path(
+    spec: str, base_dir: Path | None, max_bytes: int
+) -> tuple[bytes | None, str | None]:
+    """Read a request's image file: inside ``base_dir`` only (when given), a regular file,
+    at most ``max_bytes``. Returns (bytes, None) or (None, why it was refused)."""
+    try:
+        path = Path(spec)
+        if base_dir is not None:
+            folder = base_dir.resolve()
+            # resolve() follows symlinks: a link inside the folder to a file outside leaves it
+            resolved = (folder / path).resolve()
+            if not resolved.is_relative_to(folder):
+                return None, f"image path outside the request file's folder: {spec[:200]!r}"
+        else:
+            resolved = path.expanduser().resolve()
+        if not resolved.is_file():  # devices, pipes and folders are not images
+            return None, f"unreadable image: {spec[:200]!r} not found (or not a file)"
+        with resolved.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, long names, link loops
+        return None, f"unreadable image: path {spec[:200]!r} unusable ({exc})"
+    if len(data) > max_bytes:
+        return None, f"image too large (more than {max_bytes} bytes)"
+    return data, None
 
 
 def check_text(title: str, description: str | None, max_chars: int) -> str | None:
@@ -216,24 +255,9 @@ def _validate(
             return reject(request_id, f"unreadable image: bad base64 ({exc})", "unreadable image")
     path_value = _text(_field(row, "image_path"))
     if image is None and path_value and path_value.strip():
-        path = Path(path_value.strip()).expanduser()
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        try:
-            size = path.stat().st_size
-            if size > max_image_bytes:
-                return reject(
-                    request_id,
-                    f"image too large ({size} bytes > {max_image_bytes})",
-                    "image too large",
-                )
-            image = path.read_bytes()
-        except OSError as exc:
-            return reject(
-                request_id,
-                f"unreadable image: {path.name}: {exc.strerror or exc}",
-                "unreadable image",
-            )
+        image, problem = _read_image_path(path_value.strip(), base_dir, max_image_bytes)
+        if problem:
+            return reject(request_id, problem, problem.split(" (")[0].split(":")[0])
     if image is not None:
         problem = check_image(image, max_image_bytes)
         if problem:

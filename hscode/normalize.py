@@ -28,7 +28,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hscode.cases import CaseRejected, Reject, make_case, read_cases, upsert_cases
+from hscode.cases import (
+    MAX_IMAGE_PIXELS,
+    CaseRejected,
+    Reject,
+    make_case,
+    read_cases,
+    upsert_cases,
+)
 from hscode.portal.parse import (
     DetailRecord,
     ListItem,
@@ -112,11 +119,18 @@ def _image_ok(data: bytes) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size  # header only: checked before decoding any pixel
+                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                    return f"too large: {width}x{height} pixels (limit {MAX_IMAGE_PIXELS})"
                 img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"too large: {exc}"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         return f"not a decodable image: {exc}"
+    except MemoryError:
+        return "not a decodable image: out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
+        return f"not a decodable image: {type(exc).__name__}: {exc}"
     return None
 
 

@@ -66,6 +66,30 @@ def list_page_key(series: str, params: dict[str, Any]) -> tuple[str, str, str, s
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def _check_entry(entry: RawEntry) -> None:
+    """Reject manifest records that could not have been written by ``put`` (TypeError/ValueError).
+
+    The sha256 becomes a file path (``blobs/ab/abcd...``): anything but 64 hex digits
+    (``../../etc/passwd``) is refused here, so no reader ever opens it.
+    """
+    if not isinstance(entry.sha256, str) or len(entry.sha256) != 64 or set(entry.sha256) - _HEX:
+        raise ValueError(f"sha256 {entry.sha256!r} is not a sha256 hex digest")
+    if entry.kind not in RESPONSE_KINDS:
+        raise ValueError(f"kind {entry.kind!r} unknown")
+    for name in ("url", "method", "fetched_at"):
+        if not isinstance(getattr(entry, name), str):
+            raise TypeError(f"{name} is not text")
+    datetime.fromisoformat(entry.fetched_at)
+    for name in ("rrdc_no", "series", "content_type"):
+        if getattr(entry, name) is not None and not isinstance(getattr(entry, name), str):
+            raise TypeError(f"{name} is not text")
+    if not isinstance(entry.params, dict) or not isinstance(entry.extra, dict):
+        raise TypeError("params / extra are not objects")
+
+
 class RawZone:
     """Append-only store of portal responses with resume lookups.
 
@@ -85,6 +109,7 @@ class RawZone:
         self._details: dict[str, list[RawEntry]] = {}  # rrdc_no -> status-200 details
         self._images: dict[str, RawEntry] = {}  # url -> newest status-200 image
         self.torn_lines = 0
+        self.malformed_records = 0  # parseable lines with impossible fields (tampering, bugs)
         for record in self._read_lines():
             self._index(record)
 
@@ -131,10 +156,15 @@ class RawZone:
                 size=int(record.get("size") or 0),
                 extra=record.get("extra") or {},
             )
-        except (KeyError, TypeError, ValueError):
+            _check_entry(entry)
+        except (KeyError, TypeError, ValueError) as exc:
             log.warning(
-                "raw zone %s: skipping malformed manifest record %r", self.manifest_path, record
+                "raw zone %s: skipping malformed manifest record (%s): %.300r",
+                self.manifest_path,
+                exc,
+                record,
             )
+            self.malformed_records += 1
             return
         self._add(entry)
 

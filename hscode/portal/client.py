@@ -51,6 +51,10 @@ T = TypeVar("T")
 
 # Longest Retry-After we wait out; beyond it the request is given up (and retried next crawl).
 MAX_RETRY_AFTER_S = 600.0
+# Largest list / detail / screen / robots body read; more is not a portal answer.
+# Images are bounded by settings.max_image_bytes instead.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_URL_CHARS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,10 @@ class RobotsDisallowed(PortalError):
 
 class ImageRefused(PortalError):
     """An image URL outside the portal's own origin: never fetched."""
+
+
+class ResponseTooLarge(PortalHTTPError):
+    """A body over the size limit: reading stopped there, nothing stored, not retried."""
 
 
 class CrawlBusy(RuntimeError):
@@ -209,10 +217,27 @@ def crawl_slot(settings: Settings) -> Iterator[int]:
 
 
 def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL; ValueError for a port that is not a port."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or {"http": 80, "https": 443}.get(scheme, -1)
     return scheme, (parts.hostname or "").lower(), port
+
+
+# Characters that parsers disagree about (``http://evil\@portal/`` is the portal for
+# urllib.parse but evil for urllib3, which requests uses to connect) or that have no
+# business in a URL the portal wrote.
+_URL_BAD_CHARS = frozenset("\\@") | frozenset(chr(c) for c in [*range(0x21), 0x7F])
+
+
+def _connect_origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) as urllib3 parses the URL: where requests would really connect."""
+    from urllib3.util import parse_url
+
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    port = parsed.port or {"http": 80, "https": 443}.get(scheme, -1)
+    return scheme, (parsed.host or "").lower().strip("[]"), port
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -264,6 +289,7 @@ class PortalClient:
         self.origin = _origin(base)
         self.raw = raw if raw is not None else RawZone(settings.raw_dir)
         self.stats = ClientStats()
+        self.max_body_bytes = MAX_BODY_BYTES
         self.limiter = RateLimiter(settings.state_dir, self.origin_url, settings.request_rate)
         self._rng = rng or random.Random()
         self._sessions: dict[str, requests.Session] = {}
@@ -426,13 +452,32 @@ class PortalClient:
 
     def check_image_url(self, url: str) -> None:
         """Raise ImageRefused unless the URL is on the portal's own scheme, host and port."""
-        scheme, host, port = _origin(url)
+        if not isinstance(url, str) or not url:
+            raise ImageRefused(str(url), "empty image URL")
+        if len(url) > MAX_URL_CHARS:
+            raise ImageRefused(url[:200] + "...", f"URL longer than {MAX_URL_CHARS} characters")
+        try:
+            scheme, host, port = _origin(url)
+        except ValueError as exc:
+            raise ImageRefused(url, f"unparseable URL ({exc})") from None
         if scheme not in ("http", "https"):
             raise ImageRefused(url, f"scheme {scheme!r} is not http(s)")
+        netloc = urlsplit(url).netloc
+        bad = sorted({c for c in netloc if c in _URL_BAD_CHARS})
+        if bad or any(c in url for c in "\\\r\n\t "):
+            raise ImageRefused(
+                url, f"URL with characters parsers disagree on ({''.join(bad) or 'whitespace'})"
+            )
         if (scheme, host, port) != self.origin:
             raise ImageRefused(
                 url, f"origin {scheme}://{host}:{port} is not the portal's {self.origin_url}"
             )
+        try:
+            connect = _connect_origin(url)
+        except Exception as exc:  # noqa: BLE001 - urllib3 LocationParseError and friends
+            raise ImageRefused(url, f"unparseable URL ({exc})") from None
+        if connect != self.origin:
+            raise ImageRefused(url, f"the HTTP library would connect to {connect}, not the portal")
 
     def image(self, series: str, url: str, rrdc_no: str | None = None) -> RawEntry:
         """Fetch one image of a case; only from the portal's own origin."""
@@ -582,6 +627,7 @@ class PortalClient:
         self.stats.requests += 1
         self.stats.by_kind[kind] += 1
         t0 = time.perf_counter()
+        limit = self.settings.max_image_bytes if kind == "image" else self.max_body_bytes
         try:
             resp = session.request(
                 method,
@@ -590,15 +636,25 @@ class PortalClient:
                 headers=headers,
                 timeout=self.settings.request_timeout_s,
                 allow_redirects=False,  # a redirect could lead off the portal's host
+                stream=True,  # read at most `limit` bytes (a huge or endless body is refused)
             )
-            body = resp.content
+            try:
+                body = _read_capped(resp, limit)
+            finally:
+                resp.close()
         except requests.Timeout as exc:
             self.stats.http_s += time.perf_counter() - t0
             raise _Retry(f"timeout: {type(exc).__name__}") from None
-        except requests.ConnectionError as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             self.stats.http_s += time.perf_counter() - t0
             raise _Retry(f"connection: {exc}") from None
+        except requests.exceptions.ContentDecodingError as exc:
+            self.stats.http_s += time.perf_counter() - t0
+            raise _Retry(f"connection: undecodable body ({exc})") from None
         self.stats.http_s += time.perf_counter() - t0
+        if body is None:
+            log.warning("portal %s %s: body over %d bytes refused", kind, url, limit)
+            raise ResponseTooLarge(url, f"body larger than {limit} bytes: not read further")
 
         t1 = time.perf_counter()
         entry = self.raw.put(
@@ -644,6 +700,23 @@ class PortalClient:
         if kind in ("list", "detail", "image"):
             self.raw.mark(entry.sha256, True)
         return result, entry
+
+
+def _read_capped(resp: requests.Response, limit: int) -> bytes | None:
+    """The (decoded) body, or None as soon as it exceeds ``limit`` bytes."""
+    declared = resp.headers.get("Content-Length")
+    if declared is not None and declared.strip().isdigit():
+        digits = declared.strip()
+        if len(digits) > 18 or int(digits) > limit:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _robots_text(body: bytes, url: str) -> str:

@@ -67,6 +67,7 @@ class DetailRecord:
 
 _DATE = re.compile(r"(\d{4})\D{0,3}(\d{1,2})\D{0,3}(\d{1,2})")
 _INT = re.compile(r"\d+")
+_MAX_INT_DIGITS = 18  # counts and page numbers; longer digit runs are junk, not numbers
 # Button / link captions the portal puts after the code in the 결정세번 cell.
 _BUTTON_TEXT = re.compile(r"(관세율표\s*)?해설서|관세율표|해설서\s*보기|바로가기")
 
@@ -88,16 +89,21 @@ def parse_date(value: object) -> date | None:
 
 
 def _int_or_none(value: object) -> int | None:
-    if value is None:
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
+        return value if len(str(abs(value))) <= _MAX_INT_DIGITS else None
+    if not isinstance(value, str | float):
+        return None
     m = _INT.search(str(value))
-    return int(m.group()) if m else None
+    if not m or len(m.group()) > _MAX_INT_DIGITS:
+        return None
+    return int(m.group())
 
 
 def _str_or_none(value: object) -> str | None:
-    if value is None:
+    """Text of a JSON scalar; None for null, blanks and values that are not scalars."""
+    if value is None or isinstance(value, bool | dict | list):
         return None
     text = str(value)
     return text if text.strip() else None
@@ -114,10 +120,14 @@ def parse_list(body: bytes, url: str) -> ListPage:
     """Parse the JSON list answer; see the "List" section of docs/clip-portal.md."""
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise PortalFormatError(url, "a JSON body (nested too deeply)") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         if _looks_like_html(body):
             raise PortalErrorPage(url, "JSON body (got an HTML error page)") from None
         raise PortalFormatError(url, "a JSON body") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise PortalFormatError(url, f"a JSON body ({exc})") from None
     if not isinstance(doc, dict):
         raise PortalFormatError(url, "a JSON object")
     dmst = doc.get("uls_dmst")
@@ -199,6 +209,13 @@ def _images_in(cells: dict[str, Tag]) -> list[str]:
 
 def parse_detail(body: bytes, url: str) -> DetailRecord:
     """Parse the detail HTML fragment: a table of ``<th>label</th><td>value</td>`` rows."""
+    try:
+        return _parse_detail(body, url)
+    except RecursionError:  # pathologically nested markup
+        raise PortalFormatError(url, "a detail fragment (markup nested too deeply)") from None
+
+
+def _parse_detail(body: bytes, url: str) -> DetailRecord:
     soup = BeautifulSoup(body, "lxml")
     cells: dict[str, Tag] = {}
     for th in soup.find_all("th"):

@@ -1,0 +1,1 @@
+"""A corpus of hostile and broken inputs, generated in code (see ``samples``)."""
