@@ -68,8 +68,12 @@ def progress_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[int
     if args and isinstance(args[0], Mapping):
         event = args[0]
         done = event.get("done", event.get("page", 0))
-        total = event.get("total") if "done" in event else event.get("last_page", event.get("total"))
-        what = " ".join(str(event[k]) for k in ("series", "phase", "stage", "window") if event.get(k))
+        total = (
+            event.get("total") if "done" in event else event.get("last_page", event.get("total"))
+        )
+        what = " ".join(
+            str(event[k]) for k in ("series", "phase", "stage", "window") if event.get(k)
+        )
         return int(done or 0), (int(total) if total else None), what
     done = args[0] if args else kwargs.get("done", 0)
     total = args[1] if len(args) > 1 else kwargs.get("total")
