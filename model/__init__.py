@@ -1,0 +1,1 @@
+"""PyTorch/gensim models: tokenizer, encoders, fusion, training loops, calibration."""

@@ -1,0 +1,921 @@
+"""The model contract the training, registry and scoring code calls: ``fit`` -> ``HSModel``.
+
+``fit(train, val, config)`` trains the paper's model end to end:
+  1. tokenise (Kiwi morphemes + model-number shapes), train word embeddings with gensim on the
+     training texts (fastText or word2vec), build the vocabulary;
+  2. image branch (when the inputs include images): decode every photo once, pre-train the VGG
+     encoder self-supervised (rotation prediction) on ALL available photos, train and validation
+     alike, then fine-tune it on the target classes;
+  3. train text encoder, image encoder and the fusion head together (joint representation,
+     learned missing-image embedding, modality dropout), keeping the epoch with the best
+     validation accuracy;
+  4. fit a temperature on the validation logits (calibrated scores);
+  5. keep the L2-normalised features of the training cases for precedent search.
+
+``HSModel`` predicts calibrated probabilities, recommends codes with precedents and a review
+flag (the ``hscode.recommend.Recommender`` protocol), evaluates, and saves/loads itself as
+plain files: ``config.json``, ``vocab.json``, ``weights.pt`` (state dicts only),
+``embeddings.npy`` and ``precedents.npz`` (no pickled objects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hscode.recommend import Candidate, Precedent, Recommendation, RequestInput
+from model.calibrate import coverage_curve, ece, fit_temperature, nll, softmax
+from model.embeddings import train_embeddings
+from model.fusion import FUSIONS, FusionModel
+from model.image import ImageEncoder, augment, decode_many, pretrain_rotation, to_tensor
+from model.text import PAD, UNK, TextEncoder, Vocab, char_ngrams, embedding_matrix
+from model.tokenize import Tokenizer
+
+log = logging.getLogger(__name__)
+
+INPUTS = ("title", "title+description", "title+image", "title+description+image", "image")
+FORMAT_VERSION = 1
+SEP_TOKEN = "<sep>"
+
+
+@dataclass(slots=True)
+class Example:
+    """One labelled case (or an unlabelled request, with ``label=''``)."""
+
+    key: str
+    title: str
+    description: str | None = None
+    image: bytes | None = None
+    label: str = ""
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a training run. JSON-serialisable (saved with the model)."""
+
+    inputs: str = "title+description+image"
+    embedding: str = "fasttext"  # or "word2vec"
+    tokenizer: str = "morph+subword"  # see model.tokenize.MODES
+    embed_dim: int = 128
+    embed_epochs: int = 10
+    hidden: int = 256  # BiLSTM hidden size per direction
+    lstm_layers: int = 1
+    feature_dim: int = 512  # text and image features (the paper's 512)
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.3
+    label_smoothing: float = 0.0
+    max_len: int = 64
+    char_ngram_max: int = 0  # > 0: add a bag of character n-grams (n_min..n_max) to the text
+    char_ngram_min: int = 1
+    ngram_dim: int = 128
+    ngram_min_count: int = 2  # n-grams seen fewer times in training are dropped
+    wide: bool = False  # add a linear TF-IDF n-gram classifier to the logits (needs n-grams)
+    wide_weight_decay: float = 0.0
+    image_size: int = 64
+    vgg_cfg: str = "A"  # torchvision VGG cfg: A/B/D/E (VGG11/13/16/19) or tiny/small
+    vgg_width: float = 0.25  # channel multiplier (1.0 = the standard VGG widths)
+    pretrain_epochs: int = 5  # self-supervised rotation pre-training on all photos
+    finetune_epochs: int = 3  # supervised image-only fine-tuning before joint training
+    fusion: str = "joint"  # joint | concat | late
+    modality_dropout: float = 0.2
+    aux_weight: float = 0.0  # extra per-modality losses (always on for late fusion)
+    early_stopping: bool = True  # keep the epoch with the best validation accuracy
+    seed: int = 13
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
+    num_threads: int | None = None  # torch intra-op threads while fitting (None: leave as is)
+
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUTS:
+            raise ValueError(f"unknown inputs {self.inputs!r}; expected one of {INPUTS}")
+        if self.embedding not in ("fasttext", "word2vec"):
+            raise ValueError(f"unknown embedding {self.embedding!r}; expected fasttext or word2vec")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
+        if self.wide and (self.char_ngram_max < 1 or not self.uses_text):
+            raise ValueError("wide=True needs text inputs and char_ngram_max >= 1")
+        for name in ("epochs", "batch_size", "max_len", "image_size", "embed_dim", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+
+    @property
+    def uses_text(self) -> bool:
+        return "title" in self.inputs
+
+    @property
+    def uses_description(self) -> bool:
+        return "description" in self.inputs
+
+    @property
+    def uses_image(self) -> bool:
+        return "image" in self.inputs
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(s) for s in seqs), default=1) or 1
+    ids = np.full((len(seqs), width), PAD, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    return torch.from_numpy(ids), torch.from_numpy(lengths)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None (strict JSON and Postgres JSONB reject NaN), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class _CachedTokenizer:
+    """Tokenise with a cache: repeated titles (common in requests and cases) cost a lookup."""
+
+    def __init__(self, tokenizer: Tokenizer, max_size: int = 200_000) -> None:
+        self.tokenizer = tokenizer
+        self.max_size = max_size
+        self.cache: dict[str, list[str]] = {}
+
+    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
+        cache = self.cache
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        if missing:
+            if len(cache) + len(missing) > self.max_size:
+                cache.clear()
+            for text, toks in zip(missing, self.tokenizer.tokenize_many(missing), strict=True):
+                cache[text] = toks
+        return [cache[t] for t in texts]
+
+
+class _Inputs:
+    """Encoded batch-ready inputs of N cases: token ids (lists) and decoded pixels."""
+
+    def __init__(
+        self,
+        ids: list[list[int]] | None,
+        pixels: torch.Tensor | None,
+        present,
+        bags: list[list[int]] | None = None,
+    ):
+        self.ids = ids
+        self.pixels = pixels
+        self.present = present
+        self.bags = bags
+
+    def __len__(self) -> int:
+        if self.ids is not None:
+            return len(self.ids)
+        return 0 if self.pixels is None else int(self.pixels.shape[0])
+
+
+# --- the model --------------------------------------------------------------------------------
+class HSModel:
+    """A trained classifier over ``labels``; implements ``hscode.recommend.Recommender``."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        labels: list[str],
+        network: FusionModel,
+        vocab: Vocab | None,
+        tokenizer: Tokenizer,
+        temperature: float = 1.0,
+        pretrained_embeddings: np.ndarray | None = None,
+        version: str = "",
+        ngram_vocab: Vocab | None = None,
+    ) -> None:
+        self.config = config
+        self.ngram_vocab = ngram_vocab
+        self.labels = list(labels)
+        self.network = network.eval()
+        self.vocab = vocab
+        self.tokenizer = tokenizer
+        self.temperature = float(temperature)
+        self.pretrained_embeddings = pretrained_embeddings
+        self.version = version
+        self.device = next(network.parameters()).device
+        self.history: dict[str, Any] = {}
+        self._label_index = {lab: i for i, lab in enumerate(self.labels)}
+        self._token_cache = _CachedTokenizer(tokenizer)
+        self.train_features = np.zeros((0, network.feature_dim), dtype=np.float32)
+        self.train_keys: list[str] = []
+        self.train_titles: list[str] = []
+        self.train_labels: list[str] = []
+
+    # --- encoding ---------------------------------------------------------------------------
+    def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        return self._token_cache(texts)
+
+    def _encode(self, items: Sequence[tuple[str, str | None, bytes | None]]) -> _Inputs:
+        cfg = self.config
+        ids = None
+        if cfg.uses_text:
+            titles = [t if isinstance(t, str) else "" for t, _, _ in items]
+            title_tokens = self._tokens(titles)
+            if cfg.uses_description:
+                descs = [d if isinstance(d, str) else "" for _, d, _ in items]
+                desc_tokens = self._tokens(descs)
+                token_lists = [
+                    (a + [SEP_TOKEN] + b) if b else a
+                    for a, b in zip(title_tokens, desc_tokens, strict=True)
+                ]
+            else:
+                token_lists = title_tokens
+            stoi = self.vocab.stoi
+            ids = [[stoi.get(t, UNK) for t in toks[: cfg.max_len]] or [UNK] for toks in token_lists]
+        bags = None
+        if cfg.uses_text and self.ngram_vocab is not None:
+            gstoi = self.ngram_vocab.stoi
+            bags = []
+            for t, d, _ in items:
+                text = t if isinstance(t, str) else ""
+                if cfg.uses_description and isinstance(d, str) and d:
+                    text = f"{text} | {d}"
+                grams = char_ngrams(text, cfg.char_ngram_min, cfg.char_ngram_max)
+                bags.append([gstoi[g] for g in grams if g in gstoi] or [UNK])
+        pixels = present = None
+        if cfg.uses_image:
+            pixels, present = decode_many([img for _, _, img in items], cfg.image_size)
+        return _Inputs(ids, pixels, present, bags)
+
+    def _batch(self, data: _Inputs, idx: Sequence[int], train: bool = False, gen=None):
+        ids = lengths = images = has_image = bag_ids = bag_offsets = None
+        dev = self.device
+        if data.ids is not None:
+            ids, lengths = _pad([data.ids[i] for i in idx])
+            ids, lengths = ids.to(dev, non_blocking=True), lengths.to(dev, non_blocking=True)
+        if data.pixels is not None:
+            sel = torch.as_tensor(list(idx), dtype=torch.long)
+            has_image = data.present[sel]
+            images = to_tensor(data.pixels[sel])
+            if train:
+                images = augment(images, gen)
+            images = images.to(dev, non_blocking=True)
+            has_image = has_image.to(dev)
+        if data.bags is not None:
+            rows = [data.bags[i] for i in idx]
+            bag_ids = torch.from_numpy(np.fromiter((g for r in rows for g in r), dtype=np.int64))
+            sizes = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+            bag_offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+            bag_ids, bag_offsets = bag_ids.to(dev), bag_offsets.to(dev)
+        return ids, lengths, images, has_image, bag_ids, bag_offsets
+
+    def _run(self, data: _Inputs, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits [N, C] and L2-normalised features [N, D], in input order."""
+        n = len(data)
+        logits = np.zeros((n, len(self.labels)), dtype=np.float32)
+        feats = np.zeros((n, self.network.feature_dim), dtype=np.float32)
+        if n == 0:
+            return logits, feats
+        # Similar lengths together: less padding for the LSTM.
+        order = (
+            np.argsort([len(s) for s in data.ids], kind="stable")
+            if data.ids is not None
+            else np.arange(n)
+        )
+        self.network.eval()
+        with torch.inference_mode(), _autocast(self.device):
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                out, feat, _ = self.network(*self._batch(data, idx))
+                logits[idx] = out.float().cpu().numpy()
+                feats[idx] = F.normalize(feat.float(), dim=1).cpu().numpy()
+        return logits, feats
+
+    @staticmethod
+    def _items(examples: Sequence[Example | RequestInput]):
+        return [(e.title, e.description, e.image) for e in examples]
+
+    # --- prediction -------------------------------------------------------------------------
+    def logits(self, examples: Sequence[Example]) -> np.ndarray:
+        """Uncalibrated logits [N, len(labels)]."""
+        return self._run(self._encode(self._items(examples)))[0]
+
+    def predict_proba(self, examples: Sequence[Example]) -> np.ndarray:
+        """Calibrated probabilities [N, len(labels)], columns in ``labels`` order."""
+        return softmax(self.logits(examples), self.temperature).astype(np.float32)
+
+    def features(self, examples: Sequence[Example]) -> np.ndarray:
+        """L2-normalised learned features [N, D] (the precedent-search space)."""
+        return self._run(self._encode(self._items(examples)))[1]
+
+    def set_precedents(self, examples: Sequence[Example]) -> None:
+        """Index these cases (normally the training set) for precedent search."""
+        self.train_features = self.features(examples) if examples else self.train_features[:0]
+        self.train_keys = [e.key for e in examples]
+        self.train_titles = [e.title for e in examples]
+        self.train_labels = [e.label for e in examples]
+
+    def recommend(
+        self,
+        requests: Sequence[RequestInput],
+        *,
+        top_k: int = 5,
+        n_precedents: int = 3,
+        review_threshold: float = 0.5,
+    ) -> list[Recommendation]:
+        """One Recommendation per request, in order (the Recommender protocol).
+
+        ``review`` is set when the calibrated confidence is below ``review_threshold``, or when
+        the precedents (nearest training cases by learned features, similarity-weighted vote)
+        point to a different code than the top candidate. Unreadable image bytes count as no
+        photo.
+        """
+        if top_k < 1:
+            raise ValueError("top_k must be >= 1")
+        if not requests:
+            return []
+        logits, feats = self._run(self._encode(self._items(requests)))
+        probs = softmax(logits, self.temperature)
+        k = min(top_k, probs.shape[1])
+        top = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < probs.shape[1] else None
+        if top is None:
+            top = np.tile(np.arange(probs.shape[1]), (len(requests), 1))
+        top_scores = np.take_along_axis(probs, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+
+        n_prec = min(max(0, n_precedents), len(self.train_keys))
+        if n_prec:
+            sims = feats @ self.train_features.T
+            near = np.argpartition(-sims, n_prec - 1, axis=1)[:, :n_prec]
+            near_sims = np.take_along_axis(sims, near, axis=1)
+            o = np.argsort(-near_sims, axis=1, kind="stable")
+            near = np.take_along_axis(near, o, axis=1)
+            near_sims = np.take_along_axis(near_sims, o, axis=1)
+
+        out: list[Recommendation] = []
+        labels = self.labels
+        for r, req in enumerate(requests):
+            cands = [
+                Candidate(hs10=labels[c], score=float(s))
+                for c, s in zip(top[r].tolist(), top_scores[r].tolist(), strict=True)
+            ]
+            confidence = cands[0].score
+            precedents: list[Precedent] = []
+            if n_prec:
+                precedents = [
+                    Precedent(
+                        case_key=self.train_keys[j],
+                        hs10=self.train_labels[j],
+                        title=self.train_titles[j],
+                        similarity=float(np.clip(s, -1.0, 1.0)),
+                    )
+                    for j, s in zip(near[r].tolist(), near_sims[r].tolist(), strict=True)
+                ]
+            review, reason = False, None
+            if confidence < review_threshold:
+                review = True
+                reason = f"low confidence {confidence:.2f} < {review_threshold:.2f}"
+            elif precedents:
+                votes: dict[str, float] = {}
+                for p in precedents:
+                    votes[p.hs10] = votes.get(p.hs10, 0.0) + max(p.similarity, 0.0) + 1e-6
+                winner = max(votes, key=votes.__getitem__)
+                if winner != cands[0].hs10:
+                    review = True
+                    agree = sum(p.hs10 == winner for p in precedents)
+                    reason = (
+                        f"precedents disagree: {agree}/{len(precedents)} nearest cases are "
+                        f"{winner}, not {cands[0].hs10}"
+                    )
+            out.append(
+                Recommendation(
+                    request_id=req.request_id,
+                    candidates=cands,
+                    confidence=confidence,
+                    review=review,
+                    review_reason=reason,
+                    precedents=precedents,
+                )
+            )
+        return out
+
+    # --- evaluation -------------------------------------------------------------------------
+    def label_indices(self, labels: Sequence[str]) -> np.ndarray:
+        """Column index per label; -1 for a label the model never saw."""
+        return np.array([self._label_index.get(lab, -1) for lab in labels], dtype=np.int64)
+
+    def evaluate(self, examples: Sequence[Example], ks: Sequence[int] = (1, 3, 5)) -> dict:
+        """Top-k accuracy, rolled-up top-1 (hs6/hs4/hs2 when the labels are longer), NLL and
+        ECE before/after calibration, and the review rule's accuracy-vs-coverage curve."""
+        if not examples:
+            raise ValueError("evaluate needs at least one example")
+        logits = self.logits(examples)
+        y = self.label_indices([e.label for e in examples])
+        raw, cal = softmax(logits, 1.0), softmax(logits, self.temperature)
+        ranked = np.argsort(-cal, axis=1, kind="stable")
+        metrics: dict[str, Any] = {"n": len(examples), "unknown_labels": int((y < 0).sum())}
+        for k in ks:
+            hit = (ranked[:, : min(k, ranked.shape[1])] == y[:, None]).any(axis=1)
+            metrics[f"top{k}"] = float(hit.mean())
+        true_labels = [e.label for e in examples]
+        for level in (6, 4, 2):
+            if not all(len(lab) > level for lab in self.labels):
+                continue
+            prefixes = sorted({lab[:level] for lab in self.labels})
+            pidx = {p: i for i, p in enumerate(prefixes)}
+            agg = np.zeros((len(examples), len(prefixes)))
+            cols = np.array([pidx[lab[:level]] for lab in self.labels])
+            np.add.at(agg.T, cols, cal.T)
+            pred = [prefixes[i] for i in agg.argmax(axis=1)]
+            metrics[f"hs{level}_top1"] = float(
+                np.mean([p == t[:level] for p, t in zip(pred, true_labels, strict=True)])
+            )
+        known = y >= 0
+        metrics["nll_before"] = nll(raw[known], y[known]) if known.any() else float("nan")
+        metrics["nll_after"] = nll(cal[known], y[known]) if known.any() else float("nan")
+        metrics["ece_before"] = ece(raw, y)
+        metrics["ece_after"] = ece(cal, y)
+        metrics["temperature"] = self.temperature
+        correct = cal.argmax(axis=1) == y
+        metrics["coverage"] = coverage_curve(cal.max(axis=1), correct)
+        return _json_safe(metrics)
+
+    # --- persistence ------------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        """Write the model as plain files into ``directory`` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "labels": self.labels,
+            "temperature": self.temperature,
+            "tokenizer": self.tokenizer.to_config(),
+            "version": self.version,
+            "history": self.history,
+        }
+        (directory / "config.json").write_text(
+            json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
+        vocab = self.vocab.to_dict() if self.vocab is not None else None
+        (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), "utf-8")
+        if self.ngram_vocab is not None:
+            (directory / "ngrams.json").write_text(
+                json.dumps(self.ngram_vocab.to_dict(), ensure_ascii=False), "utf-8"
+            )
+        state = {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+        torch.save(state, directory / "weights.pt")
+        if self.pretrained_embeddings is not None:
+            np.save(directory / "embeddings.npy", self.pretrained_embeddings, allow_pickle=False)
+        np.savez(
+            directory / "precedents.npz",
+            features=self.train_features.astype(np.float32),
+            keys=np.array(self.train_keys, dtype=str),
+            titles=np.array(self.train_titles, dtype=str),
+            labels=np.array(self.train_labels, dtype=str),
+        )
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path, device: str = "cpu") -> HSModel:
+        """Load a saved model (on CPU by default, whatever device trained it)."""
+        directory = Path(directory)
+        meta_path = directory / "config.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no model at {directory} (config.json missing)")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported model format {meta.get('format')!r} in {directory}")
+        config = ModelConfig.from_dict(meta["config"])
+        vocab_data = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
+        vocab = Vocab.from_dict(vocab_data) if vocab_data else None
+        ngram_path = directory / "ngrams.json"
+        ngram_vocab = (
+            Vocab.from_dict(json.loads(ngram_path.read_text(encoding="utf-8")))
+            if ngram_path.is_file()
+            else None
+        )
+        state = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        network = _build_network(config, len(meta["labels"]), vocab, None, ngram_vocab)
+        network.load_state_dict(state)
+        network.to(resolve_device(device))
+        emb_path = directory / "embeddings.npy"
+        model = cls(
+            config,
+            meta["labels"],
+            network,
+            vocab,
+            Tokenizer.from_config(meta["tokenizer"]),
+            temperature=meta["temperature"],
+            pretrained_embeddings=np.load(emb_path) if emb_path.is_file() else None,
+            version=meta.get("version", ""),
+            ngram_vocab=ngram_vocab,
+        )
+        model.history = meta.get("history", {})
+        with np.load(directory / "precedents.npz", allow_pickle=False) as prec:
+            model.train_features = prec["features"]
+            model.train_keys = prec["keys"].tolist()
+            model.train_titles = prec["titles"].tolist()
+            model.train_labels = prec["labels"].tolist()
+        return model
+
+
+def _build_network(
+    config: ModelConfig,
+    n_classes: int,
+    vocab: Vocab | None,
+    matrix: np.ndarray | None,
+    ngram_vocab: Vocab | None = None,
+) -> FusionModel:
+    text_encoder = image_encoder = None
+    if config.uses_text:
+        if matrix is None:
+            matrix = np.zeros((len(vocab), config.embed_dim), dtype=np.float32)
+        text_encoder = TextEncoder(
+            matrix,
+            hidden=config.hidden,
+            layers=config.lstm_layers,
+            out_dim=config.feature_dim,
+            dropout=config.dropout,
+            ngram_vocab_size=len(ngram_vocab) if ngram_vocab is not None else 0,
+            ngram_dim=config.ngram_dim,
+        )
+    if config.uses_image:
+        image_encoder = ImageEncoder(
+            cfg=config.vgg_cfg,
+            width=config.vgg_width,
+            out_dim=config.feature_dim,
+            dropout=config.dropout,
+        )
+    return FusionModel(
+        n_classes,
+        text_encoder=text_encoder,
+        image_encoder=image_encoder,
+        fusion=config.fusion,
+        joint_dim=config.feature_dim,
+        dropout=config.dropout,
+        modality_dropout=config.modality_dropout,
+        wide_vocab_size=len(ngram_vocab) if (config.wide and ngram_vocab is not None) else 0,
+    )
+
+
+# --- training ---------------------------------------------------------------------------------
+@dataclass
+class _Progress:
+    total: int
+    callback: Callable[[int, int], None] | None
+    done: int = 0
+    history: dict[str, Any] = field(default_factory=dict)
+
+    def step(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + n)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
+def _validate(examples: Sequence[Example], name: str) -> None:
+    for e in examples:
+        if not isinstance(e.label, str) or not e.label:
+            raise ValueError(f"{name} example {e.key!r} has no label")
+
+
+def fit(
+    train: Sequence[Example],
+    val: Sequence[Example],
+    config: ModelConfig,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    extra_images: Sequence[bytes | None] = (),
+    image_init: Mapping[str, torch.Tensor] | None = None,
+) -> HSModel:
+    """Train a model on ``train``; ``val`` picks the best epoch and fits the temperature.
+
+    Image inputs: the encoder is pre-trained (rotation prediction) on the photos of ``train``,
+    ``val`` (labels unused) and ``extra_images`` (e.g. photos of cases outside the target
+    classes: the paper pre-trains on all collected images). ``image_init``, a state dict from
+    :func:`pretrain_image_encoder`, starts from an already pre-trained encoder instead and skips
+    the pre-training.
+    """
+    train, val = list(train), list(val)
+    if not train:
+        raise ValueError("fit needs training examples")
+    _validate(train, "training")
+    _validate(val, "validation")
+    labels = sorted({e.label for e in train})
+    if len(labels) < 2:
+        raise ValueError(f"fit needs at least two classes, got {labels}")
+    device = resolve_device(config.device)
+    with _threads(config.num_threads):
+        return _fit(train, val, config, labels, device, progress, extra_images, image_init)
+
+
+def pretrain_image_encoder(
+    images: Sequence[bytes | None],
+    config: ModelConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Self-supervised pre-training of the configured VGG encoder on unlabelled photos.
+
+    Returns the encoder's state dict (CPU tensors) for ``fit(..., image_init=...)``, so one
+    pre-training on all case images can serve several models. Unreadable photos are skipped.
+    """
+    device = resolve_device(config.device)
+    with _threads(config.num_threads):
+        _seed_everything(config.seed)
+        pixels, present = decode_many(list(images), config.image_size)
+        pixels = pixels[present]
+        encoder = ImageEncoder(
+            config.vgg_cfg, config.vgg_width, config.feature_dim, dropout=config.dropout
+        ).to(device)
+        total = math.ceil(len(pixels) / config.batch_size) * config.pretrain_epochs
+        prog = _Progress(total, progress)
+        pretrain_rotation(
+            encoder,
+            pixels,
+            epochs=config.pretrain_epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            device=device,
+            seed=config.seed,
+            amp=device.type == "cuda",
+            progress=prog.step,
+        )
+    return {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+
+
+def _fit(
+    train, val, config: ModelConfig, labels, device, progress, extra_images=(), image_init=None
+) -> HSModel:
+    t0 = time.perf_counter()
+    _seed_everything(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    tokenizer = Tokenizer(mode=config.tokenizer)
+    token_cache = _CachedTokenizer(tokenizer)
+    n_batches = math.ceil(len(train) / config.batch_size)
+    n_img = sum(1 for e in train + val if e.image) if config.uses_image else 0
+    total = 1 + n_batches * config.epochs
+    if config.uses_image:
+        n_img += sum(1 for b in extra_images if b)
+        if image_init is None:
+            total += math.ceil(n_img / config.batch_size) * config.pretrain_epochs
+        if config.uses_text:
+            total += n_batches * config.finetune_epochs
+    prog = _Progress(total, progress)
+    timings: dict[str, float] = {}
+
+    # 1. text: tokens, embeddings, vocabulary
+    vocab, matrix, ngram_vocab = None, None, None
+    if config.uses_text:
+        titles = token_cache([e.title or "" for e in train])
+        corpus = list(titles)
+        if config.uses_description:
+            corpus += [t for t in token_cache([e.description or "" for e in train]) if t]
+        kv = train_embeddings(
+            corpus,
+            kind=config.embedding,
+            dim=config.embed_dim,
+            epochs=config.embed_epochs,
+            seed=config.seed,
+            workers=1,
+        )
+        vocab = Vocab.build(corpus)
+        if config.uses_description:
+            vocab.add(SEP_TOKEN)
+        matrix = embedding_matrix(vocab, kv, seed=config.seed)
+        if config.char_ngram_max > 0:
+            texts = [
+                f"{e.title or ''} | {e.description}"
+                if config.uses_description and e.description
+                else (e.title or "")
+                for e in train
+            ]
+            gram_lists = [
+                char_ngrams(t, config.char_ngram_min, config.char_ngram_max) for t in texts
+            ]
+            ngram_vocab = Vocab.build(gram_lists, min_count=config.ngram_min_count)
+            # smoothed idf (as scikit-learn's TfidfVectorizer) for the wide part
+            df = Counter(g for grams in gram_lists for g in grams)
+            n_docs = len(gram_lists)
+            ngram_idf = np.array(
+                [0.0, 0.0]
+                + [math.log((1 + n_docs) / (1 + df[g])) + 1.0 for g in ngram_vocab.itos[2:]],
+                dtype=np.float32,
+            )
+        timings["embeddings_s"] = time.perf_counter() - t0
+    prog.step()
+
+    network = _build_network(config, len(labels), vocab, matrix, ngram_vocab)
+    if network.wide is not None:
+        network.wide_idf.copy_(torch.from_numpy(ngram_idf))
+    network = network.to(device)
+    model = HSModel(
+        config,
+        labels,
+        network,
+        vocab,
+        tokenizer,
+        pretrained_embeddings=matrix,
+        ngram_vocab=ngram_vocab,
+    )
+    model._token_cache = token_cache
+    tr = model._encode(model._items(train))
+    va = model._encode(model._items(val))
+    y_tr = torch.as_tensor(model.label_indices([e.label for e in train]))
+    y_va = model.label_indices([e.label for e in val])
+    history: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "labels": len(labels)}
+    amp = device.type == "cuda"
+
+    # 2. image: self-supervised pre-training on all photos, then fine-tuning
+    if config.uses_image:
+        t1 = time.perf_counter()
+        if image_init is not None:
+            network.image_encoder.load_state_dict(dict(image_init))
+            history["n_images"] = 0
+            history["pretrain_loss"] = "image_init given"
+        else:
+            parts = [tr.pixels[tr.present], va.pixels[va.present]]
+            if extra_images:
+                extra, extra_present = decode_many(list(extra_images), config.image_size)
+                parts.append(extra[extra_present])
+            all_pixels = torch.cat(parts)
+            history["n_images"] = int(all_pixels.shape[0])
+            history["pretrain_loss"] = pretrain_rotation(
+                network.image_encoder,
+                all_pixels,
+                epochs=config.pretrain_epochs,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                device=device,
+                seed=config.seed,
+                amp=amp,
+                progress=prog.step,
+            )
+            del all_pixels, parts
+        timings["pretrain_s"] = time.perf_counter() - t1
+        if config.uses_text and config.finetune_epochs > 0:
+            t1 = time.perf_counter()
+            history["finetune_loss"] = _finetune_image(model, tr, y_tr, config, device, gen, prog)
+            timings["finetune_s"] = time.perf_counter() - t1
+
+    # 3. end-to-end training
+    t1 = time.perf_counter()
+    wide_params = list(network.wide.parameters()) if network.wide is not None else []
+    wide_ids = {id(p) for p in wide_params}
+    groups = [{"params": [p for p in network.parameters() if id(p) not in wide_ids]}]
+    if wide_params:
+        groups.append({"params": wide_params, "weight_decay": config.wide_weight_decay})
+    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+    steps = max(1, n_batches * config.epochs)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.1
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and not torch.cuda.is_bf16_supported())
+    aux_weight = 1.0 if (config.fusion == "late" and network.multimodal) else config.aux_weight
+    best_acc, best_state, best_epoch = -1.0, None, 0
+    epoch_log = []
+    for epoch in range(config.epochs):
+        network.train()
+        order = torch.randperm(len(train), generator=gen)
+        total_loss = 0.0
+        for batch in order.split(config.batch_size):
+            idx = batch.tolist()
+            inputs = model._batch(tr, idx, train=True, gen=gen)
+            target = y_tr[batch].to(device)
+            with _autocast(device):
+                logits, _, aux = network(*inputs)
+                loss = F.cross_entropy(
+                    logits.float(), target, label_smoothing=config.label_smoothing
+                )
+                if aux_weight > 0 and aux:
+                    loss = loss + aux_weight * F.cross_entropy(aux["text"].float(), target)
+                    has = inputs[3]
+                    if has is not None and has.any():
+                        loss = loss + aux_weight * F.cross_entropy(
+                            aux["image"][has].float(), target[has]
+                        )
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimiser)
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 5.0)
+            scaler.step(optimiser)
+            scaler.update()
+            scheduler.step()
+            total_loss += float(loss.detach()) * len(idx)
+            prog.step()
+        entry = {"epoch": epoch + 1, "train_loss": total_loss / len(train)}
+        if len(val):
+            val_logits, _ = model._run(va)
+            entry["val_top1"] = float(np.mean(val_logits.argmax(axis=1) == y_va))
+            if config.early_stopping and entry["val_top1"] > best_acc:
+                best_acc, best_epoch = entry["val_top1"], epoch + 1
+                best_state = copy.deepcopy(network.state_dict())
+        epoch_log.append(entry)
+        log.info("epoch %s", entry)
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    history["epochs"] = epoch_log
+    history["best_epoch"] = best_epoch or config.epochs
+    timings["train_s"] = time.perf_counter() - t1
+    network.eval()
+
+    # 4. calibration, 5. precedents
+    if len(val):
+        val_logits, _ = model._run(va)
+        model.temperature = fit_temperature(val_logits, y_va)
+    model.train_features = model._run(tr)[1]
+    model.train_keys = [e.key for e in train]
+    model.train_titles = [e.title for e in train]
+    model.train_labels = [e.label for e in train]
+    timings["total_s"] = time.perf_counter() - t0
+    history["timings"] = timings
+    history["temperature"] = model.temperature
+    history["device"] = str(device)
+    model.history = history
+    return model
+
+
+def _finetune_image(model: HSModel, tr: _Inputs, y_tr, config, device, gen, prog) -> list[float]:
+    """Supervised fine-tuning of the (pre-trained) image encoder on the target classes, with a
+    temporary linear head, before the joint training."""
+    encoder = model.network.image_encoder
+    head = torch.nn.Linear(encoder.out_dim, len(model.labels)).to(device)
+    params = list(encoder.parameters()) + list(head.parameters())
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    rows = tr.present.nonzero(as_tuple=True)[0]
+    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    n_batches = math.ceil(len(tr) / config.batch_size)
+    losses: list[float] = []
+    encoder.train()
+    for _ in range(config.finetune_epochs):
+        total, count = 0.0, 0
+        if len(rows):
+            for batch in rows[torch.randperm(len(rows), generator=gen)].split(config.batch_size):
+                x = augment(to_tensor(tr.pixels[batch]), gen).to(device)
+                with _autocast(device):
+                    loss = F.cross_entropy(head(encoder(x)).float(), y_tr[batch].to(device))
+                optimiser.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
+                total += float(loss.detach()) * len(batch)
+                count += len(batch)
+        prog.step(n_batches)
+        losses.append(total / max(count, 1))
+    return losses

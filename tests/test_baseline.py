@@ -1,0 +1,72 @@
+"""TF-IDF + linear SVM baseline: shapes, learning a toy task, pickling, invariance."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from model.baseline import TfidfSvm
+
+NAMES = {
+    "0202300000": ["frozen beef boneless", "소고기 냉동", "beef patties frozen", "ground beef"],
+    "3926909000": ["plastic clip", "플라스틱 커버", "plastic storage box", "plastic holder"],
+    "7318159000": ["steel bolt", "hex bolt", "볼트", "anchor bolt"],
+    "8517130000": ["smartphone", "스마트폰", "mobile phone", "휴대전화"],
+}
+BRANDS = ["samsung", "lg", "acme", "bosch", "삼성", "현대"]
+
+
+def _cases(n: int, seed: int) -> tuple[list[str], list[str]]:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        code = rng.choice(sorted(NAMES))
+        model_no = f"{rng.choice('ABKSX')}{rng.randint(100, 9999)}"
+        texts.append(f"{rng.choice(NAMES[code])} {rng.choice(BRANDS)} {model_no}")
+        labels.append(code)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def fitted() -> TfidfSvm:
+    texts, labels = _cases(200, seed=1)
+    return TfidfSvm().fit(texts, labels)
+
+
+def test_topk_shapes_and_order(fitted):
+    labels, scores = fitted.predict_topk(["plastic clip", "볼트 M8", ""], k=3)
+    assert labels.shape == (3, 3) and scores.shape == (3, 3)
+    assert np.all(np.diff(scores, axis=1) <= 0)  # best first
+    assert set(labels.ravel()) <= set(fitted.classes_)
+    assert fitted.decision_scores(["beef"]).shape == (1, 4)
+    assert fitted.predict_topk(["beef"], k=10)[0].shape == (1, 4)  # k capped at n classes
+
+
+def test_learns_toy_task_and_ignores_brand_and_model_number(fitted):
+    texts, labels = _cases(100, seed=2)
+    top1 = fitted.predict_topk(texts, k=1)[0][:, 0]
+    assert np.mean(top1 == np.array(labels)) >= 0.95
+    a = fitted.predict_topk(["스마트폰 samsung K1234", "steel bolt acme S77"], k=1)[0][:, 0]
+    b = fitted.predict_topk(["스마트폰 bosch X9876", "steel bolt 현대 B4321"], k=1)[0][:, 0]
+    assert a.tolist() == b.tolist() == ["8517130000", "7318159000"]
+
+
+def test_pickle_round_trip(fitted):
+    clone = pickle.loads(pickle.dumps(fitted))
+    texts = ["frozen beef", "plastic box"]
+    np.testing.assert_allclose(clone.decision_scores(texts), fitted.decision_scores(texts))
+
+
+def test_binary_and_bad_input():
+    model = TfidfSvm().fit(["beef", "pork beef", "bolt", "steel bolt"], ["a", "a", "b", "b"])
+    assert model.decision_scores(["beef"]).shape == (1, 2)
+    assert model.predict_topk(["steel"], k=1)[0][0, 0] == "b"
+    with pytest.raises(ValueError, match="at least two classes"):
+        TfidfSvm().fit(["a", "b"], ["x", "x"])
+    with pytest.raises(ValueError, match="labels"):
+        TfidfSvm().fit(["a", "b"], ["x"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TfidfSvm().decision_scores(["a"])

@@ -1,0 +1,64 @@
+"""model.calibrate: temperature scaling, ECE and the accuracy-versus-coverage curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.calibrate import coverage_curve, ece, fit_temperature, nll, softmax
+
+
+def _overconfident(n: int, seed: int, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from softmax(z) (so z is perfectly calibrated); the model reports 4 z."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, classes))
+    p = softmax(z)
+    labels = np.array([rng.choice(classes, p=row) for row in p])
+    return z * 4.0, labels
+
+
+def test_temperature_scaling_fixes_overconfidence():
+    val_logits, val_y = _overconfident(2000, 1)
+    test_logits, test_y = _overconfident(2000, 2)
+    t = fit_temperature(val_logits, val_y)
+    assert 3.5 < t < 4.5  # undoes the x4 sharpening
+    before, after = softmax(test_logits), softmax(test_logits, t)
+    assert nll(after, test_y) < nll(before, test_y) - 0.5
+    assert ece(before, test_y) > 0.2
+    assert ece(after, test_y) < 0.05
+    # ranking unchanged
+    np.testing.assert_array_equal(before.argmax(1), after.argmax(1))
+
+
+def test_temperature_edge_cases():
+    assert fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int)) == 1.0
+    assert fit_temperature(np.ones((4, 3)), np.array([-1, -1, -1, -1])) == 1.0  # unknown labels
+    # perfectly separable data: wants T -> 0
+    logits = np.eye(3)[[0, 1, 2, 0]] * 5
+    assert fit_temperature(logits, np.array([0, 1, 2, 0])) < 0.5  # sharpens
+
+
+def test_ece_known_values():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = np.array([0, 0, 0, 1])
+    # bin 0.9: conf 0.9, acc 1.0 -> 0.1; bin 0.6: conf 0.6, acc 0.5 -> 0.1; each half the mass
+    assert ece(probs, labels, n_bins=10) == pytest.approx(0.1)
+    assert ece(probs, np.array([-1, -1, -1, -1]), n_bins=10) == pytest.approx(0.75)
+    assert np.isnan(ece(np.zeros((0, 2)), np.zeros(0, dtype=int)))
+
+
+def test_coverage_curve():
+    conf = np.array([0.95, 0.9, 0.7, 0.4, 0.2])
+    correct = np.array([True, True, False, True, False])
+    points = coverage_curve(conf, correct, thresholds=(0.0, 0.5, 0.8, 0.99))
+    assert [p["coverage"] for p in points] == [1.0, 0.6, 0.4, 0.0]
+    assert points[0]["accuracy"] == pytest.approx(0.6)
+    assert points[1]["accuracy"] == pytest.approx(2 / 3)
+    assert points[2]["accuracy"] == 1.0 and np.isnan(points[3]["accuracy"])
+    assert [p["n"] for p in points] == [5, 3, 2, 0]
+
+
+def test_softmax_and_nll():
+    p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(p, [[1.0, 0.0], [0.5, 0.5]])
+    assert nll(p, np.array([0, 1])) == pytest.approx(np.log(2) / 2)
