@@ -523,8 +523,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.debug:  # one line per HTTP call to the Prefect API drowns the output
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.debug:
+        # one line per HTTP call to the Prefect API, per gensim epoch or per Dask event
+        # drowns the output
+        for noisy in ("httpx", "gensim", "distributed"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or EXIT_OK)
     except CliError as exc:
