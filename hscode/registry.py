@@ -65,6 +65,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+REPORT_FILE = "report.json"
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
@@ -271,6 +274,25 @@ class Registry:
     def history(self) -> list[dict[str, Any]]:
         """Promotion and rollback events, oldest first."""
         return list(self._state()["events"])
+
+    def write_report(self, version: str, report: dict[str, Any]) -> Path:
+        """Store a version's training report (evaluation details for plots) beside it.
+
+        Written atomically after registration; the version is complete without it.
+        """
+        from hscode.storage import atomic_write
+
+        path = self._require(version) / REPORT_FILE
+        atomic_write(path, _dumps(report))
+        return path
+
+    def read_report(self, version: str) -> dict[str, Any] | None:
+        """The training report of a version, or None when it has none."""
+        path = self._require(version) / REPORT_FILE
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
 
     def model_dir(self, version: str) -> Path:
         return self._require(version) / MODEL_SUBDIR

@@ -8,7 +8,6 @@ the ``cpu`` and ``gpu`` process work pools, registers every deployment declared 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -151,14 +150,12 @@ def _version_dicts(settings: Settings) -> tuple[dict[str, Any] | None, list[dict
 
 def _read_training_report(settings: Settings, version: str) -> dict[str, Any] | None:
     """The evaluation details saved with a version (for the plots), if the trainer wrote any."""
-    import json
+    from hscode.registry import Registry, RegistryError
 
-    for name in ("report.json", "evaluation.json", "metrics.json"):
-        path = settings.model_registry_dir / version / name
-        if path.is_file():
-            with contextlib.suppress(ValueError, OSError):
-                return json.loads(path.read_text(encoding="utf-8"))
-    return None
+    try:
+        return Registry(settings.model_registry_dir).read_report(version)
+    except RegistryError:
+        return None
 
 
 def _recent_scoring_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:

@@ -516,6 +516,7 @@ def train_and_register(
     }
     version = registry.register(model, metrics, info)
     model.version = version
+    registry.write_report(version, report)
     if promote:
         registry.promote(version, reason=reason)
     log.info("model %s registered (%s): %s", version, "promoted" if promote else "kept", reason)

@@ -136,6 +136,12 @@ def test_train_registers_and_promotes_first_then_keeps_a_worse_one(settings) -> 
     loaded = registry.load(first.version)
     assert loaded.version == first.version
     assert registry.load(first.version) is loaded  # cached
+    # the evaluation details behind the report's plots are kept with the version
+    stored = registry.read_report(first.version)
+    assert stored is not None and stored["test"]["y_true"] == list(first.report["test"]["y_true"])
+    from hscode import reports
+
+    assert set(reports.training_plots(stored)) >= {"reliability", "accuracy_coverage"}
 
     # a deliberately crippled candidate (one epoch, tiny embedding) on the same data
     worse = train_and_register(
