@@ -2,13 +2,20 @@
 accuracy versus coverage, on real names (ghko99, the K most frequent codes).
 
 Same 70:30 grouped split as benchmark 1; 10% of the training part (grouped) is the
-calibration/validation set. Two scorers:
-  pipeline   model.pipeline.fit (the product model: fastText + BiLSTM, name only); its
-             temperature is fitted on the validation set by the pipeline itself
-  tfidf_svm  TF-IDF + linear SVM margins turned into probabilities by a softmax whose
-             temperature is fitted on the same validation set (before: temperature 1)
+validation set. Scorers:
+  pipeline         model.pipeline.fit, the product model (fastText + BiLSTM, name only) with
+                   its TF-IDF SVM ensemble member (config ensemble="tfidf", the default). The
+                   pipeline splits the validation set itself (stratified halves): one half
+                   for early stopping and the mixture weight, the other for the temperature
+  pipeline_neural  the same fit's network alone (what ensemble="none" trains: the network
+                   does not depend on the ensemble), temperature fitted on the same
+                   calibration half
+  tfidf_svm        TF-IDF + linear SVM margins turned into probabilities by a softmax whose
+                   temperature is fitted on the whole validation set (before: temperature 1)
+--ensemble none trains the pipeline with ensemble="none" instead (then pipeline_neural is
+that model too).
 
-    python -m benchmarks.bench_calibration --k 100
+    python -m benchmarks.bench_calibration --k 100 --epochs 5 --threads 2
 
 writes benchmarks/out/bench_calibration.json and .md.
 """
@@ -16,6 +23,7 @@ writes benchmarks/out/bench_calibration.json and .md.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -40,6 +48,18 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def _progress_log():
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth != last[0]:
+            last[0] = tenth
+            log(f"pipeline fit {done}/{total}")
+
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--k", type=int, default=100)
@@ -47,13 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--ensemble", choices=("tfidf", "none"), default="tfidf")
     args = parser.parse_args(argv)
 
     import torch
 
+    from hscode.recommend import RequestInput
     from model.baseline import TfidfSvm
     from model.calibrate import coverage_curve, ece, fit_temperature, nll, softmax
-    from model.pipeline import Example, ModelConfig, fit
+    from model.pipeline import Example, ModelConfig, calibration_split, fit
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -74,24 +96,51 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {}
 
     cfg = ModelConfig(
-        inputs="title", epochs=args.epochs, device="cpu", seed=args.seed, num_threads=args.threads
+        inputs="title",
+        epochs=args.epochs,
+        device="cpu",
+        seed=args.seed,
+        num_threads=args.threads,
+        ensemble=args.ensemble,
     )
     log(f"K={args.k}: fitting the pipeline on {len(inner_idx)} names ({args.epochs} epochs)")
     with measure() as cost:
-        model = fit([ex[i] for i in inner_idx], [ex[i] for i in val_idx], cfg)
-    evaluation = model.evaluate([ex[i] for i in test_idx])
-    results["pipeline"] = {
-        "top1": evaluation["top1"],
-        "top3": evaluation["top3"],
-        "ece_before": evaluation["ece_before"],
-        "ece_after": evaluation["ece_after"],
-        "nll_before": evaluation["nll_before"],
-        "nll_after": evaluation["nll_after"],
-        "temperature": evaluation["temperature"],
-        "coverage": evaluation["coverage"],
-        "train_seconds": cost.seconds,
+        model = fit([ex[i] for i in inner_idx], [ex[i] for i in val_idx], cfg, _progress_log())
+    test_ex = [ex[i] for i in test_idx]
+
+    def entry(m, seconds: float) -> dict:
+        evaluation = m.evaluate(test_ex)
+        return {
+            **{k: evaluation[k] for k in ("top1", "top3", "top5")},
+            **{k: evaluation[k] for k in ("ece_before", "ece_after", "nll_before", "nll_after")},
+            "temperature": evaluation["temperature"],
+            "coverage": evaluation["coverage"],
+            "train_seconds": seconds,
+        }
+
+    results["pipeline"] = entry(model, cost.seconds)
+    results["pipeline"]["ensemble"] = model.history.get("ensemble")
+    results["pipeline"]["calibration_split"] = {
+        "stop": model.history["n_val_stop"],
+        "calibration": model.history["n_val_calibration"],
     }
     log(f"pipeline: {results['pipeline']}")
+    # the network alone, calibrated on the same calibration half of the validation set
+    val_ex = [ex[i] for i in val_idx]
+    _, cal = calibration_split([e.label for e in val_ex], cfg.calibration_share, cfg.seed)
+    cal_ex = [val_ex[i] for i in cal]
+    neural = copy.copy(model)
+    neural.tfidf = None
+    neural.temperature = fit_temperature(
+        neural.neural_logits(cal_ex), neural.label_indices([e.label for e in cal_ex])
+    )
+    results["pipeline_neural"] = entry(neural, cost.seconds)
+    requests = [RequestInput(str(i), e.title) for i, e in enumerate(test_ex)]
+    for name, m in (("pipeline", model), ("pipeline_neural", neural)):
+        t1 = time.perf_counter()
+        m.recommend(requests, top_k=5, n_precedents=3, review_threshold=0.5)
+        results[name]["recommend_per_s"] = len(requests) / (time.perf_counter() - t1)
+    log(f"pipeline_neural: {results['pipeline_neural']}")
 
     with measure() as cost:
         svm = TfidfSvm(seed=args.seed).fit([names[i] for i in inner_idx], y[inner_idx])
@@ -100,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     temperature = fit_temperature(val_scores, y[val_idx])
     raw, cal = softmax(test_scores, 1.0), softmax(test_scores, temperature)
     correct = cal.argmax(1) == y[test_idx]
+    order = np.argsort(-cal, axis=1, kind="stable")
     results["tfidf_svm"] = {
         "top1": float(correct.mean()),
+        "top3": float(np.mean((order[:, :3] == y[test_idx, None]).any(axis=1))),
+        "top5": float(np.mean((order[:, :5] == y[test_idx, None]).any(axis=1))),
         "ece_before": ece(raw, y[test_idx]),
         "ece_after": ece(cal, y[test_idx]),
         "nll_before": nll(raw, y[test_idx]),
@@ -135,11 +187,21 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         markdown_table(
-            ["scorer", "top-1 %", "ECE before", "ECE after", "NLL before", "NLL after", "T"],
+            [
+                "scorer",
+                "top-1 %",
+                "top-3 %",
+                "ECE before",
+                "ECE after",
+                "NLL before",
+                "NLL after",
+                "T",
+            ],
             [
                 [
                     n,
                     f"{100 * r['top1']:.2f}",
+                    f"{100 * r['top3']:.2f}",
                     f"{r['ece_before']:.4f}",
                     f"{r['ece_after']:.4f}",
                     f"{r['nll_before']:.3f}",

@@ -128,6 +128,7 @@ def run_level(rows: list[dict], level: int, args: argparse.Namespace) -> dict:
                 hidden=args.hidden,
                 max_len=args.max_len,
                 num_threads=args.threads,
+                ensemble="none",  # a pure network member: the SVM is its own row
             )
             with measure() as cost:
                 model = fit([examples[i] for i in tr], [examples[i] for i in va], cfg)

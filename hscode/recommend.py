@@ -38,7 +38,9 @@ class Recommendation:
     request_id: str
     candidates: list[Candidate]  # best first; len == top_k (or fewer when fewer classes)
     confidence: float  # calibrated probability of the top candidate
-    review: bool  # True: a human should decide (confidence below threshold, or conflicting precedents)
+    review: (
+        bool  # True: a human should decide (confidence below threshold, or conflicting precedents)
+    )
     review_reason: str | None = None
     precedents: list[Precedent] = field(default_factory=list)
 

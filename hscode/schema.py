@@ -14,7 +14,9 @@ SERIES = ("ordinary", "council", "committee")
 
 CASE_SCHEMA = pa.schema(
     [
-        pa.field("case_key", pa.string(), nullable=False),  # portal RRDC_NO, or "source:id" for imports
+        pa.field(
+            "case_key", pa.string(), nullable=False
+        ),  # portal RRDC_NO, or "source:id" for imports
         pa.field("source", pa.string(), nullable=False),  # "clip" or "import:<file stem>"
         pa.field("series", pa.string()),  # ordinary | council | committee (portal only)
         pa.field("reference_no", pa.string()),

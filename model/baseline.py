@@ -1,4 +1,10 @@
-"""Strong classical baseline: character n-gram + word TF-IDF with a linear SVM."""
+"""Strong classical baseline: character n-gram + word TF-IDF with a linear SVM.
+
+Also the TF-IDF member of the production ensemble (``model.pipeline``): it saves itself
+without pickle (:meth:`TfidfSvm.to_state` / :meth:`TfidfSvm.from_state`: vocabularies and
+idf weights as JSON/arrays, the linear coefficients as a float32 array) and scores with one
+sparse matrix product, identical before and after a save/load round trip.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ class TfidfSvm:
     """char_wb 1-4-gram + word 1-2-gram TF-IDF, one-vs-rest LinearSVC.
 
     Character n-grams carry most of the signal on short, misspelt, mixed-script names; word
-    n-grams add phrases ('of plastics'). Picklable (plain sklearn objects).
+    n-grams add phrases ('of plastics'). Picklable (plain sklearn objects); or, without pickle,
+    :meth:`to_state` / :meth:`from_state`.
     """
 
     def __init__(
@@ -24,8 +31,10 @@ class TfidfSvm:
         word_ngrams: tuple[int, int] = (1, 2),
         max_features: int | None = 300_000,
         seed: int = 13,
+        min_df: int = 1,
     ) -> None:
         self.C = C
+        self.min_df = min_df
         self.char_ngrams = char_ngrams
         self.word_ngrams = word_ngrams
         self.max_features = max_features
@@ -33,12 +42,16 @@ class TfidfSvm:
         self.char_vectorizer: TfidfVectorizer | None = None
         self.word_vectorizer: TfidfVectorizer | None = None
         self.svm: LinearSVC | None = None
+        # the fitted linear scorer, [n_features, n_classes] float32, and its bias [n_classes]
+        self.coef: np.ndarray | None = None
+        self.intercept: np.ndarray | None = None
+        self._classes: np.ndarray | None = None
 
     @property
     def classes_(self) -> np.ndarray:
-        if self.svm is None:
+        if self._classes is None:
             raise RuntimeError("TfidfSvm is not fitted")
-        return self.svm.classes_
+        return self._classes
 
     def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
         texts = [t if isinstance(t, str) else "" for t in texts]
@@ -56,7 +69,7 @@ class TfidfSvm:
             analyzer="char_wb",
             ngram_range=self.char_ngrams,
             sublinear_tf=True,
-            min_df=1,
+            min_df=self.min_df,
             max_features=self.max_features,
             lowercase=True,
         )
@@ -65,23 +78,31 @@ class TfidfSvm:
             ngram_range=self.word_ngrams,
             sublinear_tf=True,
             token_pattern=r"(?u)\b\w+\b",
-            min_df=1,
+            min_df=self.min_df,
             lowercase=True,
         )
         self.char_vectorizer.fit(texts)
         self.word_vectorizer.fit(texts)
         self.svm = LinearSVC(C=self.C, random_state=self.seed)
         self.svm.fit(self._features(texts), np.asarray(labels))
+        self._set_linear(self.svm.coef_, self.svm.intercept_, self.svm.classes_)
         return self
+
+    def _set_linear(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> None:
+        coef = np.asarray(coef, dtype=np.float32)
+        intercept = np.asarray(intercept, dtype=np.float32)
+        if coef.shape[0] == 1 and len(classes) == 2:  # binary: one row for the positive class
+            coef, intercept = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+        self.coef = np.ascontiguousarray(coef.T)
+        self.intercept = intercept
+        self._classes = np.asarray(classes)
 
     def decision_scores(self, texts: Sequence[str]) -> np.ndarray:
         """SVM margins, shape [N, n_classes], columns in ``classes_`` order."""
-        if self.svm is None:
+        if self.coef is None:
             raise RuntimeError("TfidfSvm is not fitted")
-        scores = self.svm.decision_function(self._features(texts))
-        if scores.ndim == 1:  # binary: sklearn returns one column for the positive class
-            scores = np.stack([-scores, scores], axis=1)
-        return scores
+        features = self._features(texts).astype(np.float32)
+        return np.asarray(features @ self.coef, dtype=np.float64) + self.intercept
 
     def predict_topk(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k labels [N, k] and their margins [N, k], best first."""
@@ -89,3 +110,74 @@ class TfidfSvm:
         k = min(k, scores.shape[1])
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return self.classes_[order], np.take_along_axis(scores, order, axis=1)
+
+    # --- persistence without pickle ---------------------------------------------------------
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-serialisable metadata, arrays for ``np.savez``) of a fitted model."""
+        if self.coef is None:
+            raise RuntimeError("TfidfSvm is not fitted")
+
+        def terms(vec: TfidfVectorizer) -> list[str]:
+            out = [""] * len(vec.vocabulary_)
+            for term, i in vec.vocabulary_.items():
+                out[i] = term
+            return out
+
+        meta = {
+            "C": self.C,
+            "char_ngrams": list(self.char_ngrams),
+            "word_ngrams": list(self.word_ngrams),
+            "max_features": self.max_features,
+            "seed": self.seed,
+            "min_df": self.min_df,
+            "char_terms": terms(self.char_vectorizer),
+            "word_terms": terms(self.word_vectorizer),
+            "classes": self._classes.tolist(),
+        }
+        arrays = {
+            "char_idf": np.asarray(self.char_vectorizer.idf_, dtype=np.float64),
+            "word_idf": np.asarray(self.word_vectorizer.idf_, dtype=np.float64),
+            "coef": self.coef,
+            "intercept": self.intercept,
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> TfidfSvm:
+        """Rebuild a fitted model from :meth:`to_state` output (no sklearn fit, no pickle)."""
+        model = cls(
+            C=meta["C"],
+            char_ngrams=tuple(meta["char_ngrams"]),
+            word_ngrams=tuple(meta["word_ngrams"]),
+            max_features=meta["max_features"],
+            seed=meta["seed"],
+            min_df=meta.get("min_df", 1),
+        )
+        char_terms, word_terms = meta["char_terms"], meta["word_terms"]
+        coef = np.asarray(arrays["coef"], dtype=np.float32)
+        if coef.shape[0] != len(char_terms) + len(word_terms):
+            raise ValueError(
+                f"TF-IDF state: {coef.shape[0]} coefficient rows for "
+                f"{len(char_terms)} + {len(word_terms)} terms"
+            )
+        model.char_vectorizer = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=model.char_ngrams,
+            sublinear_tf=True,
+            lowercase=True,
+            vocabulary={t: i for i, t in enumerate(char_terms)},
+        )
+        model.char_vectorizer.idf_ = np.asarray(arrays["char_idf"], dtype=np.float64)
+        model.word_vectorizer = TfidfVectorizer(
+            analyzer="word",
+            ngram_range=model.word_ngrams,
+            sublinear_tf=True,
+            token_pattern=r"(?u)\b\w+\b",
+            lowercase=True,
+            vocabulary={t: i for i, t in enumerate(word_terms)},
+        )
+        model.word_vectorizer.idf_ = np.asarray(arrays["word_idf"], dtype=np.float64)
+        model.coef = np.ascontiguousarray(coef)
+        model.intercept = np.asarray(arrays["intercept"], dtype=np.float32)
+        model._classes = np.asarray(meta["classes"])
+        return model

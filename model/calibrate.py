@@ -106,3 +106,47 @@ def coverage_curve(
             }
         )
     return points
+
+
+def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def mix_logits(
+    a: np.ndarray, b: np.ndarray, weight: float, temp_a: float = 1.0, temp_b: float = 1.0
+) -> np.ndarray:
+    """Geometric mixture of two scorers: ``w * log_softmax(a / Ta) + (1 - w) * log_softmax(b /
+    Tb)``, renormalised (a log-probability matrix, usable as logits)."""
+    w = float(weight)
+    return log_softmax(w * log_softmax(a, temp_a) + (1.0 - w) * log_softmax(b, temp_b))
+
+
+def fit_mixture(
+    a: np.ndarray, b: np.ndarray, labels: np.ndarray, grid: int = 21
+) -> dict[str, float]:
+    """Weight and member temperatures of :func:`mix_logits`, fitted on held-out scores.
+
+    Each member's temperature minimises its own NLL; the weight of ``a`` (a grid of ``grid``
+    points on [0, 1]) maximises top-1 + top-3 accuracy of the mixture, ties broken by NLL.
+    Rows with a negative label (a class the model does not know) are ignored; with no usable
+    row the result is the even mix at temperature 1.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = labels >= 0
+    if keep.sum() == 0:
+        return {"weight": 0.5, "temp_a": 1.0, "temp_b": 1.0}
+    a, b, y = np.asarray(a)[keep], np.asarray(b)[keep], labels[keep]
+    temp_a, temp_b = fit_temperature(a, y), fit_temperature(b, y)
+    la, lb = log_softmax(a, temp_a), log_softmax(b, temp_b)
+    best: tuple[float, float, float] | None = None
+    for w in np.linspace(0.0, 1.0, max(2, grid)):
+        lp = log_softmax(w * la + (1.0 - w) * lb)
+        k = min(3, lp.shape[1])
+        order = np.argsort(-lp, axis=1, kind="stable")[:, :k]
+        score = float(np.mean(order[:, 0] == y) + np.mean((order == y[:, None]).any(axis=1)))
+        loss = float(-lp[np.arange(len(y)), y].mean())
+        if best is None or (score, -loss) > (best[1], -best[2]):
+            best = (float(w), score, loss)
+    return {"weight": best[0], "temp_a": temp_a, "temp_b": temp_b}

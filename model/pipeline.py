@@ -9,13 +9,22 @@
   3. train text encoder, image encoder and the fusion head together (joint representation,
      learned missing-image embedding, modality dropout), keeping the epoch with the best
      validation accuracy;
-  4. fit a temperature on the validation logits (calibrated scores);
-  5. keep the L2-normalised features of the training cases for precedent search.
+  4. ensemble (``ensemble="tfidf"``, text inputs): a char_wb 1-4 + word 1-2 TF-IDF linear SVM
+     (``model.baseline.TfidfSvm``) trained on the same texts; the network's and the SVM's
+     temperature-scaled log-probabilities are mixed with a weight chosen on held-out data;
+  5. fit a temperature on the final (mixed) logits, on a calibration half of the validation
+     set that neither early stopping nor the ensemble weights saw (``calibration_share``);
+  6. keep the L2-normalised features of the training cases for precedent search.
+
+The validation set is split once, stratified by code: the "stop" part picks the best epoch
+and the ensemble's weight and member temperatures; the "calibration" part fits the final
+temperature only (with fewer than 4 validation cases both use all of them).
 
 ``HSModel`` predicts calibrated probabilities, recommends codes with precedents and a review
 flag (the ``hscode.recommend.Recommender`` protocol), evaluates, and saves/loads itself as
 plain files: ``config.json``, ``vocab.json``, ``weights.pt`` (state dicts only),
-``embeddings.npy`` and ``precedents.npz`` (no pickled objects).
+``embeddings.npy``, ``precedents.npz`` and, with the ensemble, ``tfidf.json`` (vocabularies,
+mixture weights) + ``tfidf.npz`` (idf weights, linear coefficients) (no pickled objects).
 """
 
 from __future__ import annotations
@@ -38,7 +47,16 @@ import torch
 import torch.nn.functional as F
 
 from hscode.recommend import Candidate, Precedent, Recommendation, RequestInput
-from model.calibrate import coverage_curve, ece, fit_temperature, nll, softmax
+from model.baseline import TfidfSvm
+from model.calibrate import (
+    coverage_curve,
+    ece,
+    fit_mixture,
+    fit_temperature,
+    mix_logits,
+    nll,
+    softmax,
+)
 from model.embeddings import train_embeddings
 from model.fusion import FUSIONS, FusionModel
 from model.image import ImageEncoder, augment, decode_many, pretrain_rotation, to_tensor
@@ -47,6 +65,7 @@ from model.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
 
+ENSEMBLES = ("tfidf", "none")
 INPUTS = ("title", "title+description", "title+image", "title+description+image", "image")
 FORMAT_VERSION = 1
 SEP_TOKEN = "<sep>"
@@ -100,12 +119,20 @@ class ModelConfig:
     seed: int = 13
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     num_threads: int | None = None  # torch intra-op threads while fitting (None: leave as is)
+    ensemble: str = "tfidf"  # tfidf: mix in a TF-IDF linear SVM (text inputs) | none
+    ensemble_c: float = 0.5  # the SVM's C
+    ensemble_min_df: int = 2  # TF-IDF terms in fewer training texts are dropped (model size)
+    calibration_share: float = 0.5  # share of val kept for the temperature only (0: share all)
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
             raise ValueError(f"unknown inputs {self.inputs!r}; expected one of {INPUTS}")
         if self.embedding not in ("fasttext", "word2vec"):
             raise ValueError(f"unknown embedding {self.embedding!r}; expected fasttext or word2vec")
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"unknown ensemble {self.ensemble!r}; expected one of {ENSEMBLES}")
+        if not 0.0 <= self.calibration_share < 1.0:
+            raise ValueError("calibration_share must be in [0, 1)")
         if self.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {self.fusion!r}; expected one of {FUSIONS}")
         if self.wide and (self.char_ngram_max < 1 or not self.uses_text):
@@ -191,6 +218,36 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def calibration_split(
+    labels: Sequence[str], share: float = 0.5, seed: int = 13
+) -> tuple[np.ndarray, np.ndarray]:
+    """(stop, calibration) row indices of a validation set, stratified by label.
+
+    Rows are grouped by label (labels sorted, rows shuffled within a label with ``seed``) and
+    every row whose running share crosses a multiple of ``share`` goes to calibration, so each
+    label is split in proportion and labels with a single row alternate between the parts.
+    With ``share == 0``, fewer than 4 rows or an empty part, both parts are all rows.
+    """
+    n = len(labels)
+    every = np.arange(n)
+    if share <= 0 or n < 4:
+        return every, every
+    rng = random.Random(seed)
+    by_label: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_label.setdefault(lab, []).append(i)
+    ordered: list[int] = []
+    for lab in sorted(by_label):
+        rows = by_label[lab]
+        rng.shuffle(rows)
+        ordered.extend(rows)
+    cal = [i for j, i in enumerate(ordered) if math.floor((j + 1) * share) > math.floor(j * share)]
+    stop = sorted(set(ordered) - set(cal))
+    if not cal or not stop:
+        return every, every
+    return np.array(stop, dtype=np.int64), np.array(sorted(cal), dtype=np.int64)
+
+
 class _CachedTokenizer:
     """Tokenise with a cache: repeated titles (common in requests and cases) cost a lookup."""
 
@@ -225,6 +282,16 @@ class _Inputs:
         self.present = present
         self.bags = bags
 
+    def subset(self, idx: Sequence[int]) -> _Inputs:
+        idx = [int(i) for i in idx]
+        sel = torch.as_tensor(idx, dtype=torch.long)
+        return _Inputs(
+            None if self.ids is None else [self.ids[i] for i in idx],
+            None if self.pixels is None else self.pixels[sel],
+            None if self.present is None else self.present[sel],
+            None if self.bags is None else [self.bags[i] for i in idx],
+        )
+
     def __len__(self) -> int:
         if self.ids is not None:
             return len(self.ids)
@@ -246,8 +313,13 @@ class HSModel:
         pretrained_embeddings: np.ndarray | None = None,
         version: str = "",
         ngram_vocab: Vocab | None = None,
+        tfidf: TfidfSvm | None = None,
+        mixture: Mapping[str, float] | None = None,
     ) -> None:
         self.config = config
+        # the TF-IDF ensemble member and its mix: weight of the network, member temperatures
+        self.tfidf = tfidf
+        self.mixture = dict(mixture or {"weight": 1.0, "temp_a": 1.0, "temp_b": 1.0})
         self.ngram_vocab = ngram_vocab
         self.labels = list(labels)
         self.network = network.eval()
@@ -349,9 +421,33 @@ class HSModel:
     def _items(examples: Sequence[Example | RequestInput]):
         return [(e.title, e.description, e.image) for e in examples]
 
+    def _texts(self, items: Sequence[tuple[str, str | None, bytes | None]]) -> list[str]:
+        """What the TF-IDF member reads: the title (+ " | description" when used)."""
+        out = []
+        for t, d, _ in items:
+            text = t if isinstance(t, str) else ""
+            if self.config.uses_description and isinstance(d, str) and d:
+                text = f"{text} | {d}"
+            out.append(text)
+        return out
+
+    def _combine(self, neural: np.ndarray, items) -> np.ndarray:
+        """The final uncalibrated logits: the network's, or its mixture with the TF-IDF SVM."""
+        if self.tfidf is None or len(items) == 0:
+            return neural
+        m = self.mixture
+        scores = self.tfidf.decision_scores(self._texts(items))
+        mixed = mix_logits(neural, scores, m["weight"], m["temp_a"], m["temp_b"])
+        return mixed.astype(np.float32)
+
     # --- prediction -------------------------------------------------------------------------
     def logits(self, examples: Sequence[Example]) -> np.ndarray:
-        """Uncalibrated logits [N, len(labels)]."""
+        """Uncalibrated logits [N, len(labels)] (with the ensemble: mixed log-probabilities)."""
+        items = self._items(examples)
+        return self._combine(self._run(self._encode(items))[0], items)
+
+    def neural_logits(self, examples: Sequence[Example]) -> np.ndarray:
+        """The network's own logits [N, len(labels)], without the TF-IDF member."""
         return self._run(self._encode(self._items(examples)))[0]
 
     def predict_proba(self, examples: Sequence[Example]) -> np.ndarray:
@@ -388,8 +484,9 @@ class HSModel:
             raise ValueError("top_k must be >= 1")
         if not requests:
             return []
-        logits, feats = self._run(self._encode(self._items(requests)))
-        probs = softmax(logits, self.temperature)
+        items = self._items(requests)
+        logits, feats = self._run(self._encode(items))
+        probs = softmax(self._combine(logits, items), self.temperature)
         k = min(top_k, probs.shape[1])
         top = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < probs.shape[1] else None
         if top is None:
@@ -523,6 +620,13 @@ class HSModel:
         torch.save(state, directory / "weights.pt")
         if self.pretrained_embeddings is not None:
             np.save(directory / "embeddings.npy", self.pretrained_embeddings, allow_pickle=False)
+        for name in ("tfidf.json", "tfidf.npz"):  # a stale member must not survive a re-save
+            (directory / name).unlink(missing_ok=True)
+        if self.tfidf is not None:
+            tmeta, arrays = self.tfidf.to_state()
+            tmeta["mixture"] = self.mixture
+            (directory / "tfidf.json").write_text(json.dumps(tmeta, ensure_ascii=False), "utf-8")
+            np.savez(directory / "tfidf.npz", **arrays)
         np.savez(
             directory / "precedents.npz",
             features=self.train_features.astype(np.float32),
@@ -556,6 +660,12 @@ class HSModel:
         network.load_state_dict(state)
         network.to(resolve_device(device))
         emb_path = directory / "embeddings.npy"
+        tfidf, mixture = None, None
+        if (directory / "tfidf.json").is_file():
+            tmeta = json.loads((directory / "tfidf.json").read_text(encoding="utf-8"))
+            with np.load(directory / "tfidf.npz", allow_pickle=False) as arrays:
+                tfidf = TfidfSvm.from_state(tmeta, dict(arrays))
+            mixture = tmeta["mixture"]
         model = cls(
             config,
             meta["labels"],
@@ -566,6 +676,8 @@ class HSModel:
             pretrained_embeddings=np.load(emb_path) if emb_path.is_file() else None,
             version=meta.get("version", ""),
             ngram_vocab=ngram_vocab,
+            tfidf=tfidf,
+            mixture=mixture,
         )
         model.history = meta.get("history", {})
         with np.load(directory / "precedents.npz", allow_pickle=False) as prec:
@@ -644,7 +756,8 @@ def fit(
     extra_images: Sequence[bytes | None] = (),
     image_init: Mapping[str, torch.Tensor] | None = None,
 ) -> HSModel:
-    """Train a model on ``train``; ``val`` picks the best epoch and fits the temperature.
+    """Train a model on ``train``; ``val`` picks the best epoch, the ensemble weights and
+    (on a separate, stratified share ``config.calibration_share`` of it) the temperature.
 
     Image inputs: the encoder is pre-trained (rotation prediction) on the photos of ``train``,
     ``val`` (labels unused) and ``extra_images`` (e.g. photos of cases outside the target
@@ -709,7 +822,7 @@ def _fit(
     token_cache = _CachedTokenizer(tokenizer)
     n_batches = math.ceil(len(train) / config.batch_size)
     n_img = sum(1 for e in train + val if e.image) if config.uses_image else 0
-    total = 1 + n_batches * config.epochs
+    total = 2 + n_batches * config.epochs
     if config.uses_image:
         n_img += sum(1 for b in extra_images if b)
         if image_init is None:
@@ -774,11 +887,23 @@ def _fit(
         ngram_vocab=ngram_vocab,
     )
     model._token_cache = token_cache
+    stop_idx, cal_idx = calibration_split(
+        [e.label for e in val], config.calibration_share, config.seed
+    )
+    val_stop, val_cal = [val[i] for i in stop_idx], [val[i] for i in cal_idx]
     tr = model._encode(model._items(train))
-    va = model._encode(model._items(val))
+    va_all = model._encode(model._items(val))
+    va, va_cal = va_all.subset(stop_idx), va_all.subset(cal_idx)
     y_tr = torch.as_tensor(model.label_indices([e.label for e in train]))
-    y_va = model.label_indices([e.label for e in val])
-    history: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "labels": len(labels)}
+    y_va = model.label_indices([e.label for e in val_stop])
+    history: dict[str, Any] = {
+        "n_train": len(train),
+        "n_val": len(val),
+        "labels": len(labels),
+        "n_val_stop": len(val_stop),
+        "n_val_calibration": len(val_cal),
+        "separate_calibration": bool(len(val) and len(stop_idx) + len(cal_idx) == len(val)),
+    }
     amp = device.type == "cuda"
 
     # 2. image: self-supervised pre-training on all photos, then fine-tuning
@@ -789,7 +914,7 @@ def _fit(
             history["n_images"] = 0
             history["pretrain_loss"] = "image_init given"
         else:
-            parts = [tr.pixels[tr.present], va.pixels[va.present]]
+            parts = [tr.pixels[tr.present], va_all.pixels[va_all.present]]
             if extra_images:
                 extra, extra_present = decode_many(list(extra_images), config.image_size)
                 parts.append(extra[extra_present])
@@ -874,10 +999,24 @@ def _fit(
     timings["train_s"] = time.perf_counter() - t1
     network.eval()
 
-    # 4. calibration, 5. precedents
-    if len(val):
-        val_logits, _ = model._run(va)
-        model.temperature = fit_temperature(val_logits, y_va)
+    # 4. ensemble member, 5. calibration, 6. precedents
+    if config.ensemble == "tfidf" and config.uses_text:
+        if len(val_stop):
+            t1 = time.perf_counter()
+            _fit_tfidf(model, train, val_stop, model._run(va)[0], y_va, history)
+            timings["ensemble_s"] = time.perf_counter() - t1
+        else:
+            history["ensemble"] = {"kind": "none", "reason": "no validation data to weigh it"}
+            log.info("ensemble skipped: no validation data to choose its weight on")
+    prog.step()
+    if len(val_cal):
+        cal_logits = model._combine(model._run(va_cal)[0], model._items(val_cal))
+        y_cal = model.label_indices([e.label for e in val_cal])
+        model.temperature = fit_temperature(cal_logits, y_cal)
+        history["calibration"] = {
+            "ece_before": ece(softmax(cal_logits, 1.0), y_cal),
+            "ece_after": ece(softmax(cal_logits, model.temperature), y_cal),
+        }
     model.train_features = model._run(tr)[1]
     model.train_keys = [e.key for e in train]
     model.train_titles = [e.title for e in train]
@@ -888,6 +1027,41 @@ def _fit(
     history["device"] = str(device)
     model.history = history
     return model
+
+
+def _fit_tfidf(
+    model: HSModel,
+    train: Sequence[Example],
+    val_stop: Sequence[Example],
+    neural_stop: np.ndarray,
+    y_stop: np.ndarray,
+    history: dict[str, Any],
+) -> None:
+    """Train the TF-IDF SVM member on the training texts and choose the mixture (the network's
+    weight and both temperatures) on the early-stopping part of the validation set."""
+    y = model.label_indices([e.label for e in train])
+    svm = TfidfSvm(
+        C=model.config.ensemble_c, seed=model.config.seed, min_df=model.config.ensemble_min_df
+    )
+    svm.fit(model._texts(model._items(train)), y)
+    if not np.array_equal(svm.classes_, np.arange(len(model.labels))):
+        raise RuntimeError("TF-IDF member: classes do not match the model's labels")
+    svm_stop = svm.decision_scores(model._texts(model._items(val_stop)))
+    mixture = fit_mixture(neural_stop, svm_stop, y_stop)
+    model.tfidf, model.mixture = svm, mixture
+    known = y_stop >= 0
+    mixed = mix_logits(
+        neural_stop, svm_stop, mixture["weight"], mixture["temp_a"], mixture["temp_b"]
+    )
+    history["ensemble"] = {
+        "kind": "tfidf",
+        **mixture,
+        "n_features": int(svm.coef.shape[0]),
+        "stop_top1_neural": float(np.mean(neural_stop.argmax(1)[known] == y_stop[known])),
+        "stop_top1_tfidf": float(np.mean(svm_stop.argmax(1)[known] == y_stop[known])),
+        "stop_top1_mixed": float(np.mean(mixed.argmax(1)[known] == y_stop[known])),
+    }
+    log.info("ensemble %s", history["ensemble"])
 
 
 def _finetune_image(model: HSModel, tr: _Inputs, y_tr, config, device, gen, prog) -> list[float]:

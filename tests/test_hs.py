@@ -20,7 +20,9 @@ def test_clean_single_codes(raw, hs10):
     assert not code.multi and code.raw == raw
 
 
-@pytest.mark.parametrize("raw", ["① 6110.20-0000 ② 6108.91-0000", "각각 분류", "6110.20-0000, 6108.91-0000"])
+@pytest.mark.parametrize(
+    "raw", ["① 6110.20-0000 ② 6108.91-0000", "각각 분류", "6110.20-0000, 6108.91-0000"]
+)
 def test_multi_code_values_are_flagged_not_guessed(raw):
     code = parse_hs(raw)
     assert code.multi

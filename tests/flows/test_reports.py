@@ -23,7 +23,11 @@ def evaluation():
             {"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.2 / e, "val_top1": 0.5 + 0.1 * e}
             for e in range(1, 5)
         ],
-        "test": {"confidence": confidence.tolist(), "y_true": true.tolist(), "y_pred": pred.tolist()},
+        "test": {
+            "confidence": confidence.tolist(),
+            "y_true": true.tolist(),
+            "y_pred": pred.tolist(),
+        },
     }
 
 
@@ -51,8 +55,13 @@ def test_expected_calibration_error_of_overconfident_model():
     confidence = np.full(10, 0.95)
     correct = np.array([True] * 5 + [False] * 5)
     assert reports.expected_calibration_error(confidence, correct) == pytest.approx(0.45)
-    by_chapter = reports.accuracy_by_chapter(np.array(["96", "96", "61"]), np.array([True, False, True]))
-    assert by_chapter == [{"chapter": "61", "n": 1, "accuracy": 1.0}, {"chapter": "96", "n": 2, "accuracy": 0.5}]
+    by_chapter = reports.accuracy_by_chapter(
+        np.array(["96", "96", "61"]), np.array([True, False, True])
+    )
+    assert by_chapter == [
+        {"chapter": "61", "n": 1, "accuracy": 1.0},
+        {"chapter": "96", "n": 2, "accuracy": 0.5},
+    ]
 
 
 def test_training_report_markdown_embeds_and_saves_plots(evaluation, tmp_path):
@@ -66,11 +75,18 @@ def test_training_report_markdown_embeds_and_saves_plots(evaluation, tmp_path):
     )
     assert "promoted to champion" in md and "| test.top1 | 0.8100 |" in md
     assert md.count("data:image/png;base64,") == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"v0001-{k}.png" for k in reports.PLOT_TITLES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"v0001-{k}.png" for k in reports.PLOT_TITLES
+    )
 
 
 def test_html_report_lists_versions(evaluation):
-    champion = {"version": "v0002", "metrics": {"top1": 0.8}, "report": evaluation, "is_champion": True}
+    champion = {
+        "version": "v0002",
+        "metrics": {"top1": 0.8},
+        "report": evaluation,
+        "is_champion": True,
+    }
     html = reports.html_report(
         champion,
         [champion, {"version": "v0001", "metrics": {"top1": 0.7}}],
