@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -20,38 +21,11 @@ def resolve_settings(settings_overrides: dict[str, Any] | None = None, **explici
 
 
 def champion_info(settings: Settings) -> dict[str, Any] | None:
-    """The champion's version and what it was trained on, or None without a champion."""
+    """The champion's registry record (version, created_at, n_cases, data_hash, metrics...)."""
     from hscode.registry import Registry
 
-    registry = Registry(settings.model_registry_dir)
-    champion = registry.champion()
-    if champion is None:
-        return None
-    info = _as_dict(champion)
-    version = info.get("version") or (champion if isinstance(champion, str) else None)
-    if version is not None and len(info) <= 1:
-        # champion() returned only a name: read the version's record
-        for entry in registry.list_versions():
-            entry_info = _as_dict(entry)
-            if entry_info.get("version") == version:
-                info = entry_info
-                break
-    info["version"] = version
-    return info
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    if isinstance(obj, str):
-        return {"version": obj}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump()
-    if isinstance(obj, dict):
-        return dict(obj)
-    return dict(getattr(obj, "__dict__", {}))
+    champion = Registry(settings.model_registry_dir).champion()
+    return None if champion is None else dataclasses.asdict(champion)
 
 
 def training_due(
@@ -64,24 +38,16 @@ def training_due(
     """Whether to retrain tonight, and why: no champion, enough new cases, or it is a week old."""
     if champion is None:
         return True, "no champion yet"
-    trained_on = _int(champion, "n_cases", "n_train_cases", "train_cases", "trainable_cases")
+    trained_on = champion.get("n_cases")
     if trained_on is not None and trainable_cases - trained_on >= min_new_cases:
         return (
             True,
             f"{trainable_cases - trained_on} new cases since the champion (>= {min_new_cases})",
         )
-    created = _when(champion.get("created_at") or champion.get("trained_at"))
+    created = _when(champion.get("created_at"))
     if created is not None and now - created >= dt.timedelta(days=retrain_days):
         return True, f"champion is {(now - created).days} days old (>= {retrain_days})"
     return False, "champion is recent and few new cases arrived"
-
-
-def _int(info: dict[str, Any], *keys: str) -> int | None:
-    for scope in (info, info.get("metrics") or {}, info.get("data") or {}):
-        for key in keys:
-            if isinstance(scope, dict) and isinstance(scope.get(key), int):
-                return int(scope[key])
-    return None
 
 
 def _when(value: Any) -> dt.datetime | None:

@@ -27,7 +27,6 @@ import logging
 import math
 import os
 import re
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,13 +44,12 @@ import pyarrow.parquet as pq
 from hscode.hs import format_hs10, parse_hs
 from hscode.schema import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION, SERIES
 from hscode.settings import Settings
-from hscode.storage import atomic_write, put_blob, sha256_bytes
+from hscode.storage import atomic_write, image_problem, put_blob, sha256_bytes
 from hscode.text import clean_text, decode_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TEXT_CHARS = 20_000  # same as Settings.max_text_chars
-MAX_IMAGE_PIXELS = 40_000_000  # far above any product photo, far below a decompression bomb
 IMPORT_CHUNK_ROWS = 20_000
 PART_FILE = "part-0.parquet"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -677,8 +675,6 @@ def _load_image(
     settings: Settings, folder: Path, spec: str, allow_absolute: bool
 ) -> tuple[bytes, str]:
     """Read and verify one image; return (bytes, sha256) or raise CaseRejected."""
-    from PIL import Image, UnidentifiedImageError
-
     limit = settings.max_image_bytes
     try:
         candidate = Path(spec)
@@ -712,26 +708,10 @@ def _load_image(
         ) from None
     if len(data) > limit:
         raise CaseRejected("image_too_large", f"image {spec!r} has more than {limit} bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size  # header only: checked before decoding any pixels
-                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-                    raise CaseRejected(
-                        "image_too_large", f"image {spec!r} is {width}x{height} pixels"
-                    )
-                img.load()  # full decode: catches truncated and corrupt files
-    except CaseRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise CaseRejected("image_too_large", f"image {spec!r}: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CaseRejected("image_corrupt", f"image {spec!r} cannot be decoded ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
-        raise CaseRejected(
-            "image_corrupt", f"image {spec!r} cannot be decoded ({type(exc).__name__}: {exc})"
-        ) from None
+    problem = image_problem(data)
+    if problem is not None:
+        kind, detail = problem
+        raise CaseRejected(f"image_{kind}", f"image {spec!r} cannot be used ({detail})")
     return data, sha256_bytes(data)
 
 

@@ -222,42 +222,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     settings = _settings(args)
     registry = Registry(settings.model_registry_dir)
     if args.models_cmd == "list":
-        versions = [_jsonable(v) for v in registry.list_versions()]
-        champion = _champion_version(registry.champion())
+        versions = registry.list_versions()
         if not versions:
             print("no model versions registered yet (run `hscode train`)")
             return EXIT_OK
-        for info in versions:
-            info = info if isinstance(info, dict) else {"version": info}
-            mark = "*" if info.get("version") == champion else " "
-            metrics = info.get("metrics") or {}
-            top1 = _find_metric(metrics, "top1", "accuracy", "test_top1", "acc")
+        for v in versions:
+            top1 = v.metrics.get("test_top1")
             shown = f"top1={top1:.4f}" if isinstance(top1, float) else ""
-            print(f"{mark} {info.get('version')}  {info.get('created_at', '')}  {shown}".rstrip())
+            print(f"{'*' if v.champion else ' '} {v.version}  {v.created_at}  {shown}".rstrip())
         print("(* = champion)")
     elif args.models_cmd == "promote":
         registry.promote(args.version)
         print(f"champion is now {args.version}")
     elif args.models_cmd == "rollback":
         restored = registry.rollback()
-        print(f"champion rolled back to {_champion_version(restored) or 'none'}")
+        print(f"champion rolled back to {restored}")
     return EXIT_OK
-
-
-def _champion_version(champion: Any) -> str | None:
-    if champion is None or isinstance(champion, str):
-        return champion
-    return getattr(champion, "version", None) or (
-        champion.get("version") if isinstance(champion, dict) else None
-    )
-
-
-def _find_metric(metrics: dict[str, Any], *names: str) -> Any:
-    for scope in (metrics, metrics.get("test") or {}):
-        for name in names:
-            if isinstance(scope, dict) and isinstance(scope.get(name), (int, float)):
-                return float(scope[name])
-    return None
 
 
 def cmd_requests(args: argparse.Namespace) -> int:
@@ -279,7 +259,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     engine = _engine(settings)
     _print_summary("inbox", import_inbox(settings, engine))
     registry = Registry(settings.model_registry_dir)
-    version = args.model or _champion_version(registry.champion())
+    champion = registry.champion()
+    version = args.model or (champion.version if champion is not None else None)
     if version is None:
         raise CliError("no champion model yet: run `hscode train` first")
     recommender = registry.load(version)

@@ -155,12 +155,12 @@ def run_demo(
     crawl = summary.get("crawl") or {}
     uri = psql_uri(settings)
     elapsed = time.monotonic() - started
-    accuracy = _top1(train.get("metrics") or champion.get("metrics") or {})
+    accuracy = (train.get("metrics") or champion.get("metrics") or {}).get("test_top1")
     lines = [
         "",
         "=== hscode demo ===",
         (
-            f"cases crawled:      {_crawled(crawl)} (emulator served "
+            f"cases crawled:      {crawl.get('details_fetched', '?')} (emulator served "
             f"{sum(emulator_stats['requests'].values())} requests, "
             f"{sum(emulator_stats['faults'].values())} injected faults)"
         ),
@@ -184,21 +184,6 @@ def run_demo(
     ]
     print("\n".join(lines), flush=True)
     return {"summary": summary, "results": results, "psql_uri": uri, "elapsed_s": elapsed}
-
-
-def _top1(metrics: dict[str, Any]) -> float | None:
-    for scope in (metrics, metrics.get("test") or {}, metrics.get("fusion") or {}):
-        for key in ("test_top1", "top1", "accuracy", "test_accuracy"):
-            if isinstance(scope, dict) and isinstance(scope.get(key), (int, float)):
-                return float(scope[key])
-    return None
-
-
-def _crawled(crawl: dict[str, Any]) -> Any:
-    for key in ("details_fetched", "cases_fetched", "fetched", "details", "cases"):
-        if key in crawl:
-            return crawl[key]
-    return "?"
 
 
 def _short(value: Any) -> str:

@@ -14,7 +14,6 @@ import binascii
 import csv
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import math
@@ -28,6 +27,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from hscode.settings import Settings
+from hscode.storage import image_problem
 
 log = logging.getLogger(__name__)
 
@@ -125,30 +125,14 @@ def check_image(data: bytes, max_bytes: int) -> str | None:
         return f"image too large ({len(data)} bytes > {max_bytes})"
     if not data:
         return "unreadable image: empty"
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    from hscode.cases import MAX_IMAGE_PIXELS
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size  # header only: checked before decoding any pixels
-                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-                    return f"image too large ({width}x{height} pixels > {MAX_IMAGE_PIXELS})"
-                img.verify()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return f"image too large (decompression bomb: {exc})"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        return f"unreadable image: {exc}"
-    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
-        return f"unreadable image: {type(exc).__name__}: {exc}"
-    return None
+    problem = image_problem(data, full_decode=False)
+    if problem is None:
+        return None
+    kind, detail = problem
+    return f"image too large ({detail})" if kind == "too_large" else f"unreadable image: {detail}"
 
 
-def _read_image_path(
+def read_image_path(
     spec: str, base_dir: Path | None, max_bytes: int
 ) -> tuple[bytes | None, str | None]:
     """Read a request's image file: inside ``base_dir`` only (when given), a regular file,
@@ -255,7 +239,7 @@ def _validate(
             return reject(request_id, f"unreadable image: bad base64 ({exc})", "unreadable image")
     path_value = _text(_field(row, "image_path"))
     if image is None and path_value and path_value.strip():
-        image, problem = _read_image_path(path_value.strip(), base_dir, max_image_bytes)
+        image, problem = read_image_path(path_value.strip(), base_dir, max_image_bytes)
         if problem:
             return reject(request_id, problem, problem.split(" (")[0].split(":")[0])
     if image is not None:

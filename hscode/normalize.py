@@ -18,18 +18,15 @@ finds unchanged. ``full=True`` ignores the checkpoint (e.g. after a parser chang
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hscode.cases import (
-    MAX_IMAGE_PIXELS,
     CaseRejected,
     Reject,
     make_case,
@@ -45,7 +42,7 @@ from hscode.portal.parse import (
 )
 from hscode.rawzone import RawEntry, RawZone
 from hscode.settings import Settings
-from hscode.storage import atomic_write, put_blob
+from hscode.storage import atomic_write, image_problem, put_blob
 
 log = logging.getLogger(__name__)
 
@@ -111,29 +108,6 @@ def _write_checkpoint(settings: Settings, cases: dict[str, dict[str, Any]]) -> N
 # ---------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------
-def _image_ok(data: bytes) -> str | None:
-    """None when the bytes decode as an image, else why not."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size  # header only: checked before decoding any pixel
-                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-                    return f"too large: {width}x{height} pixels (limit {MAX_IMAGE_PIXELS})"
-                img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return f"too large: {exc}"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        return f"not a decodable image: {exc}"
-    except MemoryError:
-        return "not a decodable image: out of memory while decoding"
-    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
-        return f"not a decodable image: {type(exc).__name__}: {exc}"
-    return None
-
-
 def _list_items(raw: RawZone, report: NormalizeReport) -> dict[str, tuple[str, ListItem]]:
     """RRDC_NO -> (series, newest list item) over every good list page in the raw zone."""
     found: dict[str, tuple[str, ListItem, str]] = {}
@@ -254,9 +228,9 @@ def normalize(settings: Settings, *, full: bool = False) -> NormalizeReport:
                 log.warning("normalize %s: image body %s unreadable: %s", key, stored.sha256, exc)
                 report.images_missing += 1
                 continue
-            why = _image_ok(data)
-            if why is not None:
-                log.warning("normalize %s: image %s skipped: %s", key, url, why)
+            problem = image_problem(data)
+            if problem is not None:
+                log.warning("normalize %s: image %s skipped: %s: %s", key, url, *problem)
                 report.images_bad += 1
                 continue
             digest = put_blob(settings.images_dir, data)

@@ -94,20 +94,19 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | N
         )
 
 
-def _check_image(path: Path, settings: Settings) -> bytes:
-    if not path.is_file():
-        raise ValueError(f"image {path} not found")
-    size = path.stat().st_size
-    if size > settings.max_image_bytes:
-        raise ValueError(f"image {path.name} is {size} bytes (limit {settings.max_image_bytes})")
-    data = path.read_bytes()
-    from PIL import Image, UnidentifiedImageError
+def _read_image(image_ref: str, base_dir: Path, settings: Settings) -> bytes:
+    """The request's image, read and checked the way request intake does it."""
+    from hscode.intake import read_image_path
+    from hscode.storage import image_problem
 
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"image {path.name} is not a readable image ({exc})") from None
+    data, why = read_image_path(image_ref, base_dir, settings.max_image_bytes)
+    if data is None:
+        raise ValueError(why)
+    problem = image_problem(data, full_decode=False)
+    if problem is not None:
+        kind, detail = problem
+        what = "too large" if kind == "too_large" else "not a readable image"
+        raise ValueError(f"image {image_ref} is {what} ({detail})")
     return data
 
 
@@ -129,10 +128,7 @@ def _request(
     image = None
     image_ref = _text(row.get("image_path"))
     if image_ref is not None:
-        image_file = Path(image_ref)
-        if not image_file.is_absolute():
-            image_file = base_dir / image_file
-        image = _check_image(image_file, settings)
+        image = _read_image(image_ref, base_dir, settings)
     return RequestInput(request_id=request_id, title=title, description=description, image=image)
 
 

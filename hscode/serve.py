@@ -130,32 +130,20 @@ def serve(settings: Settings, port: int = 4200, workers: bool = True) -> int:
 
 
 def _version_dicts(settings: Settings) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    from flows._common import _as_dict
+    """The champion (with its training report, for the plots) and the 20 newest versions."""
+    import dataclasses
+
     from hscode.registry import Registry
 
     registry = Registry(settings.model_registry_dir)
-    champion = registry.champion()
-    champion_version = champion if isinstance(champion, str) else getattr(champion, "version", None)
-    versions = []
-    for entry in registry.list_versions():
-        info = _as_dict(entry)
-        info["is_champion"] = info.get("version") == champion_version
-        versions.append(info)
-    versions.sort(key=lambda v: str(v.get("created_at") or v.get("version")), reverse=True)
-    champion_info = next((v for v in versions if v["is_champion"]), None)
-    if champion_info is not None and not champion_info.get("report"):
-        champion_info["report"] = _read_training_report(settings, str(champion_info["version"]))
-    return champion_info, versions[:20]
-
-
-def _read_training_report(settings: Settings, version: str) -> dict[str, Any] | None:
-    """The evaluation details saved with a version (for the plots), if the trainer wrote any."""
-    from hscode.registry import Registry, RegistryError
-
-    try:
-        return Registry(settings.model_registry_dir).read_report(version)
-    except RegistryError:
-        return None
+    versions = [
+        dataclasses.asdict(v) | {"is_champion": v.champion} for v in registry.list_versions()
+    ]
+    versions.sort(key=lambda v: v["created_at"], reverse=True)
+    champion = next((v for v in versions if v["is_champion"]), None)
+    if champion is not None:
+        champion["report"] = registry.read_report(champion["version"])
+    return champion, versions[:20]
 
 
 def _recent_scoring_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:

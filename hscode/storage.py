@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
+
+MAX_IMAGE_PIXELS = 40_000_000  # far above any product photo, far below a decompression bomb
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -45,3 +49,34 @@ def put_blob(root: Path, data: bytes, suffix: str = "") -> str:
 def image_path(images_dir: Path, digest: str) -> Path:
     """Images are stored once by content hash, without extension (the bytes say the format)."""
     return blob_path(images_dir, digest)
+
+
+def image_problem(data: bytes, *, full_decode: bool = True) -> tuple[str, str] | None:
+    """Why ``data`` is not a usable image: ``("too_large" | "corrupt", detail)``, or None.
+
+    The pixel count is read from the header and checked against ``MAX_IMAGE_PIXELS`` before
+    any pixel is decoded, so a decompression bomb costs nothing. ``full_decode`` decodes
+    every pixel (catches truncated files); otherwise PIL's cheaper structural ``verify``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+                if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+                    return "too_large", f"{width}x{height} pixels (limit {MAX_IMAGE_PIXELS})"
+                if full_decode:
+                    img.load()
+                else:
+                    img.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return "too_large", f"decompression bomb: {exc}"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        return "corrupt", str(exc)
+    except MemoryError:
+        return "corrupt", "out of memory while decoding"
+    except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
+        return "corrupt", f"{type(exc).__name__}: {exc}"
+    return None

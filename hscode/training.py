@@ -229,19 +229,27 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
     )
 
 
-def grouped_stratified_split(
-    titles: Sequence[str], labels: Sequence[str], fraction: float, seed: int
-) -> tuple[list[int], list[int]]:
-    """(keep, held_out) indices: ~``fraction`` of each label held out, stratified by label,
-    every group of identical titles entirely on one side, and never a label's last group."""
+def _title_strata(
+    titles: Sequence[str], labels: Sequence[str]
+) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    """Rows grouped by normalised title, and each group's key filed under its majority label
+    (ties: the smallest label), so a split can keep identical titles on one side."""
     groups: dict[str, list[int]] = defaultdict(list)
     for idx, title in enumerate(titles):
         groups[title_key(title)].append(idx)
     strata: dict[str, list[str]] = defaultdict(list)
     for key, members in groups.items():
         votes = Counter(labels[i] for i in members).most_common()
-        majority = min(label for label, n in votes if n == votes[0][1])
-        strata[majority].append(key)
+        strata[min(label for label, n in votes if n == votes[0][1])].append(key)
+    return groups, strata
+
+
+def grouped_stratified_split(
+    titles: Sequence[str], labels: Sequence[str], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """(keep, held_out) indices: ~``fraction`` of each label held out, stratified by label,
+    every group of identical titles entirely on one side, and never a label's last group."""
+    groups, strata = _title_strata(titles, labels)
     rng = random.Random(seed)
     held: list[int] = []
     for label in sorted(strata):
@@ -264,13 +272,7 @@ def grouped_folds(
     titles: Sequence[str], labels: Sequence[str], folds: int, seed: int
 ) -> list[list[int]]:
     """``folds`` disjoint test folds, stratified by label, identical titles in one fold."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for idx, title in enumerate(titles):
-        groups[title_key(title)].append(idx)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for key, members in groups.items():
-        votes = Counter(labels[i] for i in members).most_common()
-        strata[min(label for label, n in votes if n == votes[0][1])].append(key)
+    groups, strata = _title_strata(titles, labels)
     rng = random.Random(seed)
     out: list[list[int]] = [[] for _ in range(folds)]
     offset = 0

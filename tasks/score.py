@@ -36,9 +36,7 @@ def resolve_champion(settings: Settings) -> str | None:
     from hscode.registry import Registry
 
     champion = Registry(settings.model_registry_dir).champion()
-    if champion is None:
-        return None
-    return champion if isinstance(champion, str) else str(getattr(champion, "version", champion))
+    return None if champion is None else champion.version
 
 
 # Predictions are keyed (request id, model version, rank): re-scoring after a crash is idempotent.
