@@ -278,13 +278,18 @@ def metric_rows(metrics: Mapping[str, Any] | None, prefix: str = "") -> list[dic
     return rows
 
 
-def _md_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    float_format: str = ".4f",
+) -> str:
+    """A Markdown table (for artifacts and reports); pipes and newlines in cells escaped."""
     if not rows:
         return "_none_\n"
-    cols = list(rows[0].keys())
+    cols = list(columns or rows[0].keys())
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        out.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        out.append("| " + " | ".join(_cell(r.get(c), float_format) for c in cols) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -292,6 +297,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return "" if value is None else str(value)
+
+
+def _cell(value: Any, float_format: str) -> str:
+    if isinstance(value, float):
+        return format(value, float_format)
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
 
 
 # ---------------------------------------------------------------- reports
@@ -316,15 +327,15 @@ def training_report_markdown(
         f"# Training report: `{version}`\n",
         f"**{verdict}**" + (f": {reason}" if reason else "") + "\n",
         "## Metrics\n",
-        _md_table(metric_rows(metrics)),
+        markdown_table(metric_rows(metrics)),
     ]
     if champion_metrics:
-        parts += ["## Previous champion\n", _md_table(metric_rows(champion_metrics))]
+        parts += ["## Previous champion\n", markdown_table(metric_rows(champion_metrics))]
     arrays = evaluation_arrays(report)
     if arrays is not None and "chapter" in arrays:
         parts += [
             "## Accuracy by chapter\n",
-            _md_table(accuracy_by_chapter(arrays["chapter"], arrays["correct"])),
+            markdown_table(accuracy_by_chapter(arrays["chapter"], arrays["correct"])),
         ]
     plots = training_plots(report)
     if plots:

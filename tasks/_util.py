@@ -44,19 +44,10 @@ def scalar_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> str:
-    if not rows:
-        return "_none_\n"
-    columns = columns or list(rows[0].keys())
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    """Artifact tables: ``hscode.reports.markdown_table`` with 4 significant digits."""
+    from hscode.reports import markdown_table as _table
 
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+    return _table(rows, columns, float_format=".4g")
 
 
 def progress_args(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[int, int | None, str]:
