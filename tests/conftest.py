@@ -36,3 +36,14 @@ def settings(tmp_path: Path):
     from hscode.settings import Settings
 
     return Settings(data_dir=tmp_path / "var", _env_file=None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tests train tiny models on a shared 2-core machine: one intra-op thread each."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
