@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,dask]'
+	$(BIN)/pip install -q -e '.[dev,dask,objectstore]'
 	touch $(STAMP)
 
 install: $(STAMP)

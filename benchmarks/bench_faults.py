@@ -236,7 +236,7 @@ from hscode.settings import Settings
 a = json.loads(sys.argv[1])
 s = Settings(data_dir=a["data_dir"], _env_file=None)
 engine = get_engine(s)
-rec = Registry(s.model_registry_dir).load(a["version"])
+rec = Registry.from_settings(s).load(a["version"])
 progress = open(a["ready"], "w", buffering=1)
 progress.write("0\\n")
 score_pending(s, engine, rec, batch_size=a["batch"], progress=lambda d, t: progress.write(f"{d}\\n"))
@@ -490,7 +490,7 @@ class ScoreWorld:
         outcome = train_and_register(self.settings, TrainConfig(**TINY_TRAIN))
         self.train_s = time.perf_counter() - t0
         self.version = outcome.version
-        self.registry = Registry(self.settings.model_registry_dir)
+        self.registry = Registry.from_settings(self.settings)
         assert self.registry.champion().version == self.version
         self.engine = get_engine(self.settings)
         migrate(self.engine)
@@ -641,7 +641,7 @@ def case_kill_train(world: ScoreWorld, seed: int) -> dict[str, Any]:
     from hscode.registry import Registry
 
     rng = random.Random(seed)
-    registry = Registry(world.settings.model_registry_dir)
+    registry = Registry.from_settings(world.settings)
     champion_before = registry.champion().version
     versions_before = [v.version for v in registry.list_versions()]
     delay = rng.uniform(0.0, 1.1) * world.train_s  # inside training, or just after it
@@ -649,7 +649,7 @@ def case_kill_train(world: ScoreWorld, seed: int) -> dict[str, Any]:
     _wait_for_line(proc, b"STARTED")
     t1 = time.monotonic()
     kill = _kill_when(proc, lambda: time.monotonic() - t1 >= delay, timeout=600)
-    after_kill = Registry(world.settings.model_registry_dir)
+    after_kill = Registry.from_settings(world.settings)
     versions_after = [v.version for v in after_kill.list_versions()]
     vdir = after_kill.versions_dir
     half = [
@@ -668,7 +668,7 @@ def case_kill_train(world: ScoreWorld, seed: int) -> dict[str, Any]:
 
     outcome = train_and_register(world.settings, TrainConfig(**TINY_TRAIN))
     recover = time.perf_counter() - t0
-    final = Registry(world.settings.model_registry_dir)
+    final = Registry.from_settings(world.settings)
     champion_final = final.champion().version
     # Loading every listed version must work: none is half written.
     unloadable = []

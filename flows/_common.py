@@ -24,7 +24,7 @@ def champion_info(settings: Settings) -> dict[str, Any] | None:
     """The champion's registry record (version, created_at, n_cases, data_hash, metrics...)."""
     from hscode.registry import Registry
 
-    champion = Registry(settings.model_registry_dir).champion()
+    champion = Registry.from_settings(settings).champion()
     return None if champion is None else dataclasses.asdict(champion)
 
 

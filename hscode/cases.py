@@ -1,8 +1,12 @@
 """The Parquet ``cases`` dataset: validation, upsert, read, import, export, quality report.
 
-Layout: ``settings.cases_dir/decision_year=YYYY/part-0.parquet`` (year 0 = unknown),
-every file written with ``CASE_SCHEMA`` through a temp file and ``os.replace``.
-One writer at a time (a file lock); readers never see a half-written file.
+Layout: ``<settings.cases_url>/decision_year=YYYY/part-0.parquet`` (year 0 = unknown),
+every file written with ``CASE_SCHEMA`` in one piece: through a temp file and
+``os.replace`` on a local folder, one PUT on object storage (``hscode.objectstore``), so
+readers never see a half-written file. On a local folder one writer at a time (a file
+lock); object storage cannot be locked across machines, so there the one writer is the
+normalize/import step (one crawl worker, Prefect concurrency limits), and readers resolve
+the rare duplicate a concurrent move could leave (newest wins, see below).
 
 Upsert rules:
 - the case key is the identity; the newest ``fetched_at`` wins, ties go to the
@@ -42,9 +46,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from hscode.hs import format_hs10, parse_hs
+from hscode.objectstore import Location, cases_location, images_location
 from hscode.schema import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION, SERIES
 from hscode.settings import Settings
-from hscode.storage import atomic_write, image_problem, put_blob, sha256_bytes
+from hscode.storage import atomic_write, image_problem, sha256_bytes
 from hscode.text import clean_text, decode_text
 
 log = logging.getLogger(__name__)
@@ -305,22 +310,27 @@ class UpsertReport:
     partitions_written: tuple[int, ...] = ()  # decision years rewritten (or removed)
 
 
-def _partition_path(cases_dir: Path, year: int) -> Path:
-    return cases_dir / f"decision_year={int(year)}" / PART_FILE
+def _partition_path(year: int) -> str:
+    return f"decision_year={int(year)}/{PART_FILE}"
 
 
-def _partition_files(cases_dir: Path) -> dict[int, Path]:
-    files: dict[int, Path] = {}
-    for path in cases_dir.glob(f"decision_year=*/{PART_FILE}"):
+def _partition_files(cases: Location) -> dict[int, str]:
+    files: dict[int, str] = {}
+    for rel in cases.glob(f"decision_year=*/{PART_FILE}"):
+        folder = rel.split("/", 1)[0]
         try:
-            files[int(path.parent.name.split("=", 1)[1])] = path
+            files[int(folder.split("=", 1)[1])] = rel
         except ValueError:
-            log.warning("ignoring unexpected partition folder %s", path.parent)
+            log.warning("ignoring unexpected partition folder %s/%s", cases.url, folder)
     return dict(sorted(files.items()))
 
 
 @contextmanager
-def _writer_lock(cases_dir: Path) -> Iterator[None]:
+def _writer_lock(cases: Location) -> Iterator[None]:
+    cases_dir = cases.local_root
+    if cases_dir is None:  # object storage: no cross-machine lock (see the module docstring)
+        yield
+        return
     cases_dir.mkdir(parents=True, exist_ok=True)
     with open(cases_dir / ".lock", "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -334,11 +344,16 @@ def _writer_lock(cases_dir: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _reader_lock(cases_dir: Path) -> Iterator[None]:
+def _reader_lock(cases: Location) -> Iterator[None]:
     """Shared lock so a read never straddles a writer's partition moves.
 
-    Read-only copies of the dataset (no write access for the lock file) are read unlocked.
+    Read-only copies of the dataset (no write access for the lock file) and object
+    storage are read unlocked.
     """
+    cases_dir = cases.local_root
+    if cases_dir is None:
+        yield
+        return
     try:
         fh = open(cases_dir / ".lock", "a")  # noqa: SIM115 - closed in finally
     except OSError:
@@ -351,14 +366,19 @@ def _reader_lock(cases_dir: Path) -> Iterator[None]:
         fh.close()  # closing releases the lock
 
 
-def _read_files(files: Sequence[Path], columns: Sequence[str] | None = None) -> pa.Table:
+def _read_files(
+    cases: Location, files: Sequence[str], columns: Sequence[str] | None = None
+) -> pa.Table:
     if not files:
         table = CASE_SCHEMA.empty_table()
         return table.select(list(columns)) if columns is not None else table
     # Explicit schema: files written before a column was added read it as null.
-    return ds.dataset([str(f) for f in files], schema=CASE_SCHEMA, format="parquet").to_table(
-        columns=list(columns) if columns is not None else None
-    )
+    return ds.dataset(
+        [cases.arrow_path(f) for f in files],
+        schema=CASE_SCHEMA,
+        format="parquet",
+        filesystem=cases.arrow_fs,
+    ).to_table(columns=list(columns) if columns is not None else None)
 
 
 def _newest_per_key(table: pa.Table) -> pa.Table:
@@ -391,11 +411,12 @@ def read_cases(settings: Settings, columns: Sequence[str] | None = None) -> pa.T
     if unknown:
         raise ValueError(f"unknown case columns {unknown}; known: {list(CASE_COLUMNS)}")
     needed = list(dict.fromkeys([*wanted, "case_key", "fetched_at"]))
-    if not settings.cases_dir.is_dir():
-        return _read_files([], wanted)
-    with _reader_lock(settings.cases_dir):
-        files = list(_partition_files(settings.cases_dir).values())
-        table = _read_files(files, needed)
+    cases = cases_location(settings)
+    if not cases.exists():
+        return _read_files(cases, [], wanted)
+    with _reader_lock(cases):
+        files = list(_partition_files(cases).values())
+        table = _read_files(cases, files, needed)
     return _newest_per_key(table).select(wanted)
 
 
@@ -435,19 +456,15 @@ def _fetched_key(value: datetime | None) -> datetime:
     return value if value is not None else datetime.min.replace(tzinfo=UTC)
 
 
-def _write_partition(cases_dir: Path, year: int, table: pa.Table) -> None:
-    path = _partition_path(cases_dir, year)
+def _write_partition(cases: Location, year: int, table: pa.Table) -> None:
+    rel = _partition_path(year)
     if table.num_rows == 0:
-        path.unlink(missing_ok=True)
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
+        cases.delete(rel)
         return
     table = table.take(pc.sort_indices(table, sort_keys=[("case_key", "ascending")]))
     sink = pa.BufferOutputStream()
     pq.write_table(table.cast(CASE_SCHEMA), sink, compression="zstd")
-    atomic_write(path, sink.getvalue().to_pybytes())
+    cases.write_bytes(rel, sink.getvalue().to_pybytes())
 
 
 def upsert_cases(
@@ -471,11 +488,11 @@ def upsert_cases(
             _parse_fetched_at(prior["fetched_at"])
         ):
             batch[row["case_key"]] = row
-    cases_dir = settings.cases_dir
-    with _writer_lock(cases_dir):
-        files = _partition_files(cases_dir)
+    cases = cases_location(settings)
+    with _writer_lock(cases):
+        files = _partition_files(cases)
         if not batch:
-            total = _read_files(list(files.values()), ["case_key"]).num_rows
+            total = _read_files(cases, list(files.values()), ["case_key"]).num_rows
             record_rejects(settings, rejects)
             return UpsertReport(0, 0, 0, total, received)
         # Canonical Python values (tz-aware datetimes, dates, lists) for comparing with stored rows.
@@ -485,9 +502,11 @@ def upsert_cases(
         # Where do the incoming keys live now? Only key/year columns of every file are read.
         located: dict[int, pa.Table] = {}
         for year, path in files.items():
-            key_col = pq.read_table(path, columns=["case_key"])["case_key"]
+            key_col = pq.read_table(
+                cases.arrow_path(path), columns=["case_key"], filesystem=cases.arrow_fs
+            )["case_key"]
             if pc.any(pc.is_in(key_col, value_set=keys)).as_py():
-                located[year] = _read_files([path])
+                located[year] = _read_files(cases, [path])
         stored: dict[str, tuple[dict[str, Any], list[int]]] = {}
         for year, table in located.items():
             hits = table.filter(pc.is_in(table["case_key"], value_set=keys)).to_pylist()
@@ -536,7 +555,7 @@ def upsert_cases(
         for year in [*gaining, *losing]:
             base = located.get(year)
             if base is None and year in files:
-                base = _read_files([files[year]])
+                base = _read_files(cases, [files[year]])
             if base is None:
                 base = CASE_SCHEMA.empty_table()
             drop = remove.get(year, set())
@@ -547,11 +566,11 @@ def upsert_cases(
                     )
                 )
             new = _to_table(add.get(year, []))
-            _write_partition(cases_dir, year, pa.concat_tables([base, new]))
-        total = _read_files(list(_partition_files(cases_dir).values()), ["case_key"]).num_rows
+            _write_partition(cases, year, pa.concat_tables([base, new]))
+        total = _read_files(cases, list(_partition_files(cases).values()), ["case_key"]).num_rows
     report = UpsertReport(inserted, updated, unchanged, total, received, (*gaining, *losing))
     record_rejects(settings, rejects)
-    log.info("upserted cases into %s: %s", cases_dir, report)
+    log.info("upserted cases into %s: %s", cases.url, report)
     return report
 
 
@@ -756,6 +775,7 @@ def import_cases(
     chunk: list[dict[str, Any]] = []
     upserts: list[UpsertReport] = []
     fetched_at = datetime.now(UTC)
+    image_store = images_location(settings)
 
     def flush() -> None:
         if chunk:
@@ -809,7 +829,7 @@ def import_cases(
             reject(key, exc.reason, exc.detail, n)
             continue
         for data, _ in images:  # stored only once the row is known to be good
-            put_blob(settings.images_dir, data)
+            image_store.put_blob(data)
         chunk.append(case)
         report.imported += 1
         if len(chunk) >= chunk_rows:

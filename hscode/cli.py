@@ -94,6 +94,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
 
     if getattr(args, "data_dir", None) is not None:
         overrides["data_dir"] = args.data_dir
+    if getattr(args, "storage_url", None) is not None:
+        overrides["storage_url"] = args.storage_url
     return get_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -220,7 +222,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from hscode.registry import Registry
 
     settings = _settings(args)
-    registry = Registry(settings.model_registry_dir)
+    registry = Registry.from_settings(settings)
     if args.models_cmd == "list":
         versions = registry.list_versions()
         if not versions:
@@ -258,7 +260,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = _engine(settings)
     _print_summary("inbox", import_inbox(settings, engine))
-    registry = Registry(settings.model_registry_dir)
+    registry = Registry.from_settings(settings)
     champion = registry.champion()
     version = args.model or (champion.version if champion is not None else None)
     if version is None:
@@ -289,6 +291,8 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["data_dir"] = str(args.data_dir)
+    if args.storage_url is not None:
+        overrides["storage_url"] = args.storage_url
     if args.rate is not None:
         overrides["request_rate"] = args.rate
     summary = nightly_flow(
@@ -367,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-dir", type=Path, help="data directory (default: HSCODE_DATA_DIR or ./var)"
+    )
+    parser.add_argument(
+        "--storage-url",
+        help=(
+            "shared storage for cases, images and models: a path, file:// or s3://bucket/prefix "
+            "(default: HSCODE_STORAGE_URL, else the data directory)"
+        ),
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

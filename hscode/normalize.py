@@ -5,10 +5,11 @@ whose body parses is the case (newest wins; an older good fetch stands in when t
 newest is a fault page). Fields the detail lacks are filled from the case's list item
 of the same series (never its 176-character description). Images named by the detail
 are taken from the raw zone, checked to decode, and stored once by content hash in
-``settings.images_dir``. Cases go through ``hscode.cases.make_case`` (cleaning, HS
-normalisation, multi-code flag) and ``upsert_cases`` (dedupe on the key, newest
-``fetched_at`` wins, unchanged content rewrites nothing); records that cannot become
-cases are recorded as rejects with their reason.
+the image store (``settings.images_url``: a local folder or object storage). Cases go
+through ``hscode.cases.make_case`` (cleaning, HS normalisation, multi-code flag) and
+``upsert_cases`` (dedupe on the key, newest ``fetched_at`` wins, unchanged content
+rewrites nothing); records that cannot become cases are recorded as rejects with their
+reason.
 
 Re-runnable: a checkpoint (``state_dir/normalize.json``) remembers which detail body
 and image bodies each case was built from, so a re-run only parses what changed; it is
@@ -33,6 +34,7 @@ from hscode.cases import (
     read_cases,
     upsert_cases,
 )
+from hscode.objectstore import images_location
 from hscode.portal.parse import (
     DetailRecord,
     ListItem,
@@ -42,7 +44,7 @@ from hscode.portal.parse import (
 )
 from hscode.rawzone import RawEntry, RawZone
 from hscode.settings import Settings
-from hscode.storage import atomic_write, image_problem, put_blob
+from hscode.storage import atomic_write, image_problem
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,7 @@ def normalize(settings: Settings, *, full: bool = False) -> NormalizeReport:
     t0 = time.perf_counter()
     report = NormalizeReport()
     raw = RawZone(settings.raw_dir)
+    images = images_location(settings)
     checkpoint = {} if full else _read_checkpoint(settings)
     present = set(read_cases(settings, columns=["case_key"])["case_key"].to_pylist())
     listed = _list_items(raw, report)
@@ -233,7 +236,7 @@ def normalize(settings: Settings, *, full: bool = False) -> NormalizeReport:
                 log.warning("normalize %s: image %s skipped: %s: %s", key, url, *problem)
                 report.images_bad += 1
                 continue
-            digest = put_blob(settings.images_dir, data)
+            digest = images.put_blob(data)
             if digest not in image_hashes:
                 image_hashes.append(digest)
             report.images_stored += 1

@@ -195,7 +195,7 @@ def predict_file(
             f"{output_path}: unsupported output format {output_path.suffix!r}; "
             f"use one of {OUTPUT_SUFFIXES}"
         )
-    registry = Registry(settings.model_registry_dir)
+    registry = Registry.from_settings(settings)
     if model_version is None:
         champion = registry.champion()
         if champion is None:

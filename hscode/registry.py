@@ -8,18 +8,40 @@ Layout under ``root``::
     champion.json        {"version": ..., "history": [older champions ...], "events": [...]}
     .lock                serialises writers across processes
 
-A version appears only complete: it is written to a temporary directory and renamed into
-place, so a crash mid-write leaves at most an ignored ``.tmp-*`` directory. The champion file
-is replaced atomically; its history of promotions is what ``rollback`` walks back along.
+``root`` is a local folder or a URL (``s3://bucket/prefix/registry``, see
+``hscode.objectstore``); ``Registry.from_settings`` opens the configured one.
+
+A version appears only complete: ``manifest.json`` is its commit marker, and a version
+folder without one is invisible (never listed, loaded or promoted). In a local folder a
+version is written to a temporary directory and renamed into place, so a crash mid-write
+leaves at most an ignored ``.tmp-*`` directory. On object storage every model file is
+uploaded first and the manifest LAST, in one PUT; an upload cut short leaves a
+manifest-less prefix that is ignored, skipped by the version numbering, and deleted by a
+later ``register`` once it is an hour old. The manifest lists every model file with its
+size and sha256, so a copy can be verified.
+
+The champion file is one small object replaced atomically (rename locally, one PUT on
+object storage); its history of promotions is what ``rollback`` walks back along.
+
+Writers are serialised by a file lock in a local registry. Object storage offers no
+cross-machine lock: there the one writer is the training deployment (concurrency limit of
+one, ``deployments/registry.py``); promote/rollback by hand should not race a training.
+
+Loading a version from object storage first copies it into a local cache
+(``cache_dir/<registry id>/<version>``: downloaded into a temporary folder, checked against
+the manifest, renamed into place) and loads it from there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import json
+import logging
 import re
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -28,9 +50,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hscode.storage import atomic_write
+from hscode.objectstore import Location, registry_location
+from hscode.storage import sha256_bytes
+
+if TYPE_CHECKING:
+    from hscode.settings import Settings
 
 MANIFEST = "manifest.json"
 MODEL_SUBDIR = "model"
@@ -39,6 +65,7 @@ _VERSION = re.compile(r"^v(\d{4,})-(\d{8}T\d{4})$")
 _STALE_TMP_S = 3600.0
 _CACHE_SIZE = 2
 
+log = logging.getLogger(__name__)
 _cache_lock = threading.Lock()
 _model_cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
@@ -58,7 +85,7 @@ class ModelVersion:
     inputs: str | None = None
     champion: bool = False
     info: dict[str, Any] = field(default_factory=dict)
-    path: str = ""
+    path: str = ""  # local folder or URL of the version
 
 
 def _now() -> dt.datetime:
@@ -85,65 +112,136 @@ def _dumps(data: Any) -> bytes:
 
 
 class Registry:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.versions_dir = self.root / "versions"
+    def __init__(self, root: Path | str | Location, cache_dir: Path | None = None) -> None:
+        """``root``: a folder, a URL or an opened ``Location``; ``cache_dir``: where versions
+        of a remote registry are copied to be loaded (default: the system temp folder)."""
+        self.location = root if isinstance(root, Location) else Location.from_url(root)
+        local = self.location.local_root
+        self.remote = local is None
+        self.root: Path | str = local if local is not None else self.location.url
+        self.versions_dir: Path | str = (
+            local / "versions" if local is not None else f"{self.location.url}/versions"
+        )
+        self.cache_dir = (
+            Path(cache_dir)
+            if cache_dir is not None
+            else Path(tempfile.gettempdir()) / "hscode-cache" / "registry"
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The configured registry (``registry_dir`` or ``storage_url``/registry); remote
+        versions are cached under ``data_dir/cache/registry``."""
+        return cls(registry_location(settings), cache_dir=settings.cache_dir / "registry")
+
+    def __repr__(self) -> str:
+        return f"Registry({self.location.url!r})"
 
     # ------------------------------------------------------------------ internals
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
+        local = self.location.local_root
+        if local is None:  # object storage: no cross-machine lock (see the module docstring)
+            yield
+            return
+        local.mkdir(parents=True, exist_ok=True)
+        with open(local / ".lock", "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _version_dir(self, version: str) -> Path:
+    @staticmethod
+    def _version_rel(version: str) -> str:
         if not isinstance(version, str) or not _VERSION.match(version):
             raise RegistryError(
                 f"not a model version name: {version!r} (expected v0001-YYYYMMDDTHHMM)"
             )
-        return self.versions_dir / version
+        return f"versions/{version}"
 
-    def _require(self, version: str) -> Path:
-        path = self._version_dir(version)
-        if not (path / MANIFEST).is_file():
+    def _committed(self, version: str) -> bool:
+        return self.location.isfile(f"{self._version_rel(version)}/{MANIFEST}")
+
+    def _require(self, version: str) -> str:
+        rel = self._version_rel(version)
+        if not self._committed(version):
             known = ", ".join(v.version for v in self.list_versions()) or "none"
             raise RegistryError(f"unknown model version {version!r} (registered: {known})")
-        return path
+        return rel
 
     def _state(self) -> dict[str, Any]:
-        path = self.root / CHAMPION_FILE
-        if not path.is_file():
+        try:
+            state = json.loads(self.location.read_bytes(CHAMPION_FILE))
+        except FileNotFoundError:
             return {"version": None, "history": [], "events": []}
-        state = json.loads(path.read_text())
         state.setdefault("history", [])
         state.setdefault("events", [])
         return state
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        atomic_write(self.root / CHAMPION_FILE, _dumps(state))
+        self.location.write_bytes(CHAMPION_FILE, _dumps(state))
 
     def _next_number(self) -> int:
+        # Manifest-less (interrupted) versions count too: their numbers are never reused.
         numbers = [0]
-        if self.versions_dir.is_dir():
-            for entry in self.versions_dir.iterdir():
-                match = _VERSION.match(entry.name)
-                if match:
-                    numbers.append(int(match.group(1)))
+        for name in self.location.list("versions"):
+            match = _VERSION.match(name)
+            if match:
+                numbers.append(int(match.group(1)))
         return max(numbers) + 1
 
     def _clean_stale_tmp(self) -> None:
-        if not self.versions_dir.is_dir():
+        local = self.location.local_root
+        if local is not None:
+            versions = local / "versions"
+            if not versions.is_dir():
+                return
+            for entry in versions.glob(".tmp-*"):
+                try:
+                    if time.time() - entry.stat().st_mtime > _STALE_TMP_S:
+                        shutil.rmtree(entry, ignore_errors=True)
+                except FileNotFoundError:
+                    pass
             return
-        for entry in self.versions_dir.glob(".tmp-*"):
-            try:
-                if time.time() - entry.stat().st_mtime > _STALE_TMP_S:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except FileNotFoundError:
-                pass
+        for name in self.location.list("versions"):  # uploads cut short before the manifest
+            if not _VERSION.match(name) or self._committed(name):
+                continue
+            rel = f"versions/{name}"
+            times = [self.location.modified(f"{rel}/{f}") for f in self.location.find(rel)]
+            newest = max((t for t in times if t is not None), default=None)
+            if newest is not None and time.time() - newest > _STALE_TMP_S:
+                log.info("registry %s: removing interrupted upload %s", self.location.url, name)
+                self.location.delete(rel, recursive=True)
+
+    @staticmethod
+    def _materialise(model: Path | str | Any, target: Path) -> None:
+        if isinstance(model, (str, Path)):
+            source = Path(model)
+            if not source.is_dir():
+                raise RegistryError(f"model directory {source} does not exist")
+            shutil.copytree(source, target)
+        elif callable(getattr(model, "save", None)):
+            model.save(target)
+            if not target.is_dir():
+                raise RegistryError(f"{type(model).__name__}.save wrote nothing to {target}")
+        else:
+            raise TypeError(
+                f"register() needs a model directory or an object with .save(dir), "
+                f"not {type(model).__name__}"
+            )
+
+    def _new_manifest(
+        self, model_dir: Path, metrics: dict[str, Any], info: dict[str, Any]
+    ) -> dict[str, Any]:
+        created = _now()
+        return {
+            "version": f"v{self._next_number():04d}-{created.strftime('%Y%m%dT%H%M')}",
+            "created_at": created.isoformat(timespec="seconds"),
+            "metrics": metrics,
+            "info": info,
+            "files": _file_list(model_dir),
+        }
 
     # ------------------------------------------------------------------ writing
     def register(
@@ -153,42 +251,40 @@ class Registry:
         version with its metrics and info; returns the version name. Does not promote."""
         info = dict(info or {})
         with self._locked():
-            self.versions_dir.mkdir(parents=True, exist_ok=True)
             self._clean_stale_tmp()
-            tmp = self.versions_dir / f".tmp-{uuid.uuid4().hex}"
-            tmp.mkdir()
+            local = self.location.local_root
+            if local is not None:
+                versions = local / "versions"
+                versions.mkdir(parents=True, exist_ok=True)
+                tmp = versions / f".tmp-{uuid.uuid4().hex}"
+                tmp.mkdir()
+                try:
+                    self._materialise(model, tmp / MODEL_SUBDIR)
+                    manifest = self._new_manifest(tmp / MODEL_SUBDIR, metrics, info)
+                    (tmp / MANIFEST).write_bytes(_dumps(manifest))
+                    tmp.rename(versions / manifest["version"])
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+                return manifest["version"]
+            staging = Path(tempfile.mkdtemp(prefix="hscode-register-"))
             try:
-                target = tmp / MODEL_SUBDIR
-                if isinstance(model, (str, Path)):
-                    source = Path(model)
-                    if not source.is_dir():
-                        raise RegistryError(f"model directory {source} does not exist")
-                    shutil.copytree(source, target)
-                elif callable(getattr(model, "save", None)):
-                    model.save(target)
-                    if not target.is_dir():
-                        raise RegistryError(
-                            f"{type(model).__name__}.save wrote nothing to {target}"
-                        )
-                else:
-                    raise TypeError(
-                        f"register() needs a model directory or an object with .save(dir), "
-                        f"not {type(model).__name__}"
-                    )
-                created = _now()
-                version = f"v{self._next_number():04d}-{created.strftime('%Y%m%dT%H%M')}"
-                manifest = {
-                    "version": version,
-                    "created_at": created.isoformat(timespec="seconds"),
-                    "metrics": metrics,
-                    "info": info,
-                }
-                (tmp / MANIFEST).write_bytes(_dumps(manifest))
-                tmp.rename(self.versions_dir / version)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        return version
+                self._materialise(model, staging / MODEL_SUBDIR)
+                manifest = self._new_manifest(staging / MODEL_SUBDIR, metrics, info)
+                rel = f"versions/{manifest['version']}"
+                try:
+                    self.location.upload_dir(staging / MODEL_SUBDIR, f"{rel}/{MODEL_SUBDIR}")
+                    # The commit marker, last: without it the version does not exist.
+                    self.location.write_bytes(f"{rel}/{MANIFEST}", _dumps(manifest))
+                except BaseException:
+                    try:
+                        self.location.delete(rel, recursive=True)
+                    except Exception as exc:  # noqa: BLE001 - the upload error matters more
+                        log.warning("could not remove the partial upload %s: %s", rel, exc)
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            return manifest["version"]
 
     def promote(self, version: str, reason: str = "") -> None:
         """Make ``version`` the champion; the previous champion goes onto the history."""
@@ -217,7 +313,7 @@ class Registry:
         with self._locked():
             state = self._state()
             current = state.get("version")
-            history = [v for v in state["history"] if (self._version_dir(v) / MANIFEST).is_file()]
+            history = [v for v in state["history"] if self._committed(v)]
             if current is None or not history:
                 raise RegistryError("nothing to roll back to: no earlier champion")
             previous = history.pop()
@@ -235,8 +331,15 @@ class Registry:
         return previous
 
     # ------------------------------------------------------------------ reading
-    def _read_version(self, path: Path, champion: str | None) -> ModelVersion:
-        manifest = json.loads((path / MANIFEST).read_text())
+    def _read_manifest(self, rel: str) -> dict[str, Any]:
+        return json.loads(self.location.read_bytes(f"{rel}/{MANIFEST}"))
+
+    def _where(self, rel: str) -> str:
+        local = self.location.local_root
+        return str(local / rel) if local is not None else f"{self.location.url}/{rel}"
+
+    def _read_version(self, rel: str, champion: str | None) -> ModelVersion:
+        manifest = self._read_manifest(rel)
         info = manifest.get("info") or {}
         return ModelVersion(
             version=manifest["version"],
@@ -248,26 +351,27 @@ class Registry:
             inputs=info.get("inputs") or (info.get("config") or {}).get("inputs"),
             champion=manifest["version"] == champion,
             info=info,
-            path=str(path),
+            path=self._where(rel),
         )
 
     def list_versions(self) -> list[ModelVersion]:
-        """Every complete version, oldest first."""
-        if not self.versions_dir.is_dir():
+        """Every complete (committed) version, oldest first."""
+        names = sorted(
+            name
+            for rel in self.location.glob(f"versions/*/{MANIFEST}")
+            if _VERSION.match(name := rel.split("/")[1])
+        )
+        if not names:
             return []
         champion = self._state().get("version")
-        out = []
-        for entry in sorted(self.versions_dir.iterdir(), key=lambda p: p.name):
-            if _VERSION.match(entry.name) and (entry / MANIFEST).is_file():
-                out.append(self._read_version(entry, champion))
-        return out
+        return [self._read_version(f"versions/{name}", champion) for name in names]
 
     def get(self, version: str) -> ModelVersion:
         return self._read_version(self._require(version), self._state().get("version"))
 
     def champion(self) -> ModelVersion | None:
         version = self._state().get("version")
-        if version is None or not (self._version_dir(version) / MANIFEST).is_file():
+        if version is None or not self._committed(version):
             return None
         return self.get(version)
 
@@ -275,27 +379,44 @@ class Registry:
         """Promotion and rollback events, oldest first."""
         return list(self._state()["events"])
 
-    def write_report(self, version: str, report: dict[str, Any]) -> Path:
+    def write_report(self, version: str, report: dict[str, Any]) -> str:
         """Store a version's training report (evaluation details for plots) beside it.
 
         Written atomically after registration; the version is complete without it.
+        Returns where it went (a path or URL).
         """
-        from hscode.storage import atomic_write
-
-        path = self._require(version) / REPORT_FILE
-        atomic_write(path, _dumps(report))
-        return path
+        rel = f"{self._require(version)}/{REPORT_FILE}"
+        self.location.write_bytes(rel, _dumps(report))
+        return self._where(rel)
 
     def read_report(self, version: str) -> dict[str, Any] | None:
         """The training report of a version, or None when it has none."""
-        path = self._require(version) / REPORT_FILE
+        rel = f"{self._require(version)}/{REPORT_FILE}"
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(self.location.read_bytes(rel).decode("utf-8"))
         except (OSError, ValueError):
             return None
 
     def model_dir(self, version: str) -> Path:
-        return self._require(version) / MODEL_SUBDIR
+        """A local folder holding the version's model (a verified cached copy when the
+        registry is remote)."""
+        rel = self._require(version)
+        local = self.location.local_root
+        if local is not None:
+            return local / rel / MODEL_SUBDIR
+        return self._cached_copy(version, rel)
+
+    def _cached_copy(self, version: str, rel: str) -> Path:
+        ident = hashlib.sha256(self.location.url.encode()).hexdigest()[:12]
+        dest = self.cache_dir / ident / version
+        files: dict[str, dict[str, Any]] | None = self._read_manifest(rel).get("files")
+        fresh = not dest.is_dir()
+        self.location.download(f"{rel}/{MODEL_SUBDIR}", dest, files=files)
+        problem = _verify(dest, files, hashes=fresh)
+        if problem is not None:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise RegistryError(f"model version {version} is damaged: {problem}")
+        return dest
 
     def load(self, version: str) -> Any:
         """The loaded model of a version (an ``HSModel`` with ``.version`` set); cached."""
@@ -314,3 +435,30 @@ class Registry:
             while len(_model_cache) > _CACHE_SIZE:
                 _model_cache.popitem(last=False)
         return model
+
+
+def _file_list(model_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every file of a saved model with its size and sha256 (the manifest's ``files``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        out[path.relative_to(model_dir).as_posix()] = {
+            "size": len(data),
+            "sha256": sha256_bytes(data),
+        }
+    return out
+
+
+def _verify(folder: Path, files: dict[str, dict[str, Any]] | None, *, hashes: bool) -> str | None:
+    """Why the copy in ``folder`` does not match the manifest's file list, or None."""
+    if files is None:  # registered before manifests listed files: nothing to check against
+        return None
+    for name, meta in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} missing"
+        if path.stat().st_size != meta.get("size"):
+            return f"{name} has {path.stat().st_size} bytes, manifest says {meta.get('size')}"
+        if hashes and meta.get("sha256") and sha256_bytes(path.read_bytes()) != meta["sha256"]:
+            return f"{name} does not match its sha256"
+    return None

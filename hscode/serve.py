@@ -135,7 +135,7 @@ def _version_dicts(settings: Settings) -> tuple[dict[str, Any] | None, list[dict
 
     from hscode.registry import Registry
 
-    registry = Registry(settings.model_registry_dir)
+    registry = Registry.from_settings(settings)
     versions = [
         dataclasses.asdict(v) | {"is_champion": v.champion} for v in registry.list_versions()
     ]

@@ -6,10 +6,15 @@ working directory); e.g. ``HSCODE_DATA_DIR=/srv/hscode``.
 
 from __future__ import annotations
 
+import os
+import posixpath
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hscode.storage import local_path_of
 
 REAL_PORTAL_URL = "https://unipass.customs.go.kr/clip/"
 
@@ -19,12 +24,39 @@ class Settings(BaseSettings):
         env_prefix="HSCODE_", env_file=".env", extra="forbid", frozen=True
     )
 
-    data_dir: Path = Field(Path("var"), description="Root of raw zone, cases, images, registry, db")
+    data_dir: Path = Field(
+        Path("var"),
+        description=(
+            "Local root: raw zone, crawl state and locks, inbox, rejects, embedded Postgres, "
+            "model cache; also cases, images and registry unless storage_url is set"
+        ),
+    )
     database_url: SecretStr | None = Field(
         None, description="postgresql+psycopg://... ; empty = embedded Postgres in data_dir/pg"
     )
     portal_url: str = Field(REAL_PORTAL_URL, description="Base URL of the CLIP portal or emulator")
-    registry_dir: Path | None = Field(None, description="Model registry; default data_dir/registry")
+    registry_dir: str | None = Field(
+        None,
+        description="Model registry (a path or URL like storage_url); default storage_url/registry",
+    )
+
+    # shared storage (several machines): cases dataset, images, model registry
+    storage_url: str | None = Field(
+        None,
+        description=(
+            "Shared storage for the cases dataset, images and model registry: a local path, "
+            "file:///..., s3://bucket/prefix (any S3-compatible endpoint), or any fsspec URL; "
+            "unset = data_dir"
+        ),
+    )
+    storage_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph...), e.g. http://minio:9000"
+    )
+    storage_region: str | None = Field(None, description="S3 region; unset = the client default")
+    storage_key: SecretStr | None = Field(
+        None, description="S3 access key id; unset = the usual AWS credential chain"
+    )
+    storage_secret: SecretStr | None = Field(None, description="S3 secret access key")
 
     # politeness
     request_rate: float = Field(1.0, gt=0, description="Max requests per second to the portal")
@@ -65,17 +97,52 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto | cpu | cuda")
     seed: int = 13
 
+    @field_validator("registry_dir", "storage_url", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # ------------------------------------------------------------ shared storage (URLs)
+    @property
+    def storage_root(self) -> str:
+        """Where the cases dataset, images and registry live: a path or a URL."""
+        return self.storage_url or str(self.data_dir)
+
+    @property
+    def cases_url(self) -> str:
+        return _join(self.storage_root, "cases")
+
+    @property
+    def images_url(self) -> str:
+        return _join(self.storage_root, "images")
+
+    @property
+    def registry_url(self) -> str:
+        return self.registry_dir or _join(self.storage_root, "registry")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of remote things (registry versions), always under data_dir."""
+        return self.data_dir / "cache"
+
+    # ------------------------------------------------------------ local paths
     @property
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
 
     @property
     def cases_dir(self) -> Path:
-        return self.data_dir / "cases"
+        """The cases dataset's local folder (only when storage is local; see cases_url)."""
+        return _local(self.cases_url, "cases dataset")
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "images"
+        """The image store's local folder (only when storage is local; see images_url)."""
+        return _local(self.images_url, "image store")
 
     @property
     def rejects_dir(self) -> Path:
@@ -95,7 +162,23 @@ class Settings(BaseSettings):
 
     @property
     def model_registry_dir(self) -> Path:
-        return self.registry_dir or self.data_dir / "registry"
+        """The registry's local folder (only when it is local; else use
+        ``hscode.registry.Registry.from_settings``)."""
+        return _local(self.registry_url, "model registry")
+
+
+def _join(root: str, name: str) -> str:
+    return root.rstrip("/") + "/" + name if "://" in root else posixpath.join(root, name)
+
+
+def _local(url: str, what: str) -> Path:
+    path = local_path_of(url)
+    if path is None:
+        raise ValueError(
+            f"the {what} is in remote storage ({url.split('://', 1)[0]}://...), not a local "
+            "folder: open it through hscode.objectstore / Registry.from_settings"
+        )
+    return path
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -8,6 +8,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 MAX_IMAGE_PIXELS = 40_000_000  # far above any product photo, far below a decompression bomb
 
@@ -20,6 +21,23 @@ def blob_path(root: Path, digest: str, suffix: str = "") -> Path:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"not a sha256 hex digest: {digest!r}")
     return root / digest[:2] / f"{digest}{suffix}"
+
+
+def local_path_of(url: str | os.PathLike[str]) -> Path | None:
+    """The local path a storage location names (a plain path, ``file://`` or ``local://``
+    URL), or None for anything else (``s3://``, ``gs://``, ``memory://``...)."""
+    text = os.fspath(url)
+    if "://" not in text:
+        return Path(text)
+    scheme, rest = text.split("://", 1)
+    if scheme.lower() == "local":
+        return Path(unquote(rest))
+    if scheme.lower() == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"file URL with a remote host is not supported: {text!r}")
+        return Path(unquote(parts.path))
+    return None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -177,7 +177,7 @@ def title_key(title: str) -> str:
 def load_examples(settings: Settings, config: TrainConfig) -> Selection:
     """Trainable cases of the selected classes as ``model.pipeline.Example``s."""
     from hscode.cases import read_cases
-    from hscode.storage import image_path
+    from hscode.objectstore import Location, images_location
     from model.pipeline import Example
 
     table = read_cases(
@@ -199,27 +199,43 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
     dropped["rare_code"] = sum(counts[c] for c in set(counts) - eligible)
     dropped["outside_top_codes"] = sum(counts[c] for c in eligible - chosen)
 
-    use_images = "image" in config.inputs
+    selected.sort(key=lambda r: r["case_key"])
+    # Each case's first readable image; fetched in rounds of one image per case, so object
+    # storage answers many requests at once and a missing image falls back to the next.
+    found: dict[int, bytes] = {}
     missing_images = 0
-    examples = []
-    for r in sorted(selected, key=lambda r: r["case_key"]):
-        image = None
-        if use_images:
-            for digest in r["image_hashes"] or []:
+    if "image" in config.inputs:
+        store = images_location(settings)
+        todo = {i: list(r["image_hashes"] or []) for i, r in enumerate(selected)}
+        todo = {i: hashes for i, hashes in todo.items() if hashes}
+        while todo:
+            wanted: dict[int, str] = {}
+            for i, hashes in todo.items():
                 try:
-                    image = image_path(settings.images_dir, digest).read_bytes()
-                    break
-                except (OSError, ValueError):
-                    missing_images += 1
-        examples.append(
-            Example(
-                key=r["case_key"],
-                title=r["title"],
-                description=r["description"] if "description" in config.inputs else None,
-                image=image,
-                label=r["hs10"][:digits],
-            )
+                    wanted[i] = Location.blob_rel(hashes[0])
+                except ValueError:
+                    wanted[i] = ""
+            got = store.read_many(rel for rel in wanted.values() if rel)
+            for i, rel in wanted.items():
+                image = got.get(rel) if rel else None
+                if isinstance(image, bytes):
+                    found[i] = image
+                    del todo[i]
+                    continue
+                missing_images += 1
+                todo[i].pop(0)
+                if not todo[i]:
+                    del todo[i]
+    examples = [
+        Example(
+            key=r["case_key"],
+            title=r["title"],
+            description=r["description"] if "description" in config.inputs else None,
+            image=found.get(i),
+            label=r["hs10"][:digits],
         )
+        for i, r in enumerate(selected)
+    ]
     return Selection(
         examples=examples,
         n_cases=len(trainable),
@@ -477,7 +493,7 @@ def train_and_register(
     if cv is not None:
         metrics.update({f"cv_{k}": v for k, v in cv["mean"].items()})
 
-    registry = Registry(settings.model_registry_dir)
+    registry = Registry.from_settings(settings)
     promote, reason, champion_eval = _compare_with_champion(registry, model, test, metrics, config)
     if champion_eval is not None:
         metrics["champion_test_top1"] = champion_eval["top1"]

@@ -35,7 +35,7 @@ def resolve_champion(settings: Settings) -> str | None:
     """The champion's version, resolved once per flow run so every batch uses the same model."""
     from hscode.registry import Registry
 
-    champion = Registry(settings.model_registry_dir).champion()
+    champion = Registry.from_settings(settings).champion()
     return None if champion is None else champion.version
 
 
@@ -61,7 +61,7 @@ def score_pending_requests(
 
     engine = get_engine(settings)
     migrate(engine)
-    recommender = Registry(settings.model_registry_dir).load(version)
+    recommender = Registry.from_settings(settings).load(version)
     suffix = "" if partition is None else f"-{partition[0]}-of-{partition[1]}"
     summary = jsonable(
         score_pending(
@@ -92,7 +92,7 @@ def record_champion(settings: Settings, version: str) -> bool:
     from hscode.db import get_engine, migrate, record_model_version
     from hscode.registry import Registry
 
-    champion = Registry(settings.model_registry_dir).champion()
+    champion = Registry.from_settings(settings).champion()
     if champion is None or champion.version != version:
         return False
     engine = get_engine(settings)
