@@ -14,6 +14,8 @@ from tasks._util import jsonable, markdown_table, scalar_rows
 
 
 # Importing is keyed by request id, so a retry after a half-read inbox adds no duplicates.
+# It is the score flow's first task, so it is also the one that brings the schema up to date;
+# the tasks after it (champion flag, every scoring partition) rely on that.
 @task(
     name="import-inbox",
     retries=2,
@@ -55,12 +57,11 @@ def score_pending_requests(
     partition: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Score the pending requests (of one backlog partition ``(i, n)`` when given)."""
-    from hscode.db import get_engine, migrate
+    from hscode.db import get_engine
     from hscode.registry import Registry
     from hscode.scoring import score_pending
 
     engine = get_engine(settings)
-    migrate(engine)
     recommender = Registry.from_settings(settings).load(version)
     suffix = "" if partition is None else f"-{partition[0]}-of-{partition[1]}"
     summary = jsonable(
@@ -89,14 +90,13 @@ def record_champion(settings: Settings, version: str) -> bool:
 
     Keeps the analysts' views on the registry's champion, also after a rollback.
     """
-    from hscode.db import get_engine, migrate, record_model_version
+    from hscode.db import get_engine, record_model_version
     from hscode.registry import Registry
 
     champion = Registry.from_settings(settings).champion()
     if champion is None or champion.version != version:
         return False
     engine = get_engine(settings)
-    migrate(engine)
     record_model_version(engine, version, dict(champion.metrics), champion=True)
     return True
 
