@@ -40,15 +40,21 @@ def _wait_healthy(api_url: str, proc: subprocess.Popen, timeout_s: float = 120.0
     raise RuntimeError(f"prefect server not healthy at {api_url} after {timeout_s:.0f}s")
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
+    """SIGINT everything at once, wait one shared grace period, then kill what is left.
+
+    (A Prefect 3.8 process worker can hang in its own shutdown; it must not hold up the rest.)
+    """
     for proc in reversed(procs):
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace_s
     for proc in reversed(procs):
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 def serve(settings: Settings, port: int = 4200, workers: bool = True) -> int:
