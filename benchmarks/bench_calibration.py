@@ -1,21 +1,23 @@
-"""Benchmark 4: calibration (ECE before/after temperature scaling) and the review rule's
-accuracy versus coverage, on real names (ghko99, the K most frequent codes).
+"""Benchmark 4: calibration (ECE before/after calibration) and the review rule's accuracy
+versus coverage, on real names (ghko99, the K most frequent codes), for one or more seeds.
 
-Same 70:30 grouped split as benchmark 1; 10% of the training part (grouped) is the
-validation set. Scorers:
-  pipeline         model.pipeline.fit, the product model (fastText + BiLSTM, name only) with
-                   its TF-IDF SVM ensemble member (config ensemble="tfidf", the default). The
-                   pipeline splits the validation set itself (stratified halves): one half
-                   for early stopping and the mixture weight, the other for the temperature
-  pipeline_neural  the same fit's network alone (what ensemble="none" trains: the network
-                   does not depend on the ensemble), temperature fitted on the same
-                   calibration half
+For each seed: the 70:30 grouped split of benchmark 1 (made on this K with this seed); 10% of
+the training part (grouped) is the validation set. Scorers:
+  pipeline         model.pipeline.fit with the shipped default ModelConfig (fastText + subword
+                   BiLSTM mixed with the TF-IDF SVM and k-NN members), name only. The pipeline
+                   splits validation in two stratified parts: early stopping uses one; the
+                   mixture is cross-fitted on both parts and the final temperature is fitted on
+                   the out-of-fold mixed scores of the whole validation set, then the top-1
+                   confidence is Platt-recalibrated on the same scores (ranking kept)
+  pipeline_neural  the same fit's network alone (what ensemble="none" trains), temperature
+                   and top-label recalibration fitted on the calibration part of validation
   tfidf_svm        TF-IDF + linear SVM margins turned into probabilities by a softmax whose
                    temperature is fitted on the whole validation set (before: temperature 1)
---ensemble none trains the pipeline with ensemble="none" instead (then pipeline_neural is
-that model too).
+Diagnostics for `pipeline`: ECE with 10/15/20 bins, a bootstrap 90% interval of the test ECE
+(its sampling noise), the test ECE with the temperature alone (no top-label step) and under
+the temperature either validation part alone would have given, and reliability tables.
 
-    python -m benchmarks.bench_calibration --k 100 --epochs 5 --threads 2
+    python -m benchmarks.bench_calibration --k 100 --epochs 5 --threads 2 --seeds 13 14
 
 writes benchmarks/out/bench_calibration.json and .md.
 """
@@ -60,30 +62,56 @@ def _progress_log():
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--k", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT_DIR)
-    parser.add_argument("--ensemble", choices=("tfidf", "none"), default="tfidf")
-    args = parser.parse_args(argv)
+def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict]:
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        m = bins == b
+        if m.any():
+            out.append(
+                {
+                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                    "n": int(m.sum()),
+                    "confidence": float(conf[m].mean()),
+                    "accuracy": float(correct[m].mean()),
+                }
+            )
+    return out
 
-    import torch
 
-    from hscode.recommend import RequestInput
+def _reliability_rows(run: dict) -> list[list]:
+    d = run["results"]["pipeline"]["diagnostics"]
+    t_only = {b["bin"]: b for b in d["reliability_temperature_only"]}
+    final = {b["bin"]: b for b in d["reliability"]}
+    rows = []
+    for name in sorted(set(t_only) | set(final)):
+        row = [run["seed"], name]
+        for b in (t_only.get(name), final.get(name)):
+            row += [b["n"], f"{b['confidence']:.3f}", f"{b['accuracy']:.3f}"] if b else [0, "", ""]
+        rows.append(row)
+    return rows
+
+
+def run_seed(frame, args: argparse.Namespace, seed: int) -> dict:
     from model.baseline import TfidfSvm
-    from model.calibrate import coverage_curve, ece, fit_temperature, nll, softmax
+    from model.calibrate import (
+        TopLabelCalibrator,
+        coverage_curve,
+        ece,
+        fit_temperature,
+        nll,
+        softmax,
+    )
     from model.pipeline import Example, ModelConfig, calibration_split, fit
 
-    torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    data = top_codes(load_ghko99_names(), args.k)
+    data = top_codes(frame, args.k)
     names, labels = data["name"].tolist(), data["hscode"].tolist()
-    train_idx, test_idx = group_stratified_split(names, labels, 0.3, args.seed)
+    train_idx, test_idx = group_stratified_split(names, labels, 0.3, seed)
     inner, val = group_stratified_split(
-        [names[i] for i in train_idx], [labels[i] for i in train_idx], 0.1, args.seed + 1
+        [names[i] for i in train_idx], [labels[i] for i in train_idx], 0.1, seed + 1
     )
     inner_idx, val_idx = train_idx[inner], train_idx[val]
     ex = [
@@ -94,19 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels])
     results: dict = {}
-
     cfg = ModelConfig(
         inputs="title",
         epochs=args.epochs,
         device="cpu",
-        seed=args.seed,
+        seed=seed,
         num_threads=args.threads,
         ensemble=args.ensemble,
     )
-    log(f"K={args.k}: fitting the pipeline on {len(inner_idx)} names ({args.epochs} epochs)")
+    log(f"seed {seed} K={args.k}: fitting the pipeline on {len(inner_idx)} names")
     with measure() as cost:
         model = fit([ex[i] for i in inner_idx], [ex[i] for i in val_idx], cfg, _progress_log())
     test_ex = [ex[i] for i in test_idx]
+    y_test = model.label_indices([e.label for e in test_ex])
 
     def entry(m, seconds: float) -> dict:
         evaluation = m.evaluate(test_ex)
@@ -119,31 +147,55 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     results["pipeline"] = entry(model, cost.seconds)
+    logits = model.logits(test_ex)
+    cal = model.calibrated(logits)
+    temp_only = softmax(logits, model.temperature)
+    rng = np.random.default_rng(seed)
+    boot = [
+        ece(cal[s], y_test[s])
+        for s in (rng.integers(0, len(y_test), len(y_test)) for _ in range(200))
+    ]
+    calib = model.history.get("calibration", {})
+    results["pipeline"]["diagnostics"] = {
+        "ece_bins": {b: ece(cal, y_test, n_bins=b) for b in (10, 15, 20)},
+        "ece_temperature_only": ece(temp_only, y_test),
+        "top_calibration": model.top_calibration.to_dict(),
+        "ece_bootstrap_90": [float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))],
+        "val_calibration": calib,
+        "ece_with_part_temperatures": [
+            ece(softmax(logits, t), y_test) for t in calib.get("temperature_parts", [])
+        ],
+        "reliability": reliability(cal, y_test),
+        "reliability_temperature_only": reliability(temp_only, y_test),
+    }
     results["pipeline"]["ensemble"] = model.history.get("ensemble")
     results["pipeline"]["calibration_split"] = {
         "stop": model.history["n_val_stop"],
         "calibration": model.history["n_val_calibration"],
     }
-    log(f"pipeline: {results['pipeline']}")
-    # the network alone, calibrated on the same calibration half of the validation set
+    log(f"pipeline: { {k: v for k, v in results['pipeline'].items() if k != 'coverage'} }")
+    # the network alone, calibrated on the calibration part of the validation set
     val_ex = [ex[i] for i in val_idx]
-    _, cal = calibration_split([e.label for e in val_ex], cfg.calibration_share, cfg.seed)
-    cal_ex = [val_ex[i] for i in cal]
+    _, cal_rows = calibration_split([e.label for e in val_ex], cfg.calibration_share, cfg.seed)
+    cal_ex = [val_ex[i] for i in cal_rows]
     neural = copy.copy(model)
-    neural.tfidf = None
-    neural.temperature = fit_temperature(
-        neural.neural_logits(cal_ex), neural.label_indices([e.label for e in cal_ex])
-    )
+    neural.mixture, neural.members = None, ()
+    cal_logits = neural.neural_logits(cal_ex)
+    y_cal = neural.label_indices([e.label for e in cal_ex])
+    neural.temperature = fit_temperature(cal_logits, y_cal)
+    neural.top_calibration = TopLabelCalibrator.fit(softmax(cal_logits, neural.temperature), y_cal)
     results["pipeline_neural"] = entry(neural, cost.seconds)
+    from hscode.recommend import RequestInput
+
     requests = [RequestInput(str(i), e.title) for i, e in enumerate(test_ex)]
     for name, m in (("pipeline", model), ("pipeline_neural", neural)):
         t1 = time.perf_counter()
         m.recommend(requests, top_k=5, n_precedents=3, review_threshold=0.5)
         results[name]["recommend_per_s"] = len(requests) / (time.perf_counter() - t1)
-    log(f"pipeline_neural: {results['pipeline_neural']}")
+    log(f"pipeline_neural: top1 {results['pipeline_neural']['top1']:.4f}")
 
     with measure() as cost:
-        svm = TfidfSvm(seed=args.seed).fit([names[i] for i in inner_idx], y[inner_idx])
+        svm = TfidfSvm(seed=seed).fit([names[i] for i in inner_idx], y[inner_idx])
     val_scores = svm.decision_scores([names[i] for i in val_idx])
     test_scores = svm.decision_scores([names[i] for i in test_idx])
     temperature = fit_temperature(val_scores, y[val_idx])
@@ -163,31 +215,51 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": cost.seconds,
     }
     log(
-        f"tfidf_svm: ece {results['tfidf_svm']['ece_before']:.4f} -> {results['tfidf_svm']['ece_after']:.4f}"
+        f"tfidf_svm: ece {results['tfidf_svm']['ece_before']:.4f} -> "
+        f"{results['tfidf_svm']['ece_after']:.4f}"
     )
-
-    report = {
-        "command": "python -m benchmarks.bench_calibration " + " ".join(argv or sys.argv[1:]),
-        "k": args.k,
+    return {
+        "seed": seed,
         "train": len(inner_idx),
         "val": len(val_idx),
         "test": len(test_idx),
+        "results": results,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[13])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--ensemble", choices=("tfidf+knn", "tfidf", "none"), default="tfidf+knn")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    frame = load_ghko99_names()
+    runs = [run_seed(frame, args, seed) for seed in args.seeds]
+    report = {
+        "command": "python -m benchmarks.bench_calibration " + " ".join(argv or sys.argv[1:]),
+        "k": args.k,
         "total_seconds": time.perf_counter() - t0,
         "max_rss_mb": max_rss_mb(),
-        "results": results,
+        "runs": runs,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_calibration.json").write_text(json.dumps(report, indent=1, default=float))
     lines = [
         f"# Benchmark 4: calibration and review rule, ghko99 names, K={args.k}",
         "",
-        (
-            f"Command: `{report['command']}`; train {report['train']}, val {report['val']}, "
-            f"test {report['test']}; total {report['total_seconds']:.0f} s"
-        ),
+        f"Command: `{report['command']}`; total {report['total_seconds']:.0f} s",
         "",
         markdown_table(
             [
+                "seed",
                 "scorer",
                 "top-1 %",
                 "top-3 %",
@@ -199,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             [
                 [
+                    run["seed"],
                     n,
                     f"{100 * r['top1']:.2f}",
                     f"{100 * r['top3']:.2f}",
@@ -208,8 +281,56 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['nll_after']:.3f}",
                     f"{r['temperature']:.3f}",
                 ]
-                for n, r in results.items()
+                for run in runs
+                for n, r in run["results"].items()
             ],
+        ),
+        "",
+        "Diagnostics of `pipeline` (test ECE after calibration):",
+        "",
+        markdown_table(
+            [
+                "seed",
+                "train/val/test",
+                "ECE 10 / 15 / 20 bins",
+                "ECE T only",
+                "bootstrap 90%",
+                "T all val (out-of-fold)",
+                "T one part",
+                "ECE with T one part",
+                "val ECE out-of-fold: raw -> T -> T + top-label (in-sample)",
+            ],
+            [
+                [
+                    run["seed"],
+                    f"{run['train']}/{run['val']}/{run['test']}",
+                    " / ".join(f"{v:.4f}" for v in d["ece_bins"].values()),
+                    f"{d['ece_temperature_only']:.4f}",
+                    "{:.4f}-{:.4f}".format(*d["ece_bootstrap_90"]),
+                    f"{run['results']['pipeline']['temperature']:.3f}",
+                    ", ".join(
+                        f"{t:.3f}" for t in d["val_calibration"].get("temperature_parts", [])
+                    ),
+                    ", ".join(f"{v:.4f}" for v in d["ece_with_part_temperatures"]),
+                    (
+                        f"{d['val_calibration'].get('ece_before', float('nan')):.4f} -> "
+                        f"{d['val_calibration'].get('ece_temperature', float('nan')):.4f} -> "
+                        f"{d['val_calibration'].get('ece_after', float('nan')):.4f}"
+                    ),
+                ]
+                for run in runs
+                for d in [run["results"]["pipeline"]["diagnostics"]]
+            ],
+        ),
+        "",
+        (
+            "Reliability of `pipeline` on test (10 bins; mean confidence / accuracy), with the "
+            "temperature only and with the top-label recalibration:"
+        ),
+        "",
+        markdown_table(
+            ["seed", "bin", "T only: n", "conf", "acc", "final: n", "conf", "acc"],
+            [row for run in runs for row in _reliability_rows(run)],
         ),
         "",
         (
@@ -218,23 +339,24 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
     ]
-    for name, r in results.items():
-        lines += [
-            f"{name}:",
-            "",
-            markdown_table(
-                ["threshold", "coverage %", "accuracy on covered %"],
-                [
+    for run in runs:
+        for name, r in run["results"].items():
+            lines += [
+                f"seed {run['seed']}, {name}:",
+                "",
+                markdown_table(
+                    ["threshold", "coverage %", "accuracy on covered %"],
                     [
-                        p["threshold"],
-                        f"{100 * p['coverage']:.1f}",
-                        "n/a" if p["n"] == 0 else f"{100 * p['accuracy']:.2f}",
-                    ]
-                    for p in r["coverage"]
-                ],
-            ),
-            "",
-        ]
+                        [
+                            p["threshold"],
+                            f"{100 * p['coverage']:.1f}",
+                            "n/a" if p["n"] == 0 else f"{100 * p['accuracy']:.2f}",
+                        ]
+                        for p in r["coverage"]
+                    ],
+                ),
+                "",
+            ]
     md = "\n".join(lines)
     (args.out / "bench_calibration.md").write_text(md)
     print(md)

@@ -76,9 +76,9 @@ def load_kcs(directory: Path = KCS_DIR) -> list[dict]:
 
 
 def run_level(rows: list[dict], level: int, args: argparse.Namespace) -> dict:
-    from benchmarks.text_models import Ensemble
     from hscode.training import grouped_folds, grouped_stratified_split
     from model.baseline import TfidfSvm
+    from model.calibrate import Ensemble
     from model.pipeline import Example, ModelConfig, fit
 
     counts = Counter(r["hs10"][:level] for r in rows)

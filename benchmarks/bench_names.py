@@ -4,17 +4,27 @@ Data: ../shared/data/ghko99_hscode/dataset.csv (product name -> 10-digit code; c
 left-padded to 10). For each K in --k: the K most frequent codes, a 70:30 split stratified by
 code with identical names (case/width/spacing ignored) kept on one side, seeded.
 
-Models, side by side in one run, all on the same split:
-  tfidf_svm    char_wb 1-4 + word 1-2 TF-IDF, LinearSVC (model.baseline.TfidfSvm), full 70% train
-  w2v_bilstm   the paper: word2vec (gensim, skip-gram) -> BiLSTM (2x256 = 512-d) -> softmax
-  ft_bilstm    the paper: fastText (gensim, char 2-5-grams) -> BiLSTM; unseen words get a vector
-               from their n-grams (fastText's OOV rule) instead of <unk>
-  best         ensemble: geometric mixture of the temperature-calibrated distributions of the
-               members named by --ensemble; temperatures and weights chosen on a validation
-               split carved from the training part (never on test)
-The BiLSTMs train on 90% of the training part; the other 10% (grouped like the test split) is
-their validation set (learning curve) and the ensemble's. Embeddings are trained on the
-training names plus the names of the codes outside the top K (unlabelled text; no test row).
+Every row is a model the product code builds, on the same split:
+  tfidf_svm          model.baseline.TfidfSvm (char_wb 1-4 + word 1-2 TF-IDF, LinearSVC), trained
+                     on the full 70% training part
+  w2v_bilstm         model.pipeline.fit, embedding=word2vec, no subword, ensemble none: the
+                     paper's word2vec -> BiLSTM (512-d feature) -> softmax
+  ft_subword_bilstm  model.pipeline.fit, fastText + subword embedding layer (word + hashed char
+                     n-gram vectors, fine-tuned; unseen words get vectors from their n-grams),
+                     ensemble none
+  ft_bilstm          the network of the `best` fit alone: fastText-initialised embeddings ->
+                     BiLSTM, exactly what ensemble=none trains (the network does not depend on
+                     the ensemble; tests/test_model_ensemble.py)
+  tfidf_knn          the k-NN member of the `best` fit alone (cosine k-NN vote on TF-IDF)
+  best               model.pipeline.fit with the shipped default ModelConfig (fastText BiLSTM
+                     mixed with the TF-IDF SVM and k-NN members; mixture, temperature and
+                     top-label recalibration chosen on validation only), i.e. what `hscode train`
+                     ships
+The pipeline fits train on 90% of the training part; the other 10% (grouped like the test
+split) is their validation set (early stopping, mixture, temperature); the TF-IDF members are
+then refitted on the whole training part (ModelConfig.refit_members). The word embeddings are
+trained once per kind on the names of every code except the test names (unlabelled text) and
+passed to fit (keyed_vectors=...).
 
     python -m benchmarks.bench_names --k 100 200 300
 
@@ -24,7 +34,6 @@ writes benchmarks/out/bench_names.json and benchmarks/out/bench_names.md.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -53,9 +62,46 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_k(top, k: int, args: argparse.Namespace, token_of: dict, kvs: dict) -> dict:
-    from benchmarks.text_models import BiLstmClassifier, Ensemble, LstmConfig, knn_scores
+def config_for(name: str, args: argparse.Namespace):
+    """The ModelConfig of a pipeline row: the shipped defaults, sized by the command line."""
+    from model.pipeline import ModelConfig
+
+    size = {
+        "inputs": "title",
+        "embed_dim": args.embed_dim,
+        "hidden": args.hidden,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "device": "cpu",
+        "num_threads": args.threads,
+    }
+    if args.lr is not None:
+        size["lr"] = args.lr
+    if name == "w2v_bilstm":
+        return ModelConfig(embedding="word2vec", subword=False, ensemble="none", **size)
+    if name == "ft_subword_bilstm":
+        return ModelConfig(embedding="fasttext", subword=True, ensemble="none", **size)
+    if name == "best":
+        return ModelConfig(**size)
+    raise ValueError(name)
+
+
+def _progress(k: int, name: str):
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth != last[0]:
+            last[0] = tenth
+            log(f"K={k} {name} fit {done}/{total}")
+
+    return report
+
+
+def run_k(top, k: int, args: argparse.Namespace, kvs: dict) -> dict:
     from model.baseline import TfidfSvm
+    from model.pipeline import Example, fit
 
     data = top_codes(top, k)  # the K most frequent codes; rows keep their side of the split
     names = data["name"].tolist()
@@ -68,9 +114,12 @@ def run_k(top, k: int, args: argparse.Namespace, token_of: dict, kvs: dict) -> d
     inner_idx = np.flatnonzero(side == "inner")
     val_idx = np.flatnonzero(side == "val")
     train_idx = np.sort(np.concatenate([inner_idx, val_idx]))
-    tr_names = [names[i] for i in train_idx]
-    toks = [token_of[n] for n in names]
-    pick = lambda idx: [toks[i] for i in idx]
+    ex = [
+        Example(key=str(i), title=n, label=lab)
+        for i, (n, lab) in enumerate(zip(names, labels, strict=True))
+    ]
+    pick = lambda idx: [ex[i] for i in idx]
+    test_ex = pick(test_idx)
     result: dict = {
         "k": k,
         "rows": len(data),
@@ -85,97 +134,64 @@ def run_k(top, k: int, args: argparse.Namespace, token_of: dict, kvs: dict) -> d
         f"K={k}: {len(data)} rows, train {len(train_idx)} (inner {len(inner_idx)} + val "
         f"{len(val_idx)}), test {len(test_idx)}"
     )
-    test_scores: dict[str, np.ndarray] = {}
-    val_scores: dict[str, np.ndarray] = {}
 
-    # --- TF-IDF + linear SVM (full training part), and on the inner part for the ensemble
+    # --- TF-IDF + linear SVM (model.baseline), full training part
     with measure() as cost:
-        svm = TfidfSvm(seed=args.seed).fit(tr_names, y[train_idx])
-        test_scores["tfidf_svm"] = svm.decision_scores([names[i] for i in test_idx])
-    with measure() as inner_cost:
-        svm_inner = TfidfSvm(seed=args.seed).fit([names[i] for i in inner_idx], y[inner_idx])
-        val_scores["tfidf_svm"] = svm_inner.decision_scores([names[i] for i in val_idx])
-    with measure() as knn_cost:
-        test_scores["tfidf_knn"] = knn_scores(
-            svm._features(tr_names),
-            y[train_idx],
-            svm._features([names[i] for i in test_idx]),
-            len(classes),
-        )
-        val_scores["tfidf_knn"] = knn_scores(
-            svm_inner._features([names[i] for i in inner_idx]),
-            y[inner_idx],
-            svm_inner._features([names[i] for i in val_idx]),
-            len(classes),
-        )
-    result["models"]["tfidf_knn"] = _entry(test_scores["tfidf_knn"], y[test_idx], knn_cost)
-    result["models"]["tfidf_svm"] = _entry(test_scores["tfidf_svm"], y[test_idx], cost)
-    log(
-        f"K={k} tfidf_svm {result['models']['tfidf_svm']['top1']:.4f} / "
-        f"{result['models']['tfidf_svm']['top3']:.4f} in {cost.seconds:.0f}s"
-    )
+        svm = TfidfSvm(seed=args.seed).fit([names[i] for i in train_idx], y[train_idx])
+        scores = svm.decision_scores([names[i] for i in test_idx])
+    result["models"]["tfidf_svm"] = _entry(scores, y[test_idx], cost)
+    _log_row(k, "tfidf_svm", result["models"]["tfidf_svm"])
+    del svm
 
-    # --- the paper's BiLSTMs
-    variants = {
-        "w2v_bilstm": ("word2vec", False),
-        "ft_bilstm": ("fasttext", False),
-        "ft_subword_bilstm": ("fasttext", True),
-    }
-    for name in args.lstms:
-        embedding, subword = variants[name]
-        cfg = LstmConfig(
-            embedding=embedding,
-            subword=subword,
-            embed_dim=args.embed_dim,
-            hidden=args.hidden,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-        )
+    # --- pipeline fits
+    for name in args.models:
+        cfg = config_for(name, args)
         with measure() as cost:
-            model = BiLstmClassifier(cfg).fit(
+            model = fit(
                 pick(inner_idx),
-                y[inner_idx],
-                len(classes),
-                keyed_vectors=kvs[embedding],
-                inference_tokens=pick(np.concatenate([val_idx, test_idx])),
-                val=(pick(val_idx), y[val_idx]),
-                log=lambda m, n=name: log(f"K={k} {n}{m}"),
+                pick(val_idx),
+                cfg,
+                _progress(k, name),
+                keyed_vectors=kvs[cfg.embedding],
             )
-            test_scores[name] = model.logits(pick(test_idx))
-        val_scores[name] = model.logits(pick(val_idx))
-        entry = _entry(test_scores[name], y[test_idx], cost)
-        entry["config"] = dataclasses.asdict(cfg)
-        entry["history"] = model.history
-        entry["vocab"] = len(model.vocab)
+        if list(model.labels) != classes:
+            raise RuntimeError(f"K={k} {name}: the model's labels differ from the K codes")
+        evaluation = model.evaluate(test_ex)
+        entry = _entry(model.logits(test_ex), y[test_idx], cost)
+        entry.update(
+            {
+                "config": cfg.to_dict(),
+                "history": model.history,
+                "ece_before": evaluation["ece_before"],
+                "ece_after": evaluation["ece_after"],
+                "temperature": evaluation["temperature"],
+                "hs6_top1": evaluation.get("hs6_top1"),
+                "hs4_top1": evaluation.get("hs4_top1"),
+                "vocab": len(model.vocab),
+            }
+        )
         result["models"][name] = entry
-        log(f"K={k} {name} {entry['top1']:.4f} / {entry['top3']:.4f} in {cost.seconds:.0f}s")
+        _log_row(k, name, entry)
+        if name == "best":
+            # its members alone, on the same test names (same fit, so the same cost)
+            neural = _entry(model.neural_logits(test_ex), y[test_idx], cost)
+            neural["note"] = "the network of the best fit (what ensemble=none trains)"
+            neural["val_top1_history"] = [e.get("val_top1") for e in model.history["epochs"]]
+            result["models"]["ft_bilstm"] = neural
+            _log_row(k, "ft_bilstm", neural)
+            if model.knn is not None:
+                knn = _entry(model.knn.scores([e.title for e in test_ex]), y[test_idx], cost)
+                knn["note"] = "the k-NN member of the best fit (index: full training part)"
+                result["models"]["tfidf_knn"] = knn
         del model
-
-    # --- the ensemble (weights on validation only)
-    members = [m for m in args.ensemble if m in val_scores]
-    ens = Ensemble.fit([val_scores[m] for m in members], y[val_idx])
-    lp = ens.log_probs([test_scores[m] for m in members])
-    member_cost = {
-        "seconds": sum(result["models"][m]["train_seconds"] for m in members) + inner_cost.seconds,
-        "peak_rss_mb": max(result["models"][m]["peak_rss_mb"] for m in members),
-    }
-    best = _entry(lp, y[test_idx], None)
-    best.update(
-        {
-            "train_seconds": member_cost["seconds"],
-            "peak_rss_mb": member_cost["peak_rss_mb"],
-            "members": members,
-            "weights": dict(zip(members, ens.weights, strict=True)),
-            "temperatures": dict(zip(members, ens.temperatures, strict=True)),
-        }
-    )
-    val_lp = ens.log_probs([val_scores[m] for m in members])
-    best["val_top1"] = float(np.mean(val_lp.argmax(1) == y[val_idx]))
-    result["models"]["best"] = best
-    log(f"K={k} best {best['top1']:.4f} / {best['top3']:.4f} weights {best['weights']}")
     return result
+
+
+def _log_row(k: int, name: str, entry: dict) -> None:
+    log(
+        f"K={k} {name} {entry['top1']:.4f} / {entry['top3']:.4f} in "
+        f"{entry.get('train_seconds', 0):.0f}s"
+    )
 
 
 def _entry(scores: np.ndarray, y: np.ndarray, cost) -> dict:
@@ -240,11 +256,22 @@ def to_markdown(report: dict) -> str:
             ],
         ),
         "",
-        "Ensemble weights (chosen on validation): "
+        "Mixture of `best` (chosen on validation): "
         + "; ".join(
             f"K={r['k']}: "
-            + ", ".join(f"{m} {w:.1f}" for m, w in r["models"]["best"]["weights"].items())
+            + ", ".join(
+                f"{m} w {w:.1f} T {t:.3f}"
+                for m, w, t in zip(
+                    r["models"]["best"]["history"]["ensemble"]["members"],
+                    r["models"]["best"]["history"]["ensemble"]["weights"],
+                    r["models"]["best"]["history"]["ensemble"]["temperatures"],
+                    strict=True,
+                )
+            )
+            + f"; final T {r['models']['best']['temperature']:.3f}, test ECE "
+            + f"{r['models']['best']['ece_before']:.4f} -> {r['models']['best']['ece_after']:.4f}"
             for r in report["results"]
+            if "best" in r["models"] and "ensemble" in r["models"]["best"]["history"]
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -257,23 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embed-dim", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=None, help="default: ModelConfig's")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--lstms",
+        "--models",
         nargs="+",
-        default=["w2v_bilstm", "ft_subword_bilstm"],
-        choices=["w2v_bilstm", "ft_bilstm", "ft_subword_bilstm"],
+        default=["w2v_bilstm", "ft_subword_bilstm", "best"],
+        choices=["w2v_bilstm", "ft_subword_bilstm", "best"],
     )
     parser.add_argument(
-        "--ensemble",
-        nargs="+",
-        default=["tfidf_svm", "tfidf_knn", "w2v_bilstm", "ft_bilstm", "ft_subword_bilstm"],
+        "--split-k",
+        type=int,
+        default=None,
+        help="make the split (and the embeddings' test exclusion) on this K (default: the "
+        "largest --k), so `--k 100 --split-k 300` gives the K=100 rows of a 100/200/300 run",
     )
-    parser.add_argument("--tokenizer", default="morph+subword")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)
+    split_k = max([*args.k, args.split_k or 0])
 
     import torch
 
@@ -284,12 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     frame = load_ghko99_names()
     unique = sorted(set(frame["name"]))
-    log(f"{len(frame)} rows, {len(unique)} distinct names; tokenizing ({args.tokenizer})")
-    token_of = dict(zip(unique, Tokenizer(args.tokenizer).tokenize_many(unique), strict=True))
+    tokenizer = config_for("best", args).tokenizer  # the pipeline's tokenizer
+    log(f"{len(frame)} rows, {len(unique)} distinct names; tokenizing ({tokenizer})")
+    token_of = dict(zip(unique, Tokenizer(tokenizer).tokenize_many(unique), strict=True))
     # One split, made on the largest K: the smaller Ks are its restriction to their codes (still
     # stratified by code, identical names on one side), so every K shares one test set family
     # and the embeddings are trained once, on every name outside that test set.
-    top = top_codes(frame, max(args.k))
+    top = top_codes(frame, split_k)
     names, labels = top["name"].tolist(), top["hscode"].tolist()
     train_idx, test_idx = group_stratified_split(names, labels, test_size=0.3, seed=args.seed)
     _, val_pos = group_stratified_split(
@@ -301,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     top["side"] = side
     test_keys = {name_key(names[i]) for i in test_idx}
     corpus = [token_of[n] for n in unique if name_key(n) not in test_keys]
-    kinds = {"word2vec" if m == "w2v_bilstm" else "fasttext" for m in args.lstms}
+    kinds = {config_for(m, args).embedding for m in args.models}
     kvs, embed_cost = {}, {}
     for kind in sorted(kinds):
         with measure() as cost:
@@ -310,12 +340,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         embed_cost[kind] = {"seconds": cost.seconds, "peak_rss_mb": cost.peak_rss_mb}
         log(f"{kind} embeddings on {len(corpus)} names in {cost.seconds:.0f}s")
-    results = [run_k(top, k, args, token_of, kvs) for k in sorted(args.k)]
-    for res in results:
-        for name, entry in res["models"].items():
-            kind = {"w2v_bilstm": "word2vec"}.get(name, "fasttext")
-            if "bilstm" in name:
-                entry["embedding_seconds"] = embed_cost[kind]["seconds"]
+    results = []
+    for k in sorted(args.k):
+        results.append(run_k(top, k, args, kvs))
+        _write(args, argv, t0, corpus, embed_cost, results)  # partial results survive a crash
+    return 0
+
+
+def _write(args, argv, t0, corpus, embed_cost, results) -> None:
     report = {
         "command": "python -m benchmarks.bench_names " + " ".join(argv or sys.argv[1:]),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -331,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "bench_names.json").write_text(json.dumps(report, indent=1, default=float))
     md = to_markdown(report)
     (args.out / "bench_names.md").write_text(md)
-    print(md)
-    return 0
+    print(md, flush=True)
 
 
 if __name__ == "__main__":

@@ -181,3 +181,100 @@ class TfidfSvm:
         model.intercept = np.asarray(arrays["intercept"], dtype=np.float32)
         model._classes = np.asarray(meta["classes"])
         return model
+
+
+class TfidfKnn:
+    """Cosine k-nearest-neighbour vote over the TF-IDF features of the training texts.
+
+    Reuses a fitted :class:`TfidfSvm`'s vectorizers (``features``), so the two members share
+    one vocabulary. Scores are ``log(eps + sum of squared similarities per class among the k
+    nearest training texts)``: logit-like, so they mix with the others in an ensemble. Saves
+    itself without pickle: the L2-normalised sparse training matrix (CSR arrays) and labels.
+    """
+
+    EPS = 1e-3
+
+    def __init__(self, k: int = 10, chunk: int = 1024) -> None:
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self.k = int(k)
+        self.chunk = int(chunk)
+        self.features: TfidfSvm | None = None
+        self.matrix: sparse.csr_matrix | None = None  # [n_train, n_features], rows L2-normalised
+        self.labels: np.ndarray | None = None  # class index per training row
+        self.n_classes = 0
+
+    @staticmethod
+    def _normalise(x: sparse.spmatrix) -> sparse.csr_matrix:
+        x = sparse.csr_matrix(x, dtype=np.float32)
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        return sparse.csr_matrix(sparse.diags(1.0 / norms).astype(np.float32) @ x)
+
+    def fit(
+        self, features: TfidfSvm, texts: Sequence[str], labels: Sequence[int], n_classes: int
+    ) -> TfidfKnn:
+        """Index ``texts`` (class indices ``labels`` in ``[0, n_classes)``)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if len(labels) == 0:
+            raise ValueError("TfidfKnn needs at least one training text")
+        if labels.min() < 0 or labels.max() >= n_classes:
+            raise ValueError("TfidfKnn labels must be class indices in [0, n_classes)")
+        self.features = features
+        self.matrix = self._normalise(features._features(texts))
+        self.labels = labels
+        self.n_classes = int(n_classes)
+        return self
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Vote scores [N, n_classes] (float64)."""
+        if self.matrix is None or self.features is None:
+            raise RuntimeError("TfidfKnn is not fitted")
+        x = self._normalise(self.features._features(texts))
+        out = np.zeros((x.shape[0], self.n_classes), dtype=np.float64)
+        train_t = self.matrix.T.tocsr()
+        kk = min(self.k, self.matrix.shape[0])
+        for start in range(0, x.shape[0], self.chunk):
+            sims = (x[start : start + self.chunk] @ train_t).toarray()
+            near = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            near_sims = np.clip(np.take_along_axis(sims, near, axis=1), 0.0, None)
+            rows = np.repeat(np.arange(sims.shape[0]), kk)
+            np.add.at(
+                out[start : start + self.chunk],
+                (rows, self.labels[near].ravel()),
+                near_sims.ravel() ** 2,
+            )
+        return np.log(out + self.EPS)
+
+    # --- persistence without pickle ---------------------------------------------------------
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        if self.matrix is None:
+            raise RuntimeError("TfidfKnn is not fitted")
+        m = self.matrix
+        meta = {"k": self.k, "n_classes": self.n_classes, "shape": list(m.shape)}
+        arrays = {
+            "data": m.data.astype(np.float32),
+            "indices": m.indices.astype(np.int32),
+            "indptr": m.indptr.astype(np.int64),
+            "labels": self.labels.astype(np.int32),
+        }
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict[str, np.ndarray], features: TfidfSvm) -> TfidfKnn:
+        knn = cls(k=meta["k"])
+        shape = tuple(meta["shape"])
+        n_features = len(features.char_vectorizer.vocabulary_) + len(
+            features.word_vectorizer.vocabulary_
+        )
+        if shape[1] != n_features:
+            raise ValueError(f"kNN state: {shape[1]} columns but the vectorizers give {n_features}")
+        knn.matrix = sparse.csr_matrix(
+            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape
+        )
+        knn.labels = np.asarray(arrays["labels"], dtype=np.int64)
+        knn.n_classes = int(meta["n_classes"])
+        knn.features = features
+        return knn

@@ -9,6 +9,7 @@ below a threshold; :func:`coverage_curve` shows what that costs and buys.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -114,39 +115,202 @@ def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def _simplex(n: int, grid: int) -> list[tuple[float, ...]]:
+    """Every weight vector of ``n`` non-negative entries summing to 1 on a ``grid``-point lattice
+    (``grid - 1`` steps), the first member's weight ascending."""
+    steps = max(1, grid - 1)
+    out: list[tuple[float, ...]] = []
+
+    def rec(prefix: tuple[int, ...], left: int) -> None:
+        if len(prefix) == n - 1:
+            out.append(tuple(x / steps for x in (*prefix, left)))
+            return
+        for i in range(left + 1):
+            rec((*prefix, i), left - i)
+
+    rec((), steps)
+    return out
+
+
+@dataclass
+class Ensemble:
+    """Geometric mixture of temperature-scaled scorers:
+    ``log p = log_softmax(sum_i w_i * log_softmax(s_i / T_i))``, weights summing to 1.
+
+    :meth:`fit` chooses it on held-out scores: each member's temperature minimises its own
+    NLL; the weights (a lattice on the simplex) maximise top-1 + top-3 accuracy of the mixture,
+    ties broken by NLL. The one implementation of the ensemble, used by ``model.pipeline`` and
+    the benchmarks.
+    """
+
+    temperatures: list[float]
+    weights: list[float]
+
+    @classmethod
+    def fit(cls, val_scores: Sequence[np.ndarray], labels: np.ndarray, grid: int = 11) -> Ensemble:
+        """Rows with a negative label (a class the model does not know) are ignored; with no
+        usable row the result is the even mix at temperature 1."""
+        n = len(val_scores)
+        if n == 0:
+            raise ValueError("an ensemble needs at least one member")
+        labels = np.asarray(labels, dtype=np.int64)
+        keep = labels >= 0
+        if keep.sum() == 0:
+            return cls(temperatures=[1.0] * n, weights=[1.0 / n] * n)
+        y = labels[keep]
+        scores = [np.asarray(s, dtype=np.float64)[keep] for s in val_scores]
+        temps = [fit_temperature(s, y) for s in scores]
+        logps = [log_softmax(s, t) for s, t in zip(scores, temps, strict=True)]
+        rows = np.arange(len(y))
+        best: tuple[float, float, tuple[float, ...]] | None = None
+        for weights in _simplex(n, grid) if n > 1 else [(1.0,)]:
+            lp = log_softmax(sum(w * p for w, p in zip(weights, logps, strict=True)))
+            k = min(3, lp.shape[1])
+            top = np.argpartition(-lp, k - 1, axis=1)[:, :k] if k < lp.shape[1] else None
+            if top is None:
+                top = np.argsort(-lp, axis=1)[:, :k]
+            top1 = lp.argmax(axis=1)
+            score = float(np.mean(top1 == y) + np.mean((top == y[:, None]).any(axis=1)))
+            loss = float(-lp[rows, y].mean())
+            if best is None or (score, -loss) > (best[0], -best[1]):
+                best = (score, loss, weights)
+        assert best is not None
+        return cls(temperatures=[float(t) for t in temps], weights=[float(w) for w in best[2]])
+
+    def log_probs(self, scores: Sequence[np.ndarray | None]) -> np.ndarray:
+        """The mixture's log-probabilities [N, C] (usable as logits).
+
+        A member whose weight is 0 adds nothing, so its scores may be ``None`` (not computed).
+        """
+        if len(scores) != len(self.weights):
+            raise ValueError(f"{len(scores)} score matrices for {len(self.weights)} members")
+        used = [
+            (w, s, t)
+            for w, s, t in zip(self.weights, scores, self.temperatures, strict=True)
+            if w != 0.0
+        ]
+        if any(s is None for _, s, _ in used):
+            raise ValueError("scores missing for a member with a non-zero weight")
+        if not used:
+            raise ValueError("every mixture weight is 0")
+        return log_softmax(sum(w * log_softmax(s, t) for w, s, t in used))
+
+    def needed(self) -> list[bool]:
+        """Which members' scores :meth:`log_probs` uses (weight != 0)."""
+        return [w != 0.0 for w in self.weights]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"temperatures": list(self.temperatures), "weights": list(self.weights)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Ensemble:
+        return cls(
+            temperatures=[float(t) for t in data["temperatures"]],
+            weights=[float(w) for w in data["weights"]],
+        )
+
+
 def mix_logits(
     a: np.ndarray, b: np.ndarray, weight: float, temp_a: float = 1.0, temp_b: float = 1.0
 ) -> np.ndarray:
-    """Geometric mixture of two scorers: ``w * log_softmax(a / Ta) + (1 - w) * log_softmax(b /
+    """Two-member :class:`Ensemble`: ``w * log_softmax(a / Ta) + (1 - w) * log_softmax(b /
     Tb)``, renormalised (a log-probability matrix, usable as logits)."""
     w = float(weight)
-    return log_softmax(w * log_softmax(a, temp_a) + (1.0 - w) * log_softmax(b, temp_b))
+    return Ensemble([temp_a, temp_b], [w, 1.0 - w]).log_probs([a, b])
 
 
 def fit_mixture(
     a: np.ndarray, b: np.ndarray, labels: np.ndarray, grid: int = 21
 ) -> dict[str, float]:
-    """Weight and member temperatures of :func:`mix_logits`, fitted on held-out scores.
+    """Two-member :meth:`Ensemble.fit` as ``{"weight": w_a, "temp_a", "temp_b"}``."""
+    ens = Ensemble.fit([a, b], labels, grid=max(2, grid))
+    return {"weight": ens.weights[0], "temp_a": ens.temperatures[0], "temp_b": ens.temperatures[1]}
 
-    Each member's temperature minimises its own NLL; the weight of ``a`` (a grid of ``grid``
-    points on [0, 1]) maximises top-1 + top-3 accuracy of the mixture, ties broken by NLL.
-    Rows with a negative label (a class the model does not know) are ignored; with no usable
-    row the result is the even mix at temperature 1.
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+@dataclass
+class TopLabelCalibrator:
+    """Monotone recalibration of the top-1 confidence that keeps the ranking.
+
+    ``p1' = sigmoid(a * logit(p1) + b)`` (Platt scaling of the top label), fitted by maximum
+    likelihood of "the top code is right" on held-out data; the other codes' probabilities
+    are scaled by ``(1 - p1') / (1 - p1)``, so they keep their order and everything sums to 1.
+    ``p1'`` is never lowered below the point where the runner-up would overtake it, so the
+    top-k ranking (and every top-k accuracy) is exactly the input's. ``a = 1, b = 0`` is the
+    identity. Temperature scaling fixes the sharpness of the whole distribution; this fixes
+    the remaining over/under-confidence of the answer the review rule thresholds.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    keep = labels >= 0
-    if keep.sum() == 0:
-        return {"weight": 0.5, "temp_a": 1.0, "temp_b": 1.0}
-    a, b, y = np.asarray(a)[keep], np.asarray(b)[keep], labels[keep]
-    temp_a, temp_b = fit_temperature(a, y), fit_temperature(b, y)
-    la, lb = log_softmax(a, temp_a), log_softmax(b, temp_b)
-    best: tuple[float, float, float] | None = None
-    for w in np.linspace(0.0, 1.0, max(2, grid)):
-        lp = log_softmax(w * la + (1.0 - w) * lb)
-        k = min(3, lp.shape[1])
-        order = np.argsort(-lp, axis=1, kind="stable")[:, :k]
-        score = float(np.mean(order[:, 0] == y) + np.mean((order == y[:, None]).any(axis=1)))
-        loss = float(-lp[np.arange(len(y)), y].mean())
-        if best is None or (score, -loss) > (best[1], -best[2]):
-            best = (float(w), score, loss)
-    return {"weight": best[0], "temp_a": temp_a, "temp_b": temp_b}
+
+    a: float = 1.0
+    b: float = 0.0
+
+    @classmethod
+    def fit(cls, probs: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> TopLabelCalibrator:
+        """Fit on held-out probabilities [N, C] and label indices (negative: unknown class,
+        counts as a wrong top-1). Returns the identity when there is nothing to fit."""
+        probs = np.asarray(probs, dtype=np.float64)
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) < 2:
+            return cls()
+        correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+        if correct.min() == correct.max():  # all right or all wrong: no slope to learn
+            return cls()
+        x = torch.as_tensor(_logit(probs.max(axis=1)))
+        t = torch.as_tensor(correct)
+        params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+        optimiser = torch.optim.LBFGS([params], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimiser.zero_grad()
+            z = params[0] * x + params[1]
+            # small ridge towards the identity (a=1, b=0): stable on few or separable rows
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, t) + l2 * (
+                (params[0] - 1.0) ** 2 + params[1] ** 2
+            )
+            loss.backward()
+            return loss
+
+        optimiser.step(closure)
+        a, b = (float(v) for v in params.detach())
+        if not (np.isfinite(a) and np.isfinite(b)) or a <= 0:
+            return cls()
+        return cls(a=a, b=b)
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        """Recalibrated probabilities [N, C] (a new array)."""
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[0] == 0 or (self.a == 1.0 and self.b == 0.0):
+            return probs.copy()
+        n, c = probs.shape
+        rows = np.arange(n)
+        top = probs.argmax(axis=1)
+        p1 = probs[rows, top]
+        if c > 1:
+            p2 = np.partition(probs, c - 2, axis=1)[:, c - 2]
+        else:
+            p2 = np.zeros(n)
+        new = 1.0 / (1.0 + np.exp(-(self.a * _logit(p1) + self.b)))
+        # keep the top code on top: p1' >= p2 * (1 - p1') / (1 - p1)
+        floor = np.where(1.0 - p1 + p2 > 0, p2 / np.maximum(1.0 - p1 + p2, 1e-300), 1.0)
+        new = np.clip(np.maximum(new, floor * (1.0 + 1e-9)), 0.0, 1.0)  # (rounding margin)
+        rest = 1.0 - p1
+        out = np.empty_like(probs)
+        ok = rest > 1e-12
+        out[ok] = probs[ok] * ((1.0 - new[ok]) / rest[ok])[:, None]
+        if (~ok).any():  # the rest had no mass: share what is freed evenly
+            out[~ok] = ((1.0 - new[~ok]) / max(c - 1, 1))[:, None]
+        out[rows, top] = new
+        return out
+
+    def to_dict(self) -> dict[str, float]:
+        return {"a": self.a, "b": self.b}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> TopLabelCalibrator:
+        if not data:
+            return cls()
+        return cls(a=float(data["a"]), b=float(data["b"]))

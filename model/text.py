@@ -122,6 +122,7 @@ def encode_batch(
 
 
 _SPACES = re.compile(r"\s+")
+_HAS_DIGIT = re.compile(r"\d")
 
 
 def char_ngrams(text: str, n_min: int = 1, n_max: int = 4, max_chars: int = 300) -> list[str]:
@@ -217,3 +218,172 @@ class TextEncoder(nn.Module):
                 raise ValueError("this TextEncoder has an n-gram bag: pass ngram_ids and offsets")
             parts.append(self.ngram_bag(ngram_ids, ngram_offsets).to(maxed.dtype))
         return self.projection(torch.cat(parts, dim=1))
+
+
+class SubwordEmbedding(nn.Module):
+    """fastText-style token vectors computed inside the network, fine-tuned end to end.
+
+    A token's vector is the mean of its whole-word vector (tokens of the embedding corpus
+    only) and the vectors of its hashed character n-grams (fastText's composition, gensim's
+    ``min_n``..``max_n`` and bucket hash), so misspelt and unseen words get a vector from their
+    pieces instead of ``<unk>``. Only the hash buckets some vocabulary token uses are kept.
+
+    Tokens outside the vocabulary get ids ``>= len(vocab)`` from :meth:`encode` (a table of
+    their n-gram rows kept with the module, not saved; cleared when it grows past
+    ``oov_cap`` entries); their vectors are the mean of their known n-gram vectors.
+    """
+
+    def __init__(
+        self, n_vocab: int, dim: int, n_rows: int, n_flat: int, spec: Sequence[int] = (2, 5, 1)
+    ) -> None:
+        """Empty module of the given shapes (load a state dict into it); see
+        :meth:`from_keyed_vectors`. ``spec``: (min_n, max_n, n_buckets) of the hash."""
+        super().__init__()
+        self.word = nn.Embedding(n_vocab, dim)
+        self.ngrams = nn.EmbeddingBag(max(1, n_rows), dim, mode="sum")
+        self.register_buffer("known", torch.zeros(n_vocab))
+        self.register_buffer("starts", torch.zeros(n_vocab, dtype=torch.long))
+        self.register_buffer("counts", torch.zeros(n_vocab, dtype=torch.long))
+        self.register_buffer("flat", torch.zeros(max(1, n_flat), dtype=torch.long))
+        self.register_buffer("buckets", torch.zeros(max(1, n_rows), dtype=torch.long))
+        self.register_buffer("spec", torch.tensor(list(spec), dtype=torch.long))
+        self.embedding_dim = dim
+        self.word_weight: float | None = None
+        self.oov_cap = 200_000
+        self._oov: dict[str, int] = {}
+        self._oov_rows: list[list[int]] = []
+        self._tables: tuple[torch.Tensor, ...] | None = None
+
+    @classmethod
+    def from_keyed_vectors(cls, vocab: Vocab, keyed_vectors: Any) -> SubwordEmbedding:
+        """Initialise from gensim ``FastTextKeyedVectors`` (word and n-gram vectors)."""
+        from gensim.models.fasttext import ft_ngram_hashes
+
+        if getattr(keyed_vectors, "bucket", 0) <= 0:
+            raise ValueError("SubwordEmbedding needs fastText keyed vectors (with n-gram buckets)")
+        dim = int(keyed_vectors.vector_size)
+        min_n, max_n, n_buckets = (
+            int(keyed_vectors.min_n),
+            int(keyed_vectors.max_n),
+            int(keyed_vectors.bucket),
+        )
+        words = np.zeros((len(vocab), dim), dtype=np.float32)
+        known = np.zeros(len(vocab), dtype=np.float32)
+        starts, counts, flat = [], [], []
+        for idx, token in enumerate(vocab.itos):
+            hashes = [] if idx in (PAD, UNK) else ft_ngram_hashes(token, min_n, max_n, n_buckets)
+            k = keyed_vectors.key_to_index.get(token)
+            if k is not None and idx not in (PAD, UNK):
+                words[idx] = keyed_vectors.vectors_vocab[k]
+                known[idx] = 1.0
+            starts.append(len(flat))
+            counts.append(len(hashes))
+            flat.extend(hashes)
+        used, rows = np.unique(np.asarray(flat, dtype=np.int64), return_inverse=True)
+        module = cls(len(vocab), dim, len(used), len(rows), (min_n, max_n, n_buckets))
+        with torch.no_grad():
+            module.word.weight.copy_(torch.from_numpy(words))
+            if len(used):
+                module.ngrams.weight.copy_(
+                    torch.from_numpy(np.asarray(keyed_vectors.vectors_ngrams[used], np.float32))
+                )
+                module.buckets.copy_(torch.from_numpy(used))
+                module.flat.copy_(torch.from_numpy(rows.astype(np.int64)))
+            module.known.copy_(torch.from_numpy(known))
+            module.starts.copy_(torch.tensor(starts, dtype=torch.long))
+            module.counts.copy_(torch.tensor(counts, dtype=torch.long))
+        return module
+
+    @staticmethod
+    def shapes_from_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, Any]:
+        """Constructor arguments matching a saved state dict (keys under ``prefix``)."""
+        return {
+            "n_vocab": int(state[prefix + "word.weight"].shape[0]),
+            "dim": int(state[prefix + "word.weight"].shape[1]),
+            "n_rows": int(state[prefix + "ngrams.weight"].shape[0]),
+            "n_flat": int(state[prefix + "flat"].shape[0]),
+            "spec": state[prefix + "spec"].tolist(),
+        }
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._tables = None
+
+    # --- unseen tokens ----------------------------------------------------------------------
+    def _rows_of(self, token: str) -> list[int]:
+        from gensim.models.fasttext import ft_ngram_hashes
+
+        min_n, max_n, n_buckets = (int(v) for v in self.spec.tolist())
+        hashes = np.asarray(ft_ngram_hashes(token, min_n, max_n, n_buckets), dtype=np.int64)
+        buckets = self.buckets.cpu().numpy()
+        pos = np.clip(np.searchsorted(buckets, hashes), 0, len(buckets) - 1)
+        return pos[buckets[pos] == hashes].tolist()
+
+    def encode(self, token_lists: Sequence[Sequence[str]], stoi: dict[str, int]) -> list[list[int]]:
+        """Ids per text: vocabulary ids, and ids ``>= len(vocab)`` for unseen tokens.
+
+        Unseen tokens with a digit (literal model/part numbers: unique per product, the
+        tokenizer already emits their shape and letter pieces) stay ``<unk>``: their digit
+        n-grams are noise that would move the prediction.
+        """
+        n_vocab = self.word.num_embeddings
+
+        def wanted(t: str) -> bool:
+            return t not in stoi and not _HAS_DIGIT.search(t)
+
+        new = dict.fromkeys(
+            t for toks in token_lists for t in toks if t not in self._oov and wanted(t)
+        )
+        if new and len(self._oov) + len(new) > self.oov_cap:
+            self._oov, self._oov_rows = {}, []
+            new = dict.fromkeys(t for toks in token_lists for t in toks if wanted(t))
+        for token in new:
+            self._oov[token] = n_vocab + len(self._oov_rows)
+            self._oov_rows.append(self._rows_of(token))
+        if new:
+            self._tables = None
+        oov = self._oov
+        return [[stoi.get(t, oov.get(t, UNK)) for t in toks] for toks in token_lists]
+
+    def _lookup_tables(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        tables = self._tables
+        if tables is None or tables[0].device != device:
+            starts, counts, flat, known = self.starts, self.counts, self.flat, self.known
+            if self._oov_rows:
+                extra_counts = torch.tensor([len(r) for r in self._oov_rows], dtype=torch.long)
+                extra_flat = torch.tensor(
+                    [i for r in self._oov_rows for i in r] or [0], dtype=torch.long
+                )
+                extra_starts = torch.cumsum(extra_counts, 0) - extra_counts + flat.numel()
+                starts = torch.cat([starts, extra_starts.to(starts.device)])
+                counts = torch.cat([counts, extra_counts.to(counts.device)])
+                flat = torch.cat([flat, extra_flat.to(flat.device)])
+                known = torch.cat([known, known.new_zeros(len(self._oov_rows))])
+            tables = tuple(t.to(device) for t in (starts, counts, flat, known))
+            self._tables = tables
+        return tables
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        starts_all, counts_all, flat_all, known_all = self._lookup_tables(ids.device)
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        counts = counts_all[uniq]
+        offsets = torch.cumsum(counts, 0) - counts
+        within = torch.arange(int(counts.sum()), device=ids.device) - torch.repeat_interleave(
+            offsets, counts
+        )
+        flat = flat_all[torch.repeat_interleave(starts_all[uniq], counts) + within]
+        grams = self.ngrams(flat, offsets)
+        known = known_all[uniq][:, None]
+        in_vocab = uniq < self.word.num_embeddings
+        words = self.word(torch.where(in_vocab, uniq, torch.zeros_like(uniq)))
+        n = counts[:, None].to(grams.dtype)
+        if self.word_weight is None:  # fastText: the mean of the word and n-gram vectors
+            vectors = (words * known + grams) / (known + n).clamp(min=1.0)
+        else:  # a fixed share for the whole-word vector of known tokens
+            mean_grams = grams / n.clamp(min=1.0)
+            w = self.word_weight * known * (n > 0).to(grams.dtype) + known * (n == 0).to(
+                grams.dtype
+            )
+            vectors = w * words + (1.0 - w) * mean_grams
+        vectors = vectors.masked_fill((uniq == PAD)[:, None], 0.0)
+        return vectors[inverse]

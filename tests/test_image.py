@@ -22,14 +22,6 @@ from model.image import (
 from model.synthetic import draw_product
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _png(size=(30, 20), mode="RGB") -> bytes:
     buf = io.BytesIO()
     Image.new(mode, size, (128,) * len(mode)).save(buf, format="PNG")

@@ -62,3 +62,45 @@ def test_softmax_and_nll():
     p = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
     np.testing.assert_allclose(p, [[1.0, 0.0], [0.5, 0.5]])
     assert nll(p, np.array([0, 1])) == pytest.approx(np.log(2) / 2)
+
+
+def test_top_label_calibration_fixes_a_shape_temperature_cannot_and_keeps_ranking():
+    from model.calibrate import TopLabelCalibrator
+
+    rng = np.random.default_rng(3)
+    n, c = 4000, 20
+    # confidences spread over (0, 1); true accuracy = a squashed version of them:
+    # under-confident when unsure, over-confident when sure (what the mixture showed)
+    logits = rng.normal(size=(n, c)) * rng.uniform(0.2, 3.0, size=(n, 1))
+    probs = softmax(logits)
+    conf = probs.max(1)
+    z = np.log(conf / (1 - conf))
+    p_right = 1 / (1 + np.exp(-(0.55 * z + 0.2)))
+    top = probs.argmax(1)
+    right = rng.uniform(size=n) < p_right
+    other = (top + rng.integers(1, c, size=n)) % c
+    y = np.where(right, top, other)
+    fit_rows, test_rows = np.arange(0, n, 2), np.arange(1, n, 2)
+    t = fit_temperature(logits[fit_rows], y[fit_rows])
+    cal = TopLabelCalibrator.fit(softmax(logits[fit_rows], t), y[fit_rows])
+    before = softmax(logits[test_rows], t)
+    after = cal(before)
+    assert ece(after, y[test_rows]) < 0.6 * ece(before, y[test_rows])
+    assert ece(after, y[test_rows]) < 0.03
+    np.testing.assert_allclose(after.sum(1), 1.0, atol=1e-9)
+    # the ranking is untouched: every top-k is the same
+    np.testing.assert_array_equal(
+        np.argsort(-after, axis=1, kind="stable")[:, :5],
+        np.argsort(-before, axis=1, kind="stable")[:, :5],
+    )
+    # even a harsh calibrator cannot push the top code below the runner-up
+    harsh = TopLabelCalibrator(a=0.2, b=-3.0)(before)
+    assert np.all(harsh.argmax(1) == before.argmax(1))
+    np.testing.assert_allclose(harsh.sum(1), 1.0, atol=1e-9)
+    # identity cases, edge inputs, round trip
+    assert TopLabelCalibrator.fit(before, before.argmax(1)) == TopLabelCalibrator()
+    np.testing.assert_array_equal(TopLabelCalibrator()(before), before)
+    one_hot = np.eye(3)[[0, 1]]
+    np.testing.assert_allclose(TopLabelCalibrator(a=1.0, b=-1.0)(one_hot).sum(1), 1.0)
+    assert TopLabelCalibrator.from_dict(cal.to_dict()) == cal
+    assert TopLabelCalibrator.from_dict(None) == TopLabelCalibrator()

@@ -1,19 +1,17 @@
-"""model.pipeline ensemble: the TF-IDF SVM member, its mixture, the separate calibration split,
-save/load without pickle."""
+"""model.pipeline ensemble: the TF-IDF SVM and k-NN members, their validation-chosen mixture
+(cross-fitted), the final temperature on the whole validation set, save/load without pickle."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 
 from hscode.recommend import RequestInput
-from model.baseline import TfidfSvm
-from model.calibrate import fit_mixture, fit_temperature, mix_logits, softmax
+from model.baseline import TfidfKnn, TfidfSvm
+from model.calibrate import Ensemble, fit_mixture, fit_temperature, mix_logits, softmax
 from model.pipeline import HSModel, ModelConfig, calibration_split, fit
 from model.synthetic import PRODUCTS, make_cases
 
@@ -29,14 +27,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data():
     # few, short epochs: the network is still weak, the product word in the title decides
@@ -50,32 +40,43 @@ def data():
 @pytest.fixture(scope="module")
 def models(data):
     train, val, _ = data
-    torch.set_num_threads(1)
     on = fit(train, val, ModelConfig(inputs="title", **TINY))
     off = fit(train, val, ModelConfig(inputs="title", ensemble="none", **TINY))
     return on, off
 
 
+@pytest.fixture(scope="module")
+def norefit(data):
+    train, val, _ = data
+    return fit(train, val, ModelConfig(inputs="title", refit_members=False, **TINY))
+
+
 def test_ensemble_on_and_off(models, data):
     on, off = models
     test = data[2]
-    assert on.tfidf is not None and off.tfidf is None
-    assert on.history["ensemble"]["kind"] == "tfidf" and "ensemble" not in off.history
-    assert 0.0 <= on.mixture["weight"] <= 1.0
-    assert on.mixture["temp_a"] > 0 and on.mixture["temp_b"] > 0
+    assert on.config.ensemble == "tfidf+knn"  # the shipped default
+    assert on.tfidf is not None and on.knn is not None and off.tfidf is None
+    assert on.members == ("network", "svm", "knn") and off.members == ()
+    assert on.history["ensemble"]["kind"] == "tfidf+knn" and "ensemble" not in off.history
+    assert off.mixture is None
+    assert sum(on.mixture.weights) == pytest.approx(1.0)
+    assert all(0.0 <= w <= 1.0 for w in on.mixture.weights)
+    assert all(t > 0 for t in on.mixture.temperatures)
     # the network is trained identically either way; only the head on top differs
     np.testing.assert_array_equal(on.neural_logits(test), off.neural_logits(test))
     np.testing.assert_array_equal(off.logits(test), off.neural_logits(test))
-    assert not np.array_equal(on.logits(test), on.neural_logits(test))
-    # logits are the documented mixture of the two members
-    m = on.mixture
-    svm = on.tfidf.decision_scores([e.title for e in test])
-    expected = mix_logits(on.neural_logits(test), svm, m["weight"], m["temp_a"], m["temp_b"])
+    # logits are the documented mixture of the members
+    texts = [e.title for e in test]
+    expected = on.mixture.log_probs(
+        [on.neural_logits(test), on.tfidf.decision_scores(texts), on.knn.scores(texts)]
+    )
     np.testing.assert_allclose(on.logits(test), expected, atol=1e-5)
     proba = on.predict_proba(test)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="ensemble"):
         ModelConfig(ensemble="forest")
+    with pytest.raises(ValueError, match="knn_k"):
+        ModelConfig(knn_k=0)
 
 
 def test_ensemble_matches_or_beats_the_network_alone(models, data):
@@ -99,26 +100,52 @@ def test_save_load_gives_identical_probabilities_without_pickle(models, data, tm
     on, _ = models
     test = data[2]
     on.save(tmp_path / "m")
-    assert (tmp_path / "m" / "tfidf.json").is_file() and (tmp_path / "m" / "tfidf.npz").is_file()
+    for name in ("tfidf.json", "tfidf.npz", "knn.json", "knn.npz"):
+        assert (tmp_path / "m" / name).is_file()
     json.loads((tmp_path / "m" / "tfidf.json").read_text(encoding="utf-8"))
     with np.load(tmp_path / "m" / "tfidf.npz", allow_pickle=False) as arrays:
         assert arrays["coef"].dtype == np.float32
+    with np.load(tmp_path / "m" / "knn.npz", allow_pickle=False) as arrays:
+        assert arrays["data"].dtype == np.float32  # the sparse training matrix, no pickle
     loaded = HSModel.load(tmp_path / "m")
-    assert loaded.tfidf is not None and loaded.mixture == on.mixture
+    assert loaded.tfidf is not None and loaded.knn is not None
+    assert loaded.mixture == on.mixture and loaded.members == on.members
     np.testing.assert_array_equal(loaded.predict_proba(test), on.predict_proba(test))
     reqs = [RequestInput(f"r{i}", e.title) for i, e in enumerate(test[:20])]
     kwargs = {"top_k": 3, "n_precedents": 2, "review_threshold": 0.5}
     assert loaded.recommend(reqs, **kwargs) == on.recommend(reqs, **kwargs)
-    # re-saving without the member removes its files
-    loaded.tfidf = None
+    # a missing member file is a clear error, not a silently different model
+    (tmp_path / "m" / "knn.json").unlink()
+    with pytest.raises(ValueError, match="knn"):
+        HSModel.load(tmp_path / "m")
+    # re-saving without the members removes their files
+    loaded.tfidf, loaded.knn, loaded.mixture, loaded.members = None, None, None, ()
     loaded.save(tmp_path / "m")
-    assert not (tmp_path / "m" / "tfidf.json").exists()
+    for name in ("tfidf.json", "tfidf.npz", "knn.json", "knn.npz"):
+        assert not (tmp_path / "m" / name).exists()
     assert HSModel.load(tmp_path / "m").tfidf is None
 
 
-def test_calibration_uses_a_separate_split(models, data):
+def test_loads_the_older_two_member_format(models, data, tmp_path):
     on, _ = models
-    _, val, _ = data
+    test = data[2]
+    on.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "tfidf.json").read_text(encoding="utf-8"))
+    del meta["members"]
+    meta["mixture"] = {"weight": 0.3, "temp_a": 1.5, "temp_b": 0.2}
+    (tmp_path / "m" / "tfidf.json").write_text(json.dumps(meta), encoding="utf-8")
+    (tmp_path / "m" / "knn.json").unlink()
+    old = HSModel.load(tmp_path / "m")
+    assert old.members == ("network", "svm") and old.knn is None
+    expected = mix_logits(
+        on.neural_logits(test), on.tfidf.decision_scores([e.title for e in test]), 0.3, 1.5, 0.2
+    )
+    np.testing.assert_allclose(old.logits(test), expected, atol=1e-5)
+
+
+def test_mixture_is_cross_fitted_and_temperature_uses_all_validation(models, norefit, data):
+    on, off = models
+    train, val, _ = data
     labels = [e.label for e in val]
     stop, cal = calibration_split(labels, 0.5, on.config.seed)
     assert len(stop) + len(cal) == len(val) and not set(stop) & set(cal)
@@ -128,17 +155,23 @@ def test_calibration_uses_a_separate_split(models, data):
     cs, cc = Counter(labels[i] for i in stop), Counter(labels[i] for i in cal)
     assert set(cs) == set(cc) == set(PRODUCTS)
     assert all(abs(cs[c] - cc[c]) <= 1 for c in PRODUCTS)
-    # the temperature is the NLL fit on the calibration part's final logits, and nothing else
-    cal_ex = [val[i] for i in cal]
-    y_cal = on.label_indices([e.label for e in cal_ex])
-    assert on.temperature == pytest.approx(fit_temperature(on.logits(cal_ex), y_cal), rel=1e-6)
-    # the mixture was chosen on the stop part only
-    stop_ex = [val[i] for i in stop]
-    y_stop = on.label_indices([e.label for e in stop_ex])
-    svm = on.tfidf.decision_scores([e.title for e in stop_ex])
-    mix = fit_mixture(on.neural_logits(stop_ex), svm, y_stop)
-    assert mix == pytest.approx(on.mixture, rel=1e-6)
-    assert set(on.history["calibration"]) == {"ece_before", "ece_after"}
+    # without the refit, the members are the ones the mixture was chosen with: recompute it
+    m = norefit
+    np.testing.assert_array_equal(m.neural_logits(val), off.neural_logits(val))
+    texts = [e.title for e in val]
+    scores = [m.neural_logits(val), m.tfidf.decision_scores(texts), m.knn.scores(texts)]
+    y = m.label_indices(labels)
+    oof = np.zeros_like(scores[0], dtype=np.float64)
+    for a, b in ((stop, cal), (cal, stop)):
+        oof[b] = Ensemble.fit([s[a] for s in scores], y[a]).log_probs([s[b] for s in scores])
+    assert m.mixture.weights == pytest.approx(Ensemble.fit(scores, y).weights)
+    assert m.temperature == pytest.approx(fit_temperature(oof, y), rel=1e-6)
+    assert m.history["calibration"]["n"] == len(val) and m.history["calibration"]["out_of_fold"]
+    # the refit members saw train + validation; the mixture and temperature are the same
+    assert on.history["ensemble"]["refit_on"] == len(train) + len(val)
+    assert "refit_on" not in m.history["ensemble"]
+    assert on.mixture == m.mixture and on.temperature == m.temperature
+    assert on.knn.matrix.shape[0] == len(train) + len(val) == m.knn.matrix.shape[0] + len(val)
 
 
 def test_calibration_split_edge_cases():
@@ -184,14 +217,60 @@ def test_mixture_weight_prefers_the_informative_member():
     lp = mix_logits(good, noise, 0.5)
     np.testing.assert_allclose(softmax(lp).sum(axis=1), 1.0)
     assert fit_mixture(good, noise, -np.ones(400, dtype=int))["weight"] == 0.5
+    # three members: the informative one gets most of the weight, weights sum to 1
+    ens = Ensemble.fit([noise, good, noise[::-1]], y)
+    assert ens.weights[1] >= 0.7 and sum(ens.weights) == pytest.approx(1.0)
+    assert Ensemble.from_dict(json.loads(json.dumps(ens.to_dict()))) == ens
+    with pytest.raises(ValueError, match="members"):
+        ens.log_probs([good, noise])
 
 
-def test_recommend_throughput_text_only(models, data):
+def test_knn_member_votes_and_round_trips():
+    texts = ["steel bolt m8", "hex bolt", "plastic clip", "plastic box", "볼트", "클립 플라스틱"]
+    y = [0, 0, 1, 1, 0, 1]
+    svm = TfidfSvm(min_df=1).fit(texts, y)
+    knn = TfidfKnn(k=2).fit(svm, texts, y, 2)
+    probe = ["hex bolt", "plastic clip box", ""]
+    scores = knn.scores(probe)
+    assert scores.shape == (3, 2)
+    assert scores[0].argmax() == 0 and scores[1].argmax() == 1
+    np.testing.assert_allclose(scores[2], np.log(TfidfKnn.EPS))  # no overlap: no vote
+    meta, arrays = knn.to_state()
+    clone = TfidfKnn.from_state(json.loads(json.dumps(meta)), arrays, svm)
+    np.testing.assert_array_equal(clone.scores(probe), scores)
+    with pytest.raises(ValueError, match="class indices"):
+        TfidfKnn().fit(svm, texts, [0, 0, 1, 1, 0, 2], 2)
+    with pytest.raises(ValueError, match="k must"):
+        TfidfKnn(k=0)
+
+
+def test_a_member_with_weight_zero_is_not_computed(models, data):
+    """Scoring skips a member the mixture ignores (the k-NN vote is the costly one)."""
     on, _ = models
-    reqs = [RequestInput(f"r{i}", e.title) for i, e in enumerate(data[2] * 5)]
-    on.recommend(reqs[:10], top_k=5, n_precedents=3, review_threshold=0.5)  # warm caches
-    t0 = time.perf_counter()
-    recs = on.recommend(reqs, top_k=5, n_precedents=3, review_threshold=0.5)
-    rate = len(reqs) / (time.perf_counter() - t0)
-    assert len(recs) == len(reqs)
-    assert rate >= 1000, f"{rate:.0f} requests/s"
+    test = data[2]
+    before = on.logits(test)
+    saved, knn_scores = on.mixture, on.knn.scores
+    weights = list(saved.weights)
+    knn = on.members.index("knn")
+    weights[knn] = 0.0
+    weights = [w / sum(weights) for w in weights] if sum(weights) else weights
+    on.mixture = Ensemble(list(saved.temperatures), weights)
+    expected = on.mixture.log_probs(
+        [
+            s if w else None
+            for s, w in zip(
+                on.member_scores(on.neural_logits(test), on._items(test)), weights, strict=True
+            )
+        ]
+    )
+
+    def refuse(texts):
+        raise AssertionError("k-NN scores computed although its weight is 0")
+
+    on.knn.scores = refuse
+    try:
+        np.testing.assert_allclose(on.logits(test), expected, rtol=1e-5, atol=1e-5)
+        assert len(on.recommend([RequestInput("r1", test[0].title)], top_k=3)[0].candidates) == 3
+    finally:
+        on.mixture, on.knn.scores = saved, knn_scores
+    np.testing.assert_array_equal(on.logits(test), before)

@@ -10,17 +10,16 @@ import pytest
 import torch
 
 from model.embeddings import fasttext_buckets, train_embeddings
-from model.text import PAD, UNK, TextEncoder, Vocab, embedding_matrix, encode_batch
+from model.text import (
+    PAD,
+    UNK,
+    SubwordEmbedding,
+    TextEncoder,
+    Vocab,
+    embedding_matrix,
+    encode_batch,
+)
 from model.tokenize import Tokenizer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster than fighting other processes for two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --- tokenizer ---------------------------------------------------------------------------
@@ -97,6 +96,43 @@ def test_word2vec_and_bad_input():
         train_embeddings(CORPUS, kind="glove")
     with pytest.raises(ValueError, match="tokenized to nothing"):
         train_embeddings([[], []])
+
+
+def test_subword_embedding_is_fasttext_composition_and_embeds_unseen_words():
+    kv = train_embeddings(CORPUS, kind="fasttext", dim=16, epochs=2, workers=1)
+    vocab = Vocab.build(CORPUS)
+    emb = SubwordEmbedding.from_keyed_vectors(vocab, kv)
+    with torch.no_grad():
+        known = emb(torch.tensor([[vocab.stoi["beef"], PAD]]))[0]
+    # a training word: gensim's own vector (word + n-grams, averaged)
+    np.testing.assert_allclose(known[0].numpy(), kv.get_vector("beef"), atol=1e-5)
+    assert torch.all(known[1] == 0)  # padding
+    # a misspelt word gets an id past the vocabulary and a vector from its n-grams; a literal
+    # model number (digits) stays <unk>
+    ids = emb.encode([["beeef", "bolt", "x-4411"]], vocab.stoi)[0]
+    assert ids[0] >= len(vocab) and ids[1] == vocab.stoi["bolt"] and ids[2] == UNK
+    assert emb.encode([["beeef"]], vocab.stoi)[0][0] == ids[0]  # stable within the table
+    with torch.no_grad():
+        vecs = emb(torch.tensor([ids]))[0]
+    assert vecs[0].norm() > 0 and torch.all(vecs[2] == 0)
+    rows = emb._rows_of("beeef")
+    expected = emb.ngrams.weight[rows].mean(0)
+    torch.testing.assert_close(vecs[0], expected.detach(), atol=1e-5, rtol=1e-5)
+    # gradients reach the word and the n-gram tables (fine-tuned end to end)
+    emb(torch.tensor([[vocab.stoi["beef"], ids[0]]])).sum().backward()
+    assert emb.word.weight.grad.abs().sum() > 0 and emb.ngrams.weight.grad.abs().sum() > 0
+    # a module shaped from a saved state dict reproduces it
+    state = {f"e.{k}": v for k, v in emb.state_dict().items()}
+    clone = SubwordEmbedding(**SubwordEmbedding.shapes_from_state(state, "e."))
+    clone.load_state_dict(emb.state_dict())
+    probe = torch.tensor([clone.encode([["frozen", "beeef", "plastik"]], vocab.stoi)[0]])
+    torch.testing.assert_close(
+        clone(probe),
+        emb(torch.tensor([emb.encode([["frozen", "beeef", "plastik"]], vocab.stoi)[0]])),
+    )
+    kv_w2v = train_embeddings(CORPUS, kind="word2vec", dim=8, epochs=1, workers=1)
+    with pytest.raises(ValueError, match="fastText"):
+        SubwordEmbedding.from_keyed_vectors(vocab, kv_w2v)
 
 
 # --- vocab / matrix / batching -------------------------------------------------------------

@@ -21,7 +21,6 @@ pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
-import torch
 from PIL import Image
 
 from hscode import registry as registry_module
@@ -128,14 +127,6 @@ def _synthetic_cases(n: int, seed: int = 0) -> list[dict]:
         )
         for i, e in enumerate(make_cases(n, seed=seed, with_images=0.0))
     ]
-
-
-@pytest.fixture
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 # --------------------------------------------------------------------------- settings, URLs
@@ -329,7 +320,6 @@ def test_normalize_writes_dataset_and_images_to_s3(
     assert again.skipped_unchanged == len(corpus) and again.new_cases == 0
 
 
-@pytest.mark.usefixtures("_one_thread")
 def test_train_on_s3_and_a_fresh_machine_scores_with_the_champion(
     tmp_path: Path, s3_endpoint: str, bucket
 ) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from hscode.cases import make_case, upsert_cases
 from hscode.predict import PredictInputError, predict_file, rejects_path
@@ -22,8 +21,6 @@ from hscode.training import TrainConfig, train_and_register
 def trained(tmp_path_factory) -> Settings:
     from model.synthetic import make_cases
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     settings = Settings(data_dir=tmp_path_factory.mktemp("predict") / "var", _env_file=None)
     records = [
         make_case(
@@ -49,7 +46,6 @@ def trained(tmp_path_factory) -> Settings:
             num_threads=1,
         ),
     )
-    torch.set_num_threads(previous)
     return settings
 
 

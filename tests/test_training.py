@@ -6,7 +6,6 @@ import itertools
 from collections import Counter
 
 import pytest
-import torch
 
 from hscode.cases import make_case, upsert_cases
 from hscode.registry import Registry
@@ -31,14 +30,6 @@ TINY = {
     "device": "cpu",
     "num_threads": 1,
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _write_cases(settings, n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
