@@ -173,7 +173,10 @@ def train_model(
 
         model = fit(train, val, ModelConfig(**PIPELINE_CONFIG, num_threads=1))
         model.save(model_dir)
-        top1 = model.evaluate(val).get("top1") if val else None
+        # members refitted on train + val make scoring val in-sample: use the out-of-fold figure
+        top1 = (model.history.get("ensemble") or {}).get("val_top1_mixed_out_of_fold")
+        if top1 is None and val:
+            top1 = model.evaluate(val).get("top1")
     else:
         from model.baseline import TfidfSvm
 

@@ -474,11 +474,16 @@ def train_and_register(
     cv = _cross_validate(examples, config, mconfig, seed, stages) if n_folds else None
 
     evaluation = model.evaluate(test)
-    val_eval = model.evaluate(val)
+    # once the ensemble members are refitted on train + val, scoring val is in-sample: report
+    # the out-of-fold figure the mixture was chosen with instead
+    ensemble = model.history.get("ensemble") or {}
+    val_top1 = ensemble.get("val_top1_mixed_out_of_fold") if "refit_on" in ensemble else None
+    if val_top1 is None:
+        val_top1 = model.evaluate(val)["top1"]
     metrics: dict[str, Any] = _flat_metrics(evaluation, "test_")
     metrics.update(
         {
-            "val_top1": val_eval["top1"],
+            "val_top1": val_top1,
             "ece_before": evaluation["ece_before"],
             "ece_after": evaluation["ece_after"],
             "n_cases": selection.n_cases,
