@@ -63,23 +63,9 @@ def _progress_log():
 
 
 def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict]:
-    conf = probs.max(1)
-    correct = probs.argmax(1) == y
-    edges = np.linspace(0, 1, n_bins + 1)
-    bins = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    out = []
-    for b in range(n_bins):
-        m = bins == b
-        if m.any():
-            out.append(
-                {
-                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
-                    "n": int(m.sum()),
-                    "confidence": float(conf[m].mean()),
-                    "accuracy": float(correct[m].mean()),
-                }
-            )
-    return out
+    from model.calibrate import reliability_bins
+
+    return reliability_bins(probs.max(1), probs.argmax(1) == y, n_bins)
 
 
 def _reliability_rows(run: dict) -> list[list]:
@@ -90,7 +76,11 @@ def _reliability_rows(run: dict) -> list[list]:
     for name in sorted(set(t_only) | set(final)):
         row = [run["seed"], name]
         for b in (t_only.get(name), final.get(name)):
-            row += [b["n"], f"{b['confidence']:.3f}", f"{b['accuracy']:.3f}"] if b else [0, "", ""]
+            row += (
+                [b["n"], f"{b['mean_confidence']:.3f}", f"{b['accuracy']:.3f}"]
+                if b
+                else [0, "", ""]
+            )
         rows.append(row)
     return rows
 

@@ -26,6 +26,8 @@ matplotlib.use("Agg")  # headless: flows run on workers without a display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from model.calibrate import reliability_bins
+
 log = logging.getLogger(__name__)
 
 PLOT_TITLES = {
@@ -161,26 +163,6 @@ def plot_accuracy_by_chapter(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
     ax.set(title="Top-1 accuracy by HS chapter", xlabel="chapter (HS2)", ylim=(0, 1.08))
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
-
-
-def reliability_bins(
-    confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10
-) -> list[dict[str, Any]]:
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        mask = idx == b
-        if mask.any():
-            rows.append(
-                {
-                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
-                    "n": int(mask.sum()),
-                    "mean_confidence": float(confidence[mask].mean()),
-                    "accuracy": float(correct[mask].mean()),
-                }
-            )
-    return rows
 
 
 def expected_calibration_error(

@@ -63,6 +63,31 @@ def fit_temperature(
     return float(np.clip(t, *bounds))
 
 
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15
+) -> list[dict[str, float | int | str]]:
+    """Equal-width bins of the top-1 confidence on [0, 1] (right edges closed): for each
+    non-empty bin its range, size, mean confidence and accuracy. The one binning behind
+    :func:`ece`, the reliability plots and the calibration benchmark."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows: list[dict[str, float | int | str]] = []
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            rows.append(
+                {
+                    "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                    "n": int(mask.sum()),
+                    "mean_confidence": float(confidence[mask].mean()),
+                    "accuracy": float(correct[mask].mean()),
+                }
+            )
+    return rows
+
+
 def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error of the top-1 confidence, equal-width bins on [0, 1].
 
@@ -73,16 +98,8 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     n = len(labels)
     if n == 0:
         return float("nan")
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            total += mask.sum() / n * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(total)
+    rows = reliability_bins(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+    return float(sum(r["n"] / n * abs(r["accuracy"] - r["mean_confidence"]) for r in rows))
 
 
 def coverage_curve(
