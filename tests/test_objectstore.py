@@ -22,13 +22,14 @@ moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 from PIL import Image
+from synthetic_cases import TINY_TRAIN as TINY
+from synthetic_cases import synthetic_records
 
 from hscode import registry as registry_module
 from hscode.cases import (
     cases_snapshot_hash,
     export_cases,
     import_cases,
-    make_case,
     read_cases,
     upsert_cases,
 )
@@ -44,19 +45,6 @@ from hscode.settings import Settings
 from hscode.storage import local_path_of, sha256_bytes
 
 KEY, SECRET = "AKIDEXAMPLE", "s3cr3t-storage-key-do-not-log"
-
-# same tiny training as tests/test_training.py: the tests check storage, not accuracy
-TINY = {
-    "inputs": "title",
-    "epochs": 3,
-    "embed_dim": 16,
-    "embed_epochs": 2,
-    "hidden": 16,
-    "batch_size": 16,
-    "max_len": 12,
-    "device": "cpu",
-    "num_threads": 1,
-}
 
 
 def _free_port() -> int:
@@ -114,19 +102,7 @@ def _png(color: tuple[int, int, int]) -> bytes:
 
 
 def _synthetic_cases(n: int, seed: int = 0) -> list[dict]:
-    from model.synthetic import make_cases
-
-    return [
-        make_case(
-            case_key=f"syn-{i}",
-            source="import:test",
-            title_raw=e.title,
-            hs_raw=e.label,
-            description_raw=e.description,
-            decision_date="2024-01-15",
-        )
-        for i, e in enumerate(make_cases(n, seed=seed, with_images=0.0))
-    ]
+    return synthetic_records(n, seed)
 
 
 # --------------------------------------------------------------------------- settings, URLs

@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from synthetic_cases import synthetic_records
 
-from hscode.cases import make_case, upsert_cases
+from hscode.cases import upsert_cases
 from hscode.predict import PredictInputError, predict_file, rejects_path
 from hscode.registry import RegistryError
 from hscode.settings import Settings
@@ -19,19 +20,8 @@ from hscode.training import TrainConfig, train_and_register
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Settings:
-    from model.synthetic import make_cases
-
     settings = Settings(data_dir=tmp_path_factory.mktemp("predict") / "var", _env_file=None)
-    records = [
-        make_case(
-            case_key=f"p-{i}",
-            source="import:test",
-            title_raw=e.title,
-            hs_raw=e.label,
-            description_raw=e.description,
-        )
-        for i, e in enumerate(make_cases(120, seed=5, with_images=0.0))
-    ]
+    records = synthetic_records(120, seed=5, prefix="p", decision_date=None)
     upsert_cases(settings, records)
     train_and_register(
         settings,

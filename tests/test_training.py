@@ -6,6 +6,8 @@ import itertools
 from collections import Counter
 
 import pytest
+from synthetic_cases import TINY_TRAIN as TINY
+from synthetic_cases import synthetic_records
 
 from hscode.cases import make_case, upsert_cases
 from hscode.registry import Registry
@@ -18,34 +20,9 @@ from hscode.training import (
     train_and_register,
 )
 
-# a few batches on CPU: the tests check the flow, not the accuracy
-TINY = {
-    "inputs": "title",
-    "epochs": 3,
-    "embed_dim": 16,
-    "embed_epochs": 2,
-    "hidden": 16,
-    "batch_size": 16,
-    "max_len": 12,
-    "device": "cpu",
-    "num_threads": 1,
-}
-
 
 def _write_cases(settings, n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
-    from model.synthetic import make_cases
-
-    records = [
-        make_case(
-            case_key=f"{prefix}-{i}",
-            source="import:test",
-            title_raw=e.title,
-            hs_raw=e.label,
-            description_raw=e.description,
-            decision_date="2024-01-15",
-        )
-        for i, e in enumerate(make_cases(n, seed=seed, with_images=0.0))
-    ]
+    records = synthetic_records(n, seed, prefix)
     upsert_cases(settings, records)
     return records
 
