@@ -527,12 +527,12 @@ class ScoreWorld:
         return {r["request_id"] for r in rows}
 
 
-def case_kill_score(world: ScoreWorld, seed: int, n_requests: int) -> dict[str, Any]:
-    from hscode.scoring import score_pending
-
-    rng = random.Random(seed)
-    expected = world.fresh_requests(n_requests, f"k{seed}")
-    ready = world.data_dir.parent / f"ready-{seed}"
+def _start_scoring(
+    world: ScoreWorld, tag: str, n_requests: int
+) -> tuple[set[str], Path, subprocess.Popen]:
+    """Submit ``n_requests`` fresh requests and start a scoring child that reports progress."""
+    expected = world.fresh_requests(n_requests, tag)
+    ready = world.data_dir.parent / f"ready-{tag}"
     ready.unlink(missing_ok=True)
     proc = _spawn(
         _SCORE,
@@ -543,6 +543,14 @@ def case_kill_score(world: ScoreWorld, seed: int, n_requests: int) -> dict[str, 
             "batch": SCORE_BATCH,
         },
     )
+    return expected, ready, proc
+
+
+def case_kill_score(world: ScoreWorld, seed: int, n_requests: int) -> dict[str, Any]:
+    from hscode.scoring import score_pending
+
+    rng = random.Random(seed)
+    expected, ready, proc = _start_scoring(world, f"k{seed}", n_requests)
     target = rng.randint(1, n_requests - 1)  # requests done before the kill...
     extra = rng.uniform(0.0, 0.5)  # ...plus a moment, so it also lands inside a batch
     reached: list[float] = []
@@ -578,18 +586,7 @@ def case_db_restart(world: ScoreWorld, seed: int, n_requests: int) -> dict[str, 
     from hscode.scoring import score_pending
 
     rng = random.Random(seed)
-    expected = world.fresh_requests(n_requests, f"r{seed}")
-    ready = world.data_dir.parent / f"ready-r{seed}"
-    ready.unlink(missing_ok=True)
-    proc = _spawn(
-        _SCORE,
-        {
-            "data_dir": world.data_dir,
-            "version": world.version,
-            "ready": ready,
-            "batch": SCORE_BATCH,
-        },
-    )
+    expected, ready, proc = _start_scoring(world, f"r{seed}", n_requests)
     target = rng.randint(1, n_requests // 2)
     t0 = time.monotonic()
     while _progress(ready) < target and proc.poll() is None and time.monotonic() - t0 < 300:
