@@ -23,7 +23,6 @@ Upsert rules:
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -327,43 +326,19 @@ def _partition_files(cases: Location) -> dict[int, str]:
 
 @contextmanager
 def _writer_lock(cases: Location) -> Iterator[None]:
-    cases_dir = cases.local_root
-    if cases_dir is None:  # object storage: no cross-machine lock (see the module docstring)
-        yield
-        return
-    cases_dir.mkdir(parents=True, exist_ok=True)
-    with open(cases_dir / ".lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
+    with cases.lock() as cases_dir:
+        if cases_dir is not None:
             # Under the lock any temp file is an orphan of a crashed writer.
             for orphan in cases_dir.glob("decision_year=*/.tmp-*"):
                 orphan.unlink(missing_ok=True)
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        yield
 
 
 @contextmanager
 def _reader_lock(cases: Location) -> Iterator[None]:
-    """Shared lock so a read never straddles a writer's partition moves.
-
-    Read-only copies of the dataset (no write access for the lock file) and object
-    storage are read unlocked.
-    """
-    cases_dir = cases.local_root
-    if cases_dir is None:
+    """Shared lock so a read never straddles a writer's partition moves."""
+    with cases.lock(shared=True):
         yield
-        return
-    try:
-        fh = open(cases_dir / ".lock", "a")  # noqa: SIM115 - closed in finally
-    except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(fh, fcntl.LOCK_SH)
-        yield
-    finally:
-        fh.close()  # closing releases the lock
 
 
 def _read_files(

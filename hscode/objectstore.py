@@ -18,6 +18,7 @@ Paths inside a location (``rel``) are ``/``-separated and may not climb out of i
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import functools
 import os
@@ -25,8 +26,9 @@ import posixpath
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,6 +106,31 @@ class Location:
     @property
     def is_local(self) -> bool:
         return self.local_root is not None
+
+    @contextmanager
+    def lock(self, *, shared: bool = False) -> Iterator[Path | None]:
+        """Cross-process lock on ``.lock`` in a local folder: exclusive for writers, shared
+        for readers; yields the folder. Object storage has no such lock (one writer per store,
+        see docs/operations.md): yields None. A reader that cannot open the lock file (a
+        read-only copy, or nothing written yet) reads unlocked."""
+        local = self.local_root
+        if local is None:
+            yield None
+            return
+        if shared:
+            try:
+                fh = open(local / ".lock", "a")  # noqa: SIM115 - closed below
+            except OSError:
+                yield local
+                return
+        else:
+            local.mkdir(parents=True, exist_ok=True)
+            fh = open(local / ".lock", "a")  # noqa: SIM115 - closed below
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield local
+        finally:
+            fh.close()  # closing releases the lock
 
     def child(self, *parts: str) -> Location:
         rel = _clean_rel("/".join(parts))

@@ -35,7 +35,6 @@ the manifest, renamed into place) and loads it from there.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import logging
@@ -140,17 +139,8 @@ class Registry:
     # ------------------------------------------------------------------ internals
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        local = self.location.local_root
-        if local is None:  # object storage: no cross-machine lock (see the module docstring)
+        with self.location.lock():
             yield
-            return
-        local.mkdir(parents=True, exist_ok=True)
-        with open(local / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
     def _version_rel(version: str) -> str:
