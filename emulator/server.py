@@ -530,6 +530,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body or content_type:
             self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:  # say so, or a keep-alive client reuses a closed socket
+            self.send_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         for cookie in cookies or []:

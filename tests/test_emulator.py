@@ -446,6 +446,7 @@ def test_handler_exception_answers_500_and_server_survives(corpus: Corpus) -> No
             detail_url(srv, "ordinary"), data={"rrdcNo": broken.cases[0].rrdc_no}, timeout=5
         )
         assert failed.status_code == 500
+        assert failed.headers.get("Connection") == "close"  # the client must not reuse it
         assert srv.stats["errors"] == 1
         again = session.post(
             list_url(srv, "ordinary"), data=list_form("ordinary"), headers=AJAX, timeout=5
