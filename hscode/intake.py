@@ -100,7 +100,7 @@ class IntakeSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class _Valid:
+class ValidRequest:
     request_id: str
     title: str
     description: str | None
@@ -109,7 +109,7 @@ class _Valid:
 
 
 @dataclass(frozen=True, slots=True)
-class _Reject:
+class RejectedRequest:
     request_id: str | None
     reason: str
     kind: str
@@ -199,13 +199,22 @@ def _row_for_log(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validate(
+def validate_request_row(
     row: Mapping[str, Any], base_dir: Path | None, max_text_chars: int, max_image_bytes: int
-) -> _Valid | _Reject:
+) -> ValidRequest | RejectedRequest:
+    """Check one request row (column names per :data:`COLUMN_ALIASES`, case-insensitive).
+
+    Returns the cleaned request (``request_id``, ``title``, ``description``, ``image`` bytes,
+    ``image_sha256``) or a reject with its ``request_id`` (None when there is none), a
+    human-readable ``reason`` and a short ``kind``. ``image_path`` is read inside ``base_dir``
+    (when given); ``image`` bytes and ``image_base64`` are accepted too. A ``__error__`` row
+    (a line :func:`read_request_file` could not parse) is a reject. Never raises for bad data.
+    Used by the scoring intake and by ``hscode predict``.
+    """
     row = {str(k).strip().lower(): v for k, v in row.items()}
 
-    def reject(request_id: str | None, reason: str, kind: str) -> _Reject:
-        return _Reject(request_id, reason, kind, _row_for_log(row))
+    def reject(request_id: str | None, reason: str, kind: str) -> RejectedRequest:
+        return RejectedRequest(request_id, reason, kind, _row_for_log(row))
 
     if "__error__" in row:  # a line of a file that could not be parsed
         return reject(None, str(row["__error__"]), "invalid JSON")
@@ -246,7 +255,7 @@ def _validate(
         problem = check_image(image, max_image_bytes)
         if problem:
             return reject(request_id, problem, problem.split(" (")[0].split(":")[0])
-    return _Valid(
+    return ValidRequest(
         request_id,
         title,
         description,
@@ -295,17 +304,19 @@ def _submit_chunk(
     max_image: int,
 ) -> IntakeSummary:
     summary = IntakeSummary(source=source, received=len(rows))
-    valid: dict[str, _Valid] = {}
-    rejects: list[_Reject] = []
+    valid: dict[str, ValidRequest] = {}
+    rejects: list[RejectedRequest] = []
     duplicates_in_chunk = 0
     for row in rows:
         if not isinstance(row, Mapping):
             rejects.append(
-                _Reject(None, "row is not a record", "row is not a record", {"row": str(row)[:300]})
+                RejectedRequest(
+                    None, "row is not a record", "row is not a record", {"row": str(row)[:300]}
+                )
             )
             continue
-        checked = _validate(row, base_dir, max_text, max_image)
-        if isinstance(checked, _Reject):
+        checked = validate_request_row(row, base_dir, max_text, max_image)
+        if isinstance(checked, RejectedRequest):
             rejects.append(checked)
         elif checked.request_id in valid:
             duplicates_in_chunk += 1

@@ -1,22 +1,29 @@
 """``hscode predict``: recommend codes for a file of requests with a registered model.
 
-Input: CSV, JSONL or Parquet with ``request_id,title`` and optional ``description,image_path``
-(a relative image path is read relative to the input file). Output: CSV or Parquet with
+Input: a request file as the scoring intake reads it (:func:`hscode.intake.read_request_file`):
+CSV (UTF-8, header row), JSON lines or Parquet with ``request_id`` and ``title`` and optional
+``description`` and an image as ``image_path`` (relative to the input file's folder),
+``image_base64`` or ``image`` bytes; the column aliases of :data:`hscode.intake.COLUMN_ALIASES`
+are accepted. Each row is checked by :func:`hscode.intake.validate_request_row`, so a file is
+judged the same way by ``hscode predict`` and by the intake. Output: CSV or Parquet with
 ``request_id,rank,hs_code,score,review`` (top-k rows per request, best first).
 
-A bad row (missing id or title, duplicate id, text too long, unreadable image, broken JSON
-line) does not stop the file: it is written to ``<output stem>.rejects.csv`` beside the output
-with its line number and reason, and the other rows are predicted.
+A bad row (missing id or title, text too long, unreadable image, broken JSON line, or a
+``request_id`` already seen in the file: the first good occurrence wins) does not stop the
+file: it is written to ``<output stem>.rejects.csv`` beside the output as
+``line,request_id,reason`` and the other rows are predicted. ``line`` is the 1-based record
+number in the input: for CSV the data row (the header is not counted; a quoted value spanning
+several lines is still one record), for JSON lines the non-blank line (the reason of a broken
+line names its physical line), for Parquet the row. A file that cannot be read at all
+(unsupported type, missing column, not UTF-8, unreadable Parquet) is a
+:class:`PredictInputError` with the intake's message.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,112 +31,61 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hscode import intake
 from hscode.recommend import RequestInput
 from hscode.settings import Settings
 from hscode.storage import atomic_write
 
-INPUT_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 OUTPUT_COLUMNS = ("request_id", "rank", "hs_code", "score", "review")
-REQUIRED = ("request_id", "title")
 
 
 class PredictInputError(ValueError):
-    """The input file as a whole cannot be used (format, missing columns)."""
+    """The input file as a whole cannot be used (format, encoding, missing columns)."""
 
 
 @dataclass
 class RejectedRow:
-    line: int
+    line: int  # 1-based record number in the input file (see the module docstring)
     request_id: str
     reason: str
 
 
-def _text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """(line number, row or None, error) for every record of the input file."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-            if missing:
-                raise PredictInputError(
-                    f"{path}: missing column(s) {missing}; found {reader.fieldnames}"
-                )
-            for row in reader:
-                yield reader.line_num, row, None
-    elif suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8-sig") as fh:
-            for n, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield n, None, f"not valid JSON: {exc.msg}"
-                    continue
-                if not isinstance(row, dict):
-                    yield n, None, "not a JSON object"
-                    continue
-                yield n, row, None
-    elif suffix == ".parquet":
-        table = pq.read_table(path)
-        missing = [c for c in REQUIRED if c not in table.column_names]
-        if missing:
-            raise PredictInputError(
-                f"{path}: missing column(s) {missing}; found {table.column_names}"
+def _read_requests(
+    input_path: Path, settings: Settings
+) -> tuple[int, list[RequestInput], list[RejectedRow]]:
+    """(records read, good requests, rejected rows) of ``input_path``, read and checked by
+    the intake; a ``request_id`` seen earlier in the file is a rejected row."""
+    requests: list[RequestInput] = []
+    rejects: list[RejectedRow] = []
+    seen: set[str] = set()
+    n_rows = 0
+    try:
+        for n_rows, row in enumerate(intake.read_request_file(input_path), start=1):
+            checked = intake.validate_request_row(
+                row, input_path.parent, settings.max_text_chars, settings.max_image_bytes
             )
-        for n, row in enumerate(table.to_pylist(), start=1):
-            yield n, row, None
-    else:
-        raise PredictInputError(
-            f"{path}: unsupported input format {suffix!r}; use one of {INPUT_SUFFIXES}"
-        )
-
-
-def _read_image(image_ref: str, base_dir: Path, settings: Settings) -> bytes:
-    """The request's image, read and checked the way request intake does it."""
-    from hscode.intake import read_image_path
-    from hscode.storage import image_problem
-
-    data, why = read_image_path(image_ref, base_dir, settings.max_image_bytes)
-    if data is None:
-        raise ValueError(why)
-    problem = image_problem(data, full_decode=False)
-    if problem is not None:
-        kind, detail = problem
-        what = "too large" if kind == "too_large" else "not a readable image"
-        raise ValueError(f"image {image_ref} is {what} ({detail})")
-    return data
-
-
-def _request(
-    row: dict[str, Any], base_dir: Path, settings: Settings, seen: set[str]
-) -> RequestInput:
-    request_id = _text(row.get("request_id"))
-    if request_id is None:
-        raise ValueError("request_id is empty")
-    if request_id in seen:
-        raise ValueError(f"duplicate request_id {request_id!r}")
-    title = _text(row.get("title"))
-    if title is None:
-        raise ValueError("title is empty")
-    description = _text(row.get("description"))
-    for name, text in (("title", title), ("description", description)):
-        if text is not None and len(text) > settings.max_text_chars:
-            raise ValueError(f"{name} is {len(text)} characters (limit {settings.max_text_chars})")
-    image = None
-    image_ref = _text(row.get("image_path"))
-    if image_ref is not None:
-        image = _read_image(image_ref, base_dir, settings)
-    return RequestInput(request_id=request_id, title=title, description=description, image=image)
+            if isinstance(checked, intake.RejectedRequest):
+                rejects.append(RejectedRow(n_rows, checked.request_id or "", checked.reason))
+            elif checked.request_id in seen:
+                rejects.append(
+                    RejectedRow(
+                        n_rows, checked.request_id, f"duplicate request_id {checked.request_id!r}"
+                    )
+                )
+            else:
+                seen.add(checked.request_id)
+                requests.append(
+                    RequestInput(
+                        request_id=checked.request_id,
+                        title=checked.title,
+                        description=checked.description,
+                        image=checked.image,
+                    )
+                )
+    except intake.IntakeFileError as exc:
+        raise PredictInputError(str(exc)) from exc
+    return n_rows, requests, rejects
 
 
 def rejects_path(output_path: Path) -> Path:
@@ -195,6 +151,9 @@ def predict_file(
             f"{output_path}: unsupported output format {output_path.suffix!r}; "
             f"use one of {OUTPUT_SUFFIXES}"
         )
+    # the whole file is read and checked first: a bad file fails before a model is loaded
+    n_rows, requests, rejects = _read_requests(input_path, settings)
+
     registry = Registry.from_settings(settings)
     if model_version is None:
         champion = registry.champion()
@@ -202,24 +161,6 @@ def predict_file(
             raise RegistryError("no champion model yet: run `hscode train` first")
         model_version = champion.version
     model = registry.load(model_version)
-
-    requests: list[RequestInput] = []
-    rejects: list[RejectedRow] = []
-    seen: set[str] = set()
-    n_rows = 0
-    for line, row, error in _read_rows(input_path):
-        n_rows += 1
-        request_id = str(row.get("request_id") or "") if row else ""
-        if error is not None or row is None:
-            rejects.append(RejectedRow(line, request_id, error or "unreadable row"))
-            continue
-        try:
-            request = _request(row, input_path.parent, settings, seen)
-        except ValueError as exc:
-            rejects.append(RejectedRow(line, request_id, str(exc)))
-            continue
-        seen.add(request.request_id)
-        requests.append(request)
 
     out_rows: list[dict[str, Any]] = []
     n_review = 0

@@ -11,7 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from synthetic_cases import synthetic_records
 
+from hscode import intake
 from hscode.cases import upsert_cases
+from hscode.cli import EXIT_BAD_INPUT, main
+from hscode.intake import IntakeFileError
 from hscode.predict import PredictInputError, predict_file, rejects_path
 from hscode.registry import RegistryError
 from hscode.settings import Settings
@@ -101,14 +104,19 @@ def test_csv_round_trip_with_bad_rows(trained: Settings, tmp_path: Path) -> None
         assert {p["review"] for p in preds} <= {"true", "false"}
     assert by_id["r7"][0]["hs_code"] == "4202920000"  # backpack: learnt from the product word
 
+    # line = data row number (header not counted); reasons are the intake's
     rejected = _read_csv(rejects_path(out))
+    assert list(rejected[0]) == ["line", "request_id", "reason"]
     reasons = {(r["line"], r["request_id"]): r["reason"] for r in rejected}
-    assert "request_id is empty" in reasons[("4", "")]
-    assert "title is empty" in reasons[("5", "r3")]
-    assert "duplicate request_id" in reasons[("6", "r1")]
-    assert "not found" in reasons[("7", "r4")]
-    assert "not a readable image" in reasons[("8", "r5")]
-    assert "characters (limit" in reasons[("9", "r6")]
+    assert len(reasons) == 6
+    assert reasons[("3", "")] == "missing request_id"
+    assert reasons[("4", "r3")] == "empty title"
+    assert reasons[("5", "r1")] == "duplicate request_id 'r1'"
+    assert (
+        reasons[("6", "r4")].startswith("unreadable image:") and "not found" in reasons[("6", "r4")]
+    )
+    assert reasons[("7", "r5")].startswith("unreadable image:")
+    assert reasons[("8", "r6")].startswith("text too long (")
 
     # a clean re-run replaces the output and removes the stale rejects file
     clean = tmp_path / "clean.csv"
@@ -134,7 +142,9 @@ def test_jsonl_and_parquet(trained: Settings, tmp_path: Path) -> None:
     table = pq.read_table(out)
     assert table.column_names == ["request_id", "rank", "hs_code", "score", "review"]
     assert table.num_rows == 4
-    assert "not valid JSON" in _read_csv(rejects_path(out))[0]["reason"]
+    (reject,) = _read_csv(rejects_path(out))
+    assert (reject["line"], reject["request_id"]) == ("2", "")
+    assert reject["reason"].startswith("line 2: invalid JSON (")
 
     pq_in = tmp_path / "requests.parquet"
     pq.write_table(pa.table({"request_id": ["p1"], "title": ["smartphone"]}), pq_in)
@@ -143,10 +153,24 @@ def test_jsonl_and_parquet(trained: Settings, tmp_path: Path) -> None:
 
 def test_whole_file_errors(trained: Settings, tmp_path: Path, settings: Settings) -> None:
     bad = tmp_path / "r.csv"
-    bad.write_text("id,name\n1,x\n", encoding="utf-8")
-    with pytest.raises(PredictInputError, match="missing column"):
+    bad.write_text("ref,product\n1,x\n", encoding="utf-8")
+    with pytest.raises(PredictInputError, match="r.csv: no request_id column") as info:
         predict_file(trained, bad, tmp_path / "o.csv", top_k=3)
-    with pytest.raises(PredictInputError, match="unsupported input format"):
+    assert isinstance(info.value.__cause__, IntakeFileError)
+    no_title = tmp_path / "t.jsonl"
+    no_title.write_text(json.dumps({"request_id": "a", "product": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(PredictInputError, match="t.jsonl: no title column"):
+        predict_file(trained, no_title, tmp_path / "o.csv", top_k=3)
+    latin1 = tmp_path / "l.csv"
+    latin1.write_bytes("request_id,title\n1,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(PredictInputError, match="l.csv: not UTF-8 text"):
+        predict_file(trained, latin1, tmp_path / "o.csv", top_k=3)
+    not_parquet = tmp_path / "n.parquet"
+    not_parquet.write_bytes(b"request_id,title\n1,x\n")
+    with pytest.raises(PredictInputError, match="n.parquet: unreadable Parquet"):
+        predict_file(trained, not_parquet, tmp_path / "o.csv", top_k=3)
+    assert not (tmp_path / "o.csv").exists()  # nothing written for a file that fails whole
+    with pytest.raises(PredictInputError, match="unsupported file type .xlsx"):
         predict_file(trained, bad.rename(tmp_path / "r.xlsx"), tmp_path / "o.csv", top_k=3)
     with pytest.raises(PredictInputError, match="unsupported output format"):
         predict_file(trained, tmp_path / "r.xlsx", tmp_path / "o.txt", top_k=3)
@@ -154,3 +178,74 @@ def test_whole_file_errors(trained: Settings, tmp_path: Path, settings: Settings
     ok.write_text("request_id,title\n1,x\n", encoding="utf-8")
     with pytest.raises(RegistryError, match="no champion"):
         predict_file(settings, ok, tmp_path / "o.csv", top_k=3)  # an empty data dir
+
+
+def test_cli_reports_a_bad_file_and_exits_non_zero(
+    trained: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "r.csv"
+    bad.write_text("ref,product\n1,x\n", encoding="utf-8")
+    out = tmp_path / "o.csv"
+    argv = ["--data-dir", str(trained.data_dir), "predict", "--input", str(bad)]
+    assert main([*argv, "--output", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("hscode predict: r.csv: no request_id column (accepted: ")
+    assert not out.exists()
+
+
+def test_a_file_is_judged_as_the_intake_judges_it(trained: Settings, tmp_path: Path) -> None:
+    """Aliased columns, ``image_base64`` and a JSON line that is not an object: predict keeps
+    and rejects exactly the rows the intake's validation keeps and rejects, with its reasons."""
+    import base64
+    import random
+
+    from model.synthetic import draw_product
+
+    image = draw_product("slab", random.Random(2))
+    id_col = intake.COLUMN_ALIASES["request_id"][1]  # "id"
+    title_col = intake.COLUMN_ALIASES["title"][2]  # "product_name"
+    desc_col = intake.COLUMN_ALIASES["description"][1]  # "desc"
+    b64_col = intake.COLUMN_ALIASES["image_base64"][0]
+    lines = [
+        {id_col: "a1", title_col: "wrist watch casio", desc_col: "quartz"},
+        [1, 2, 3],  # valid JSON, not an object
+        {id_col: "a2", title_col: "smartphone", b64_col: base64.b64encode(image).decode()},
+        {id_col: "a3", title_col: "monitor", b64_col: "%%% not base64"},
+        {id_col: "a1", title_col: "duplicate of the first"},
+        {id_col: "a4", title_col: ""},
+    ]
+    src = tmp_path / "aliased.jsonl"
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+
+    expected_rejects: dict[str, tuple[str, str]] = {}
+    expected_ok: list[str] = []
+    for n, row in enumerate(intake.read_request_file(src), start=1):
+        checked = intake.validate_request_row(
+            row, src.parent, trained.max_text_chars, trained.max_image_bytes
+        )
+        if hasattr(checked, "reason"):
+            expected_rejects[str(n)] = (checked.request_id or "", checked.reason)
+        elif checked.request_id in expected_ok:
+            expected_rejects[str(n)] = (
+                checked.request_id,
+                f"duplicate request_id {checked.request_id!r}",
+            )
+        else:
+            expected_ok.append(checked.request_id)
+    assert expected_ok == ["a1", "a2"] and sorted(expected_rejects) == ["2", "4", "5", "6"]
+    assert expected_rejects["2"] == ("", "line 2: not a JSON object")
+
+    out = tmp_path / "pred.csv"
+    summary = predict_file(trained, src, out, top_k=2)
+    assert (summary["rows"], summary["predicted"], summary["rejected"]) == (6, 2, 4)
+    got = _read_csv(out)
+    assert [(r["request_id"], r["rank"]) for r in got] == [
+        ("a1", "1"),
+        ("a1", "2"),
+        ("a2", "1"),
+        ("a2", "2"),
+    ]
+    rejected = {r["line"]: (r["request_id"], r["reason"]) for r in _read_csv(rejects_path(out))}
+    assert rejected == expected_rejects
+    assert rejected["4"][1].startswith("unreadable image: bad base64")
+    assert rejected["6"] == ("a4", "empty title")
