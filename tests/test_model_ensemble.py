@@ -55,8 +55,15 @@ def test_ensemble_on_and_off(models, data):
     on, off = models
     test = data[2]
     assert on.config.ensemble == "tfidf+knn"  # the shipped default
-    assert on.tfidf is not None and on.knn is not None and off.tfidf is None
-    assert on.members == ("network", "svm", "knn") and off.members == ()
+    assert on.tfidf is not None and off.tfidf is None
+    assert on.members == ("network", "companion", "svm", "knn") and off.members == ()
+    # the companion (a second, text-only network) was trained; on this data the mixture
+    # weighs it 0, so it is dropped, like any member weighted 0 (k-NN included)
+    assert on.history["companion"]["best_epoch"] >= 1 and off.companion is None
+    weight = dict(zip(on.members, on.mixture.weights, strict=True))
+    assert weight["companion"] == 0.0 and weight["knn"] > 0.0  # what this fixture exercises
+    assert on.companion is None and on.knn is not None
+    assert on.history["ensemble"]["dropped"] == ["companion"]
     assert on.history["ensemble"]["kind"] == "tfidf+knn" and "ensemble" not in off.history
     assert off.mixture is None
     assert sum(on.mixture.weights) == pytest.approx(1.0)
@@ -68,7 +75,7 @@ def test_ensemble_on_and_off(models, data):
     # logits are the documented mixture of the members
     texts = [e.title for e in test]
     expected = on.mixture.log_probs(
-        [on.neural_logits(test), on.tfidf.decision_scores(texts), on.knn.scores(texts)]
+        [on.neural_logits(test), None, on.tfidf.decision_scores(texts), on.knn.scores(texts)]
     )
     np.testing.assert_allclose(on.logits(test), expected, atol=1e-5)
     proba = on.predict_proba(test)
@@ -77,6 +84,20 @@ def test_ensemble_on_and_off(models, data):
         ModelConfig(ensemble="forest")
     with pytest.raises(ValueError, match="knn_k"):
         ModelConfig(knn_k=0)
+    with pytest.raises(ValueError, match="companion"):
+        ModelConfig(companion="glove")
+    assert ModelConfig(inputs="title", companion="none").members == ("network", "svm", "knn")
+    assert ModelConfig(inputs="image").members == ()
+
+
+def test_companion_config_is_text_only_on_its_own_embeddings():
+    cfg = ModelConfig(inputs="title+description+image", char_ngram_max=3)
+    comp = cfg.companion_config()
+    assert comp.inputs == "title+description" and comp.embedding == "fasttext"
+    assert comp.subword and comp.char_ngram_max == 0 and comp.members == ()
+    w2v = ModelConfig(subword=True, companion="word2vec").companion_config()
+    assert w2v.embedding == "word2vec" and not w2v.subword
+    assert ModelConfig(inputs="title+image").companion_config().inputs == "title"
 
 
 def test_ensemble_matches_or_beats_the_network_alone(models, data):
@@ -102,6 +123,7 @@ def test_save_load_gives_identical_probabilities_without_pickle(models, data, tm
     on.save(tmp_path / "m")
     for name in ("tfidf.json", "tfidf.npz", "knn.json", "knn.npz"):
         assert (tmp_path / "m" / name).is_file()
+    assert not (tmp_path / "m" / "companion").exists()  # weighted 0: not saved
     json.loads((tmp_path / "m" / "tfidf.json").read_text(encoding="utf-8"))
     with np.load(tmp_path / "m" / "tfidf.npz", allow_pickle=False) as arrays:
         assert arrays["coef"].dtype == np.float32
@@ -114,14 +136,15 @@ def test_save_load_gives_identical_probabilities_without_pickle(models, data, tm
     reqs = [RequestInput(f"r{i}", e.title) for i, e in enumerate(test[:20])]
     kwargs = {"top_k": 3, "n_precedents": 2, "review_threshold": 0.5}
     assert loaded.recommend(reqs, **kwargs) == on.recommend(reqs, **kwargs)
-    # a missing member file is a clear error, not a silently different model
+    # a missing member is a clear error, not a silently different model
     (tmp_path / "m" / "knn.json").unlink()
     with pytest.raises(ValueError, match="knn"):
         HSModel.load(tmp_path / "m")
     # re-saving without the members removes their files
     loaded.tfidf, loaded.knn, loaded.mixture, loaded.members = None, None, None, ()
+    loaded.companion = None
     loaded.save(tmp_path / "m")
-    for name in ("tfidf.json", "tfidf.npz", "knn.json", "knn.npz"):
+    for name in ("tfidf.json", "tfidf.npz", "knn.json", "knn.npz", "companion"):
         assert not (tmp_path / "m" / name).exists()
     assert HSModel.load(tmp_path / "m").tfidf is None
 
@@ -159,7 +182,14 @@ def test_mixture_is_cross_fitted_and_temperature_uses_all_validation(models, nor
     m = norefit
     np.testing.assert_array_equal(m.neural_logits(val), off.neural_logits(val))
     texts = [e.title for e in val]
-    scores = [m.neural_logits(val), m.tfidf.decision_scores(texts), m.knn.scores(texts)]
+    # the dropped companion's validation scores: retrain it exactly as fit did
+    companion = fit(train, val, m.config.companion_config())
+    scores = [
+        m.neural_logits(val),
+        companion.neural_logits(val),
+        m.tfidf.decision_scores(texts),
+        m.knn.scores(texts),
+    ]
     y = m.label_indices(labels)
     oof = np.zeros_like(scores[0], dtype=np.float64)
     for a, b in ((stop, cal), (cal, stop)):
@@ -256,12 +286,7 @@ def test_a_member_with_weight_zero_is_not_computed(models, data):
     weights = [w / sum(weights) for w in weights] if sum(weights) else weights
     on.mixture = Ensemble(list(saved.temperatures), weights)
     expected = on.mixture.log_probs(
-        [
-            s if w else None
-            for s, w in zip(
-                on.member_scores(on.neural_logits(test), on._items(test)), weights, strict=True
-            )
-        ]
+        on.member_scores(on.neural_logits(test), on._items(test), [w != 0.0 for w in weights])
     )
 
     def refuse(texts):

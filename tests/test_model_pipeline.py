@@ -141,7 +141,14 @@ def test_save_load_round_trip(text_model, tmp_path):
         "precedents.npz",
         "embeddings.npy",
     }
+    # the companion network (weighted > 0 on this data) is a model directory of its own;
+    # the k-NN member, weighted 0 here, is neither kept nor saved
+    weight = dict(zip(text_model.members, text_model.mixture.weights, strict=True))
+    assert weight["companion"] > 0.0 and weight["knn"] == 0.0  # what this fixture exercises
+    assert (tmp_path / "m" / "companion" / "weights.pt").is_file()
+    assert text_model.knn is None and not (tmp_path / "m" / "knn.npz").exists()
     loaded = HSModel.load(tmp_path / "m")
+    assert loaded.companion is not None and loaded.companion.config.subword
     assert loaded.version == "20260101-abc" and loaded.labels == text_model.labels
     assert loaded.temperature == text_model.temperature
     assert loaded.config == text_model.config
@@ -151,6 +158,10 @@ def test_save_load_round_trip(text_model, tmp_path):
     assert a == b
     with pytest.raises(FileNotFoundError):
         HSModel.load(tmp_path / "missing")
+    # a member the mixture needs is missing: a clear error, not a silently different model
+    (tmp_path / "m" / "companion" / "config.json").unlink()
+    with pytest.raises(ValueError, match="companion"):
+        HSModel.load(tmp_path / "m")
 
 
 def test_fit_is_reproducible(text_data):
