@@ -990,18 +990,30 @@ def pretrain_image_encoder(
         ).to(device)
         total = math.ceil(len(pixels) / config.batch_size) * config.pretrain_epochs
         prog = _Progress(total, progress)
-        pretrain_rotation(
-            encoder,
-            pixels,
-            epochs=config.pretrain_epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            device=device,
-            seed=config.seed,
-            amp=device.type == "cuda",
-            progress=prog.step,
-        )
+        _pretrain(encoder, pixels, config, device, prog.step)
     return {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+
+
+def _pretrain(
+    encoder: ImageEncoder,
+    pixels: torch.Tensor,
+    config: ModelConfig,
+    device: torch.device,
+    progress: Callable[[], None] | None,
+) -> list[float]:
+    """Rotation pre-training of ``encoder`` on ``pixels`` as ``config`` says (the one call
+    site of :func:`model.image.pretrain_rotation`); returns the per-epoch losses."""
+    return pretrain_rotation(
+        encoder,
+        pixels,
+        epochs=config.pretrain_epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        device=device,
+        seed=config.seed,
+        amp=device.type == "cuda",
+        progress=progress,
+    )
 
 
 def _fit(
@@ -1136,16 +1148,8 @@ def _fit(
                 parts.append(extra[extra_present])
             all_pixels = torch.cat(parts)
             history["n_images"] = int(all_pixels.shape[0])
-            history["pretrain_loss"] = pretrain_rotation(
-                network.image_encoder,
-                all_pixels,
-                epochs=config.pretrain_epochs,
-                batch_size=config.batch_size,
-                lr=config.lr,
-                device=device,
-                seed=config.seed,
-                amp=amp,
-                progress=prog.step,
+            history["pretrain_loss"] = _pretrain(
+                network.image_encoder, all_pixels, config, device, prog.step
             )
             del all_pixels, parts
         timings["pretrain_s"] = time.perf_counter() - t1
