@@ -160,9 +160,10 @@ class ModelConfig:
     knn_k: int = 10
     # a second, text-only BiLSTM network mixed as the ensemble member "companion":
     # "fasttext-subword" (fastText with the subword layer), "word2vec", or "none". Two networks
-    # disagree more than one: on the ghko99 validation split (K = 100 / 300) adding either
-    # companion lifts the mixture's top-3 by 0.3-0.8 points; with the word2vec companion the
-    # brand / model-number behaviour test fails (docs/benchmarks.md section 1)
+    # disagree more than one: on the ghko99 validation splits (K = 100 / 300) adding either
+    # companion lifts the mixture's top-1 by 0.4-1.0 points (top-3 -0.2 to +0.5); with the
+    # word2vec companion the brand / model-number behaviour test fails (docs/benchmarks.md
+    # section 1)
     companion: str = "fasttext-subword"
     # after the mixture is chosen, refit the TF-IDF members on train + validation
     refit_members: bool = True
