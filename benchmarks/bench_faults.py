@@ -463,27 +463,16 @@ class ScoreWorld:
     """One data dir with cases, a champion model and an embedded Postgres, shared by cases."""
 
     def __init__(self, work: Path, n_cases: int = 150) -> None:
-        from hscode.cases import make_case, upsert_cases
+        from hscode.cases import synthetic_case_records, upsert_cases
         from hscode.db import get_engine, migrate
         from hscode.registry import Registry
         from hscode.settings import Settings
         from hscode.training import TrainConfig, train_and_register
-        from model.synthetic import make_cases
 
         # Outside pytest's tree, readable by the embedded server's user (see conftest_db).
         self.data_dir = Path(tempfile.mkdtemp(prefix="hscode-bench-faults-", dir=work)) / "var"
         self.settings = Settings(data_dir=self.data_dir, device="cpu", _env_file=None)
-        records = [
-            make_case(
-                case_key=f"syn-{i}",
-                source="import:bench",
-                title_raw=e.title,
-                hs_raw=e.label,
-                description_raw=e.description,
-                decision_date="2024-01-15",
-            )
-            for i, e in enumerate(make_cases(n_cases, seed=1, with_images=0.0))
-        ]
+        records = synthetic_case_records(n_cases, seed=1, source="import:bench")
         upsert_cases(self.settings, records)
         self.titles = [r["title"] for r in records]
         t0 = time.perf_counter()

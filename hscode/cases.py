@@ -242,6 +242,30 @@ class Reject:
     detail: str | None = None
 
 
+def synthetic_case_records(
+    n: int,
+    seed: int = 0,
+    prefix: str = "syn",
+    source: str = "import:test",
+    decision_date: str | None = "2024-01-15",
+) -> list[dict]:
+    """``n`` synthetic cases (``model.synthetic``, no photos) as records for
+    :func:`upsert_cases`, keys ``{prefix}-{i}``: the data tests and benchmarks train on."""
+    from model.synthetic import make_cases
+
+    return [
+        make_case(
+            case_key=f"{prefix}-{i}",
+            source=source,
+            title_raw=e.title,
+            hs_raw=e.label,
+            description_raw=e.description,
+            decision_date=decision_date,
+        )
+        for i, e in enumerate(make_cases(n, seed=seed, with_images=0.0))
+    ]
+
+
 def record_rejects(settings: Settings, rejects: Iterable[Reject]) -> int:
     """Append rejects as JSON lines to ``rejects_dir/YYYY-MM-DD.jsonl`` (UTC day)."""
     now = datetime.now(UTC)

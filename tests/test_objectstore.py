@@ -23,7 +23,6 @@ boto3 = pytest.importorskip("boto3")
 
 from PIL import Image
 from synthetic_cases import TINY_TRAIN as TINY
-from synthetic_cases import synthetic_records
 
 from hscode import registry as registry_module
 from hscode.cases import (
@@ -31,6 +30,7 @@ from hscode.cases import (
     export_cases,
     import_cases,
     read_cases,
+    synthetic_case_records,
     upsert_cases,
 )
 from hscode.objectstore import (
@@ -102,7 +102,7 @@ def _png(color: tuple[int, int, int]) -> bytes:
 
 
 def _synthetic_cases(n: int, seed: int = 0) -> list[dict]:
-    return synthetic_records(n, seed)
+    return synthetic_case_records(n, seed)
 
 
 # --------------------------------------------------------------------------- settings, URLs

@@ -9,10 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from synthetic_cases import synthetic_records
 
 from hscode import intake
-from hscode.cases import upsert_cases
+from hscode.cases import synthetic_case_records, upsert_cases
 from hscode.cli import EXIT_BAD_INPUT, main
 from hscode.intake import IntakeFileError
 from hscode.predict import PredictInputError, predict_file, rejects_path
@@ -24,7 +23,7 @@ from hscode.training import TrainConfig, train_and_register
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Settings:
     settings = Settings(data_dir=tmp_path_factory.mktemp("predict") / "var", _env_file=None)
-    records = synthetic_records(120, seed=5, prefix="p", decision_date=None)
+    records = synthetic_case_records(120, seed=5, prefix="p", decision_date=None)
     upsert_cases(settings, records)
     train_and_register(
         settings,

@@ -7,9 +7,8 @@ from collections import Counter
 
 import pytest
 from synthetic_cases import TINY_TRAIN as TINY
-from synthetic_cases import synthetic_records
 
-from hscode.cases import make_case, upsert_cases
+from hscode.cases import make_case, synthetic_case_records, upsert_cases
 from hscode.registry import Registry
 from hscode.training import (
     NotEnoughDataError,
@@ -22,7 +21,7 @@ from hscode.training import (
 
 
 def _write_cases(settings, n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
-    records = synthetic_records(n, seed, prefix)
+    records = synthetic_case_records(n, seed, prefix)
     upsert_cases(settings, records)
     return records
 
