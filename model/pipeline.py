@@ -1043,6 +1043,9 @@ def _fit(
             total += math.ceil(n_img / config.batch_size) * config.pretrain_epochs
         if config.uses_text:
             total += n_batches * config.finetune_epochs
+    with_companion = "companion" in config.members and len(val) > 0
+    if with_companion:  # its own steps: 2 + its batches (same batch size and epochs)
+        total += 2 + n_batches * config.epochs
     prog = _Progress(total, progress)
     timings: dict[str, float] = {}
 
@@ -1224,9 +1227,9 @@ def _fit(
     members = config.members
     if members and len(val):
         t1 = time.perf_counter()
-        if "companion" in members:
+        if with_companion:
             model.companion = _fit_companion(
-                train, val, config, labels, device, extra_texts, keyed_vectors
+                train, val, config, labels, device, extra_texts, keyed_vectors, prog
             )
             history["companion"] = {
                 k: model.companion.history.get(k) for k in ("best_epoch", "epochs", "timings")
@@ -1264,18 +1267,18 @@ def _fit(
 
 
 def _fit_companion(
-    train, val, config: ModelConfig, labels, device, extra_texts, keyed_vectors
+    train, val, config: ModelConfig, labels, device, extra_texts, keyed_vectors, prog: _Progress
 ) -> HSModel:
     """The companion member: a text-only network on the companion's embeddings, trained on the
-    same examples with the same early stopping. Precedents come from the main network, so it
-    keeps none."""
+    same examples with the same early stopping; each of its steps is a step of ``prog``.
+    Precedents come from the main network, so it keeps none."""
     companion = _fit(
         train,
         val,
         config.companion_config(),
         labels,
         device,
-        None,
+        lambda done, total: prog.step(),
         extra_texts=extra_texts,
         keyed_vectors=keyed_vectors,
     )
