@@ -443,17 +443,6 @@ def case_disk_full(work: Path, seed: int, n_cases: int, size: str) -> dict[str, 
 # ---------------------------------------------------------------------------------------
 # Score / train cases (embedded Postgres, a really trained tiny model)
 # ---------------------------------------------------------------------------------------
-TINY_TRAIN = {
-    "inputs": "title",
-    "epochs": 3,
-    "embed_dim": 16,
-    "embed_epochs": 2,
-    "hidden": 16,
-    "batch_size": 16,
-    "max_len": 12,
-    "device": "cpu",
-    "num_threads": 1,
-}
 
 
 SCORE_BATCH = 25
@@ -467,7 +456,7 @@ class ScoreWorld:
         from hscode.db import get_engine, migrate
         from hscode.registry import Registry
         from hscode.settings import Settings
-        from hscode.training import TrainConfig, train_and_register
+        from hscode.training import SMOKE_TRAIN, TrainConfig, train_and_register
 
         # Outside pytest's tree, readable by the embedded server's user (see conftest_db).
         self.data_dir = Path(tempfile.mkdtemp(prefix="hscode-bench-faults-", dir=work)) / "var"
@@ -476,7 +465,7 @@ class ScoreWorld:
         upsert_cases(self.settings, records)
         self.titles = [r["title"] for r in records]
         t0 = time.perf_counter()
-        outcome = train_and_register(self.settings, TrainConfig(**TINY_TRAIN))
+        outcome = train_and_register(self.settings, TrainConfig(**SMOKE_TRAIN))
         self.train_s = time.perf_counter() - t0
         self.version = outcome.version
         self.registry = Registry.from_settings(self.settings)
@@ -625,13 +614,14 @@ def case_db_restart(world: ScoreWorld, seed: int, n_requests: int) -> dict[str, 
 
 def case_kill_train(world: ScoreWorld, seed: int) -> dict[str, Any]:
     from hscode.registry import Registry
+    from hscode.training import SMOKE_TRAIN
 
     rng = random.Random(seed)
     registry = Registry.from_settings(world.settings)
     champion_before = registry.champion().version
     versions_before = [v.version for v in registry.list_versions()]
     delay = rng.uniform(0.0, 1.1) * world.train_s  # inside training, or just after it
-    proc = _spawn(_TRAIN, {"data_dir": world.data_dir, "config": TINY_TRAIN})
+    proc = _spawn(_TRAIN, {"data_dir": world.data_dir, "config": SMOKE_TRAIN})
     _wait_for_line(proc, b"STARTED")
     t1 = time.monotonic()
     kill = _kill_when(proc, lambda: time.monotonic() - t1 >= delay, timeout=600)
@@ -650,9 +640,9 @@ def case_kill_train(world: ScoreWorld, seed: int) -> dict[str, Any]:
     new_versions = [v for v in versions_after if v not in versions_before]
     # Re-run: a complete candidate is registered; promoted only if better.
     t0 = time.perf_counter()
-    from hscode.training import TrainConfig, train_and_register
+    from hscode.training import SMOKE_TRAIN, TrainConfig, train_and_register
 
-    outcome = train_and_register(world.settings, TrainConfig(**TINY_TRAIN))
+    outcome = train_and_register(world.settings, TrainConfig(**SMOKE_TRAIN))
     recover = time.perf_counter() - t0
     final = Registry.from_settings(world.settings)
     champion_final = final.champion().version

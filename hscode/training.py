@@ -60,6 +60,22 @@ class NotEnoughDataError(ValueError):
     """Too few trainable cases (or classes) to train and evaluate a model."""
 
 
+# A few batches on CPU: the training config of the tests and of the fault benchmark, which
+# check the plumbing (registry, scoring, crash recovery), not the accuracy. ``TrainConfig``
+# keyword arguments, JSON-able (bench_faults passes it to a child process).
+SMOKE_TRAIN: dict[str, Any] = {
+    "inputs": "title",
+    "epochs": 3,
+    "embed_dim": 16,
+    "embed_epochs": 2,
+    "hidden": 16,
+    "batch_size": 16,
+    "max_len": 12,
+    "device": "cpu",
+    "num_threads": 1,
+}
+
+
 @dataclass
 class TrainConfig:
     top_codes: int | None = None  # K most frequent codes; None: every code with enough cases

@@ -22,7 +22,6 @@ moto_server = pytest.importorskip("moto.server")
 boto3 = pytest.importorskip("boto3")
 
 from PIL import Image
-from synthetic_cases import TINY_TRAIN as TINY
 
 from hscode import registry as registry_module
 from hscode.cases import (
@@ -101,10 +100,6 @@ def _png(color: tuple[int, int, int]) -> bytes:
     return buf.getvalue()
 
 
-def _synthetic_cases(n: int, seed: int = 0) -> list[dict]:
-    return synthetic_case_records(n, seed)
-
-
 # --------------------------------------------------------------------------- settings, URLs
 
 
@@ -156,13 +151,13 @@ def test_file_url_behaves_like_the_plain_path(tmp_path: Path) -> None:
     assert via_url.cases_dir == via_path.cases_dir == store / "cases"
     assert cases_location(via_url).local_root == store / "cases"
 
-    upsert_cases(via_url, _synthetic_cases(12))
+    upsert_cases(via_url, synthetic_case_records(12))
     assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*.parquet")) == [
         "cases/decision_year=2024/part-0.parquet"
     ]
     assert not (tmp_path / "local" / "cases").exists()
     assert cases_snapshot_hash(via_url) == cases_snapshot_hash(via_path)
-    report = upsert_cases(via_path, _synthetic_cases(12))
+    report = upsert_cases(via_path, synthetic_case_records(12))
     assert (report.inserted, report.unchanged) == (0, 12)
 
     model = tmp_path / "model"
@@ -300,14 +295,14 @@ def test_train_on_s3_and_a_fresh_machine_scores_with_the_champion(
     tmp_path: Path, s3_endpoint: str, bucket
 ) -> None:
     from hscode.predict import predict_file
-    from hscode.training import TrainConfig, load_examples, train_and_register
+    from hscode.training import SMOKE_TRAIN, TrainConfig, load_examples, train_and_register
 
     name, client = bucket
     gpu_worker = _s3_settings(tmp_path, s3_endpoint, name, "gpu")
-    records = _synthetic_cases(120)
+    records = synthetic_case_records(120)
     upsert_cases(gpu_worker, records)
 
-    outcome = train_and_register(gpu_worker, TrainConfig(**TINY))
+    outcome = train_and_register(gpu_worker, TrainConfig(**SMOKE_TRAIN))
     assert outcome.promoted
     keys = _keys(client, name, "hscode/registry/")
     base = f"hscode/registry/versions/{outcome.version}"
@@ -324,7 +319,7 @@ def test_train_on_s3_and_a_fresh_machine_scores_with_the_champion(
     # The same training on a plain local data dir: the storage must not change the model.
     local = Settings(data_dir=tmp_path / "local", _env_file=None)
     upsert_cases(local, records)
-    local_outcome = train_and_register(local, TrainConfig(**TINY))
+    local_outcome = train_and_register(local, TrainConfig(**SMOKE_TRAIN))
     local_model = Registry.from_settings(local).load(local_outcome.version)
 
     # A scoring machine: new settings, an empty cache, no model in memory.

@@ -6,10 +6,10 @@ import itertools
 from collections import Counter
 
 import pytest
-from synthetic_cases import TINY_TRAIN as TINY
 
 from hscode.cases import make_case, synthetic_case_records, upsert_cases
 from hscode.registry import Registry
+from hscode.training import SMOKE_TRAIN as TINY
 from hscode.training import (
     NotEnoughDataError,
     TrainConfig,
