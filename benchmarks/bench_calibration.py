@@ -35,8 +35,10 @@ import numpy as np
 
 from benchmarks.common import (
     OUT_DIR,
+    fit_progress,
     group_stratified_split,
     load_ghko99_names,
+    log,
     markdown_table,
     max_rss_mb,
     measure,
@@ -44,22 +46,6 @@ from benchmarks.common import (
 )
 
 THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _progress_log():
-    last = [-1]
-
-    def report(done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if tenth != last[0]:
-            last[0] = tenth
-            log(f"pipeline fit {done}/{total}")
-
-    return report
 
 
 def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> list[dict]:
@@ -122,7 +108,9 @@ def run_seed(frame, args: argparse.Namespace, seed: int) -> dict:
     )
     log(f"seed {seed} K={args.k}: fitting the pipeline on {len(inner_idx)} names")
     with measure() as cost:
-        model = fit([ex[i] for i in inner_idx], [ex[i] for i in val_idx], cfg, _progress_log())
+        model = fit(
+            [ex[i] for i in inner_idx], [ex[i] for i in val_idx], cfg, fit_progress("pipeline")
+        )
     test_ex = [ex[i] for i in test_idx]
     y_test = model.label_indices([e.label for e in test_ex])
 

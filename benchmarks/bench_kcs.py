@@ -33,6 +33,7 @@ import numpy as np
 from benchmarks.common import (
     OUT_DIR,
     SHARED_DATA,
+    log,
     markdown_table,
     max_rss_mb,
     measure,
@@ -41,10 +42,6 @@ from benchmarks.common import (
 
 KCS_DIR = SHARED_DATA / "kcs_hs_chatbot"
 FILES = ("HS분류사례.json", "HS위원회.json", "HS협의회.json")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def load_kcs(directory: Path = KCS_DIR) -> list[dict]:

@@ -48,9 +48,11 @@ import numpy as np
 
 from benchmarks.common import (
     OUT_DIR,
+    fit_progress,
     group_stratified_split,
     label_noise,
     load_ghko99_names,
+    log,
     markdown_table,
     max_rss_mb,
     measure,
@@ -60,10 +62,6 @@ from benchmarks.common import (
 )
 
 MODELS = ("tfidf_svm", "tfidf_knn", "w2v_bilstm", "ft_bilstm", "ft_subword_bilstm", "best")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def config_for(name: str, args: argparse.Namespace):
@@ -89,18 +87,6 @@ def config_for(name: str, args: argparse.Namespace):
     if name == "best":
         return ModelConfig(**size)
     raise ValueError(name)
-
-
-def _progress(k: int, name: str):
-    last = [-1]
-
-    def report(done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if tenth != last[0]:
-            last[0] = tenth
-            log(f"K={k} {name} fit {done}/{total}")
-
-    return report
 
 
 def run_k(top, k: int, args: argparse.Namespace, kvs: dict) -> dict:
@@ -157,7 +143,7 @@ def run_k(top, k: int, args: argparse.Namespace, kvs: dict) -> dict:
                 pick(inner_idx),
                 pick(val_idx),
                 cfg,
-                _progress(k, name),
+                fit_progress(f"K={k} {name}"),
                 keyed_vectors=kvs,
             )
         if list(model.labels) != classes:

@@ -6,12 +6,13 @@ import os
 import random
 import re
 import resource
+import sys
 import threading
 import time
 import tracemalloc
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,3 +173,21 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr (the benchmarks' stdout carries the results)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def fit_progress(label: str) -> Callable[[int, int], None]:
+    """A ``fit(..., progress)`` callback that logs ``{label} fit done/total`` every tenth."""
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if tenth != last[0]:
+            last[0] = tenth
+            log(f"{label} fit {done}/{total}")
+
+    return report
