@@ -216,7 +216,8 @@ class ModelConfig:
 
     def companion_config(self) -> ModelConfig:
         """The companion network's config: this one, text inputs only, on the companion's
-        embeddings, without subwords, n-grams or an ensemble of its own."""
+        embeddings (with the subword layer for "fasttext-subword"), without n-grams or an
+        ensemble of its own."""
         return replace(
             self,
             inputs="title+description" if self.uses_description else "title",
@@ -403,6 +404,8 @@ class HSModel:
         companion: HSModel | None = None,
     ) -> None:
         self.config = config
+        self.tokenizer = tokenizer
+        self._token_cache = _CachedTokenizer(tokenizer)
         # the ensemble members and their mixture (``members`` order: "network", "companion",
         # "svm", "knn"); without a mixture the network's logits are the model's. The companion
         # is a text-only HSModel of its own (``ModelConfig.companion_config``)
@@ -415,7 +418,6 @@ class HSModel:
         self.labels = list(labels)
         self.network = network.eval()
         self.vocab = vocab
-        self.tokenizer = tokenizer
         self.temperature = float(temperature)
         self.top_calibration = TopLabelCalibrator()  # identity until fitted
         self.pretrained_embeddings = pretrained_embeddings
@@ -423,11 +425,22 @@ class HSModel:
         self.device = next(network.parameters()).device
         self.history: dict[str, Any] = {}
         self._label_index = {lab: i for i, lab in enumerate(self.labels)}
-        self._token_cache = _CachedTokenizer(tokenizer)
         self.train_features = np.zeros((0, network.feature_dim), dtype=np.float32)
         self.train_keys: list[str] = []
         self.train_titles: list[str] = []
         self.train_labels: list[str] = []
+
+    @property
+    def companion(self) -> HSModel | None:
+        return self._companion
+
+    @companion.setter
+    def companion(self, companion: HSModel | None) -> None:
+        """Set the companion member; with the same tokenizer it shares this model's token
+        cache, so a request is tokenised once for both networks."""
+        self._companion = companion
+        if companion is not None and companion.tokenizer.to_config() == self.tokenizer.to_config():
+            companion._token_cache = self._token_cache
 
     # --- encoding ---------------------------------------------------------------------------
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
@@ -1028,6 +1041,7 @@ def _fit(
     image_init=None,
     extra_texts=(),
     keyed_vectors=None,
+    precedents=True,
 ) -> HSModel:
     t0 = time.perf_counter()
     _seed_everything(config.seed)
@@ -1254,10 +1268,11 @@ def _fit(
                 "top_calibration": model.top_calibration.to_dict(),
             }
     prog.step()
-    model.train_features = model._run(tr)[1]
-    model.train_keys = [e.key for e in train]
-    model.train_titles = [e.title for e in train]
-    model.train_labels = [e.label for e in train]
+    if precedents:  # the companion keeps none: precedents come from the main network
+        model.train_features = model._run(tr)[1]
+        model.train_keys = [e.key for e in train]
+        model.train_titles = [e.title for e in train]
+        model.train_labels = [e.label for e in train]
     timings["total_s"] = time.perf_counter() - t0
     history["timings"] = timings
     history["temperature"] = model.temperature
@@ -1272,7 +1287,7 @@ def _fit_companion(
     """The companion member: a text-only network on the companion's embeddings, trained on the
     same examples with the same early stopping; each of its steps is a step of ``prog``.
     Precedents come from the main network, so it keeps none."""
-    companion = _fit(
+    return _fit(
         train,
         val,
         config.companion_config(),
@@ -1281,10 +1296,8 @@ def _fit_companion(
         lambda done, total: prog.step(),
         extra_texts=extra_texts,
         keyed_vectors=keyed_vectors,
+        precedents=False,
     )
-    companion.train_features = companion.train_features[:0]
-    companion.train_keys, companion.train_titles, companion.train_labels = [], [], []
-    return companion
 
 
 def _fit_top_calibration(model: HSModel, logits: np.ndarray, labels: np.ndarray) -> None:
