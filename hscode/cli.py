@@ -191,7 +191,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from hscode.training import TrainConfig, train_and_register
 
     settings = _settings(args, device=args.device)
-    config_fields = {"top_codes": args.top_codes, "inputs": args.inputs, "epochs": args.epochs}
+    config_fields = {
+        "top_codes": args.top_codes,
+        "inputs": args.inputs,
+        "epochs": args.epochs,
+        "level": args.level,
+        "promotion_margin": args.promotion_margin,
+        "recent_days": args.recent_days,
+        "refit": False if args.no_refit else None,
+    }
     config = TrainConfig(**{k: v for k, v in config_fields.items() if v is not None})
     outcome = _with_progress(
         "train", lambda bar: train_and_register(settings, config, progress=bar)
@@ -419,6 +427,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-codes", type=int)
     p.add_argument("--inputs", choices=INPUT_MODES)
     p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--level",
+        choices=("hs10", "hs6", "hs4", "hs2"),
+        help="the code level the model predicts (default hs10)",
+    )
+    p.add_argument(
+        "--promotion-margin",
+        type=float,
+        help="promote when the 95%% interval of the top-1 difference to the champion lies "
+        "above -MARGIN (default 0.02)",
+    )
+    p.add_argument(
+        "--recent-days",
+        type=int,
+        help="the newest N days of decisions are the out-of-time test (default 30; 0: none)",
+    )
+    p.add_argument(
+        "--no-refit",
+        action="store_true",
+        help="serve the evaluated model instead of refitting a promoted one on every case",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_train)
 

@@ -3,8 +3,14 @@
 Layout under ``root``::
 
     versions/v0003-20261125T2100/
-        model/           what ``HSModel.save`` wrote (weights, vocabularies, label map, config)
-        manifest.json    version, created_at, metrics, info (n_cases, data_hash, config, inputs)
+        model/           the SERVED model: what ``HSModel.save`` wrote (weights, vocabularies,
+                         label map, config); refitted on every case after the gate
+        evaluated/       the EVALUATED model (trained without its validation and test cases),
+                         when it differs from the served one; the one the metrics describe and
+                         the one a later candidate is compared with
+        manifest.json    version, created_at, metrics (of the evaluated model), info (n_cases,
+                         data_hash, config, inputs, ``served``: how the served model was made),
+                         files (of ``model/``), evaluated_files (of ``evaluated/``)
     champion.json        {"version": ..., "history": [older champions ...], "events": [...]}
     .lock                serialises writers across processes
 
@@ -59,6 +65,7 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 MODEL_SUBDIR = "model"
+EVALUATED_SUBDIR = "evaluated"
 CHAMPION_FILE = "champion.json"
 _VERSION = re.compile(r"^v(\d{4,})-(\d{8}T\d{4})$")
 _STALE_TMP_S = 3600.0
@@ -222,23 +229,33 @@ class Registry:
             )
 
     def _new_manifest(
-        self, model_dir: Path, metrics: dict[str, Any], info: dict[str, Any]
+        self, folder: Path, metrics: dict[str, Any], info: dict[str, Any]
     ) -> dict[str, Any]:
         created = _now()
-        return {
+        manifest = {
             "version": f"v{self._next_number():04d}-{created.strftime('%Y%m%dT%H%M')}",
             "created_at": created.isoformat(timespec="seconds"),
             "metrics": metrics,
             "info": info,
-            "files": _file_list(model_dir),
+            "files": _file_list(folder / MODEL_SUBDIR),
         }
+        if (folder / EVALUATED_SUBDIR).is_dir():
+            manifest["evaluated_files"] = _file_list(folder / EVALUATED_SUBDIR)
+        return manifest
 
     # ------------------------------------------------------------------ writing
     def register(
-        self, model: Path | str | Any, metrics: dict[str, Any], info: dict[str, Any] | None = None
+        self,
+        model: Path | str | Any,
+        metrics: dict[str, Any],
+        info: dict[str, Any] | None = None,
+        evaluated: Path | str | Any | None = None,
     ) -> str:
         """Store a model (a saved model directory, or an object with ``.save(dir)``) as a new
-        version with its metrics and info; returns the version name. Does not promote."""
+        version with its metrics and info; returns the version name. Does not promote.
+
+        ``evaluated``: the model the metrics were measured on, when the served ``model`` is a
+        different one (refitted on every case); kept beside it for later comparisons."""
         info = dict(info or {})
         with self._locked():
             self._clean_stale_tmp()
@@ -250,7 +267,9 @@ class Registry:
                 tmp.mkdir()
                 try:
                     self._materialise(model, tmp / MODEL_SUBDIR)
-                    manifest = self._new_manifest(tmp / MODEL_SUBDIR, metrics, info)
+                    if evaluated is not None:
+                        self._materialise(evaluated, tmp / EVALUATED_SUBDIR)
+                    manifest = self._new_manifest(tmp, metrics, info)
                     (tmp / MANIFEST).write_bytes(_dumps(manifest))
                     tmp.rename(versions / manifest["version"])
                 except BaseException:
@@ -260,10 +279,16 @@ class Registry:
             staging = Path(tempfile.mkdtemp(prefix="hscode-register-"))
             try:
                 self._materialise(model, staging / MODEL_SUBDIR)
-                manifest = self._new_manifest(staging / MODEL_SUBDIR, metrics, info)
+                if evaluated is not None:
+                    self._materialise(evaluated, staging / EVALUATED_SUBDIR)
+                manifest = self._new_manifest(staging, metrics, info)
                 rel = f"versions/{manifest['version']}"
                 try:
                     self.location.upload_dir(staging / MODEL_SUBDIR, f"{rel}/{MODEL_SUBDIR}")
+                    if evaluated is not None:
+                        self.location.upload_dir(
+                            staging / EVALUATED_SUBDIR, f"{rel}/{EVALUATED_SUBDIR}"
+                        )
                     # The commit marker, last: without it the version does not exist.
                     self.location.write_bytes(f"{rel}/{MANIFEST}", _dumps(manifest))
                 except BaseException:
@@ -387,30 +412,40 @@ class Registry:
         except (OSError, ValueError):
             return None
 
-    def model_dir(self, version: str) -> Path:
-        """A local folder holding the version's model (a verified cached copy when the
-        registry is remote)."""
+    def has_evaluated(self, version: str) -> bool:
+        """Whether the version keeps an evaluated model apart from the served one."""
+        return "evaluated_files" in self._read_manifest(self._require(version))
+
+    def model_dir(self, version: str, evaluated: bool = False) -> Path:
+        """A local folder holding the version's served model, or with ``evaluated`` the model
+        its metrics describe (the same folder when the version keeps no separate one); a
+        verified cached copy when the registry is remote."""
         rel = self._require(version)
+        sub = EVALUATED_SUBDIR if evaluated and self.has_evaluated(version) else MODEL_SUBDIR
         local = self.location.local_root
         if local is not None:
-            return local / rel / MODEL_SUBDIR
-        return self._cached_copy(version, rel)
+            return local / rel / sub
+        return self._cached_copy(version, rel, sub)
 
-    def _cached_copy(self, version: str, rel: str) -> Path:
+    def _cached_copy(self, version: str, rel: str, sub: str = MODEL_SUBDIR) -> Path:
         ident = hashlib.sha256(self.location.url.encode()).hexdigest()[:12]
-        dest = self.cache_dir / ident / version
-        files: dict[str, dict[str, Any]] | None = self._read_manifest(rel).get("files")
+        dest = self.cache_dir / ident / (version if sub == MODEL_SUBDIR else f"{version}-{sub}")
+        manifest = self._read_manifest(rel)
+        files: dict[str, dict[str, Any]] | None = manifest.get(
+            "files" if sub == MODEL_SUBDIR else "evaluated_files"
+        )
         fresh = not dest.is_dir()
-        self.location.download(f"{rel}/{MODEL_SUBDIR}", dest, files=files)
+        self.location.download(f"{rel}/{sub}", dest, files=files)
         problem = _verify(dest, files, hashes=fresh)
         if problem is not None:
             shutil.rmtree(dest, ignore_errors=True)
             raise RegistryError(f"model version {version} is damaged: {problem}")
         return dest
 
-    def load(self, version: str) -> Any:
-        """The loaded model of a version (an ``HSModel`` with ``.version`` set); cached."""
-        path = self.model_dir(version)
+    def load(self, version: str, evaluated: bool = False) -> Any:
+        """The loaded served model of a version (an ``HSModel`` with ``.version`` set), or
+        with ``evaluated`` the model its metrics describe; cached."""
+        path = self.model_dir(version, evaluated=evaluated)
         key = (str(path.resolve()), version)
         with _cache_lock:
             if key in _model_cache:

@@ -1,25 +1,30 @@
-"""Train a model on the cases dataset, evaluate it, register it, promote it if it is better.
+"""Train a model on the cases dataset, evaluate it honestly, register it, promote it if not worse.
 
 ``train_and_register(settings, config)``:
   1. reads the cases dataset and hashes its snapshot;
   2. keeps trainable cases (one clean 10-digit code, a title) and selects the classes
      (the ``top_codes`` most frequent codes at ``level``, among codes with at least
      ``min_cases_per_code`` cases);
-  3. splits train / validation / test, stratified by code, identical titles on one side,
-     seeded (optionally also a k-fold cross-validation of the same recipe, for the report);
-  4. fits ``model.pipeline.fit`` (validation picks the epoch and the temperature);
-  5. evaluates on test, registers the version, and promotes it when there is no champion or
-     it beats the champion on the same test cases.
+  3. gives every case a stable role (``hscode.evaluation.assign_roles``): a hash of its
+     normalised title picks train / validation / test, identical titles together, and the
+     newest decisions (``recent_days``) are the out-of-time test;
+  4. fits ``model.pipeline.fit`` on train (validation picks the epochs, the mixture and the
+     calibration): the EVALUATED model; evaluates it on test, by decision month too;
+  5. compares it with the champion's evaluated model on the test cases neither used, with a
+     paired 95% interval, and promotes it when it is not worse with confidence
+     (``promotion_margin``), or when there is no champion;
+  6. a promoted candidate is refitted on every selected case (``model.refit``: the epochs,
+     mixture and calibration chosen on validation are kept): the SERVED model. The registry
+     keeps both, the metrics describe the evaluated one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import random
-import re
 import time
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -27,6 +32,15 @@ from typing import Any
 
 import numpy as np
 
+from hscode.evaluation import (
+    Comparison,
+    accuracy_by_month,
+    assign_roles,
+    compare,
+    gate,
+    title_key,
+    topk_hits,
+)
 from hscode.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,7 +102,13 @@ class TrainConfig:
     folds: int | None = None  # also run k-fold CV of the same recipe (reported, not registered)
     seed: int | None = None  # None: settings.seed
     device: str | None = None  # None: settings.device
-    min_improvement: float = 0.0  # top-1 margin a candidate needs over the champion
+    # promoted when the 95% interval of (candidate - champion) top-1 on the cases neither
+    # used lies above -promotion_margin (not worse with confidence)
+    promotion_margin: float = 0.02
+    # the newest decisions (days before the newest decision date) are the out-of-time test;
+    # 0: none (roles by title hash only)
+    recent_days: int = 30
+    refit: bool = True  # a promoted candidate is refitted on every selected case and served
     # model overrides (None: model.pipeline.ModelConfig's default)
     embedding: str | None = None
     tokenizer: str | None = None
@@ -125,6 +145,10 @@ class TrainConfig:
             raise ValueError("folds must be >= 2")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError("epochs must be >= 1")
+        if self.promotion_margin < 0:
+            raise ValueError("promotion_margin must be >= 0")
+        if self.recent_days < 0:
+            raise ValueError("recent_days must be >= 0 (0: no out-of-time test)")
 
 
 @dataclass
@@ -145,6 +169,7 @@ class Selection:
     n_classes: int
     dropped: dict[str, int] = field(default_factory=dict)
     missing_images: int = 0
+    dates: list[dt.date | None] = field(default_factory=list)  # decision dates, per example
 
 
 # ------------------------------------------------------------------ progress
@@ -184,12 +209,6 @@ class _Stages:
 # ------------------------------------------------------------------ data
 
 
-def title_key(title: str) -> str:
-    """What makes two titles 'identical' for the split: case, width and spacing ignored."""
-    text = unicodedata.normalize("NFKC", title or "").casefold()
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def load_examples(settings: Settings, config: TrainConfig) -> Selection:
     """Trainable cases of the selected classes as ``model.pipeline.Example``s."""
     from hscode.cases import read_cases
@@ -198,7 +217,15 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
 
     table = read_cases(
         settings,
-        columns=["case_key", "hs10", "multi_code", "title", "description", "image_hashes"],
+        columns=[
+            "case_key",
+            "hs10",
+            "multi_code",
+            "title",
+            "description",
+            "image_hashes",
+            "decision_date",
+        ],
     )
     rows = table.to_pylist()
     digits = LEVELS[config.level]
@@ -255,6 +282,7 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
     return Selection(
         examples=examples,
         n_cases=len(trainable),
+        dates=[r["decision_date"] for r in selected],
         n_classes=len(chosen),
         dropped=dropped,
         missing_images=missing_images,
@@ -337,16 +365,20 @@ def model_config(settings: Settings, config: TrainConfig) -> Any:
     return ModelConfig(**values)
 
 
-def _split(examples: Sequence[Any], config: TrainConfig, seed: int):
-    titles = [e.title for e in examples]
-    labels = [e.label for e in examples]
-    rest, test = grouped_stratified_split(titles, labels, config.test_fraction, seed)
-    val_share = config.val_fraction / (1.0 - config.test_fraction)
-    r_titles = [titles[i] for i in rest]
-    r_labels = [labels[i] for i in rest]
-    train_pos, val_pos = grouped_stratified_split(r_titles, r_labels, val_share, seed + 1)
+def split_roles(selection: Selection, config: TrainConfig):
+    """(train, val, test, roles): the selection's examples by their stable roles."""
+    examples = selection.examples
+    dates = selection.dates or [None] * len(examples)
+    roles = assign_roles(
+        [e.title for e in examples],
+        [e.label for e in examples],
+        dates,
+        test_fraction=config.test_fraction,
+        val_fraction=config.val_fraction,
+        recent_days=config.recent_days,
+    )
     pick = lambda idx: [examples[i] for i in idx]
-    return pick([rest[i] for i in train_pos]), pick([rest[i] for i in val_pos]), pick(test)
+    return pick(roles.train), pick(roles.val), pick(roles.test), roles
 
 
 def _test_details(model: Any, test: Sequence[Any]) -> dict[str, Any]:
@@ -371,43 +403,34 @@ def _flat_metrics(evaluation: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def _compare_with_champion(
-    registry: Any,
-    candidate_model: Any,
-    test: Sequence[Any],
-    metrics: dict[str, Any],
-    config: TrainConfig,
-) -> tuple[bool, str, dict[str, Any] | None]:
-    """(promote?, why, champion's metrics on the candidate's test set)."""
+    registry: Any, candidate: Any, test: Sequence[Any], config: TrainConfig, seed: int
+) -> tuple[bool, str, Comparison | None]:
+    """(promote?, why, the comparison): the candidate's evaluated model against the champion's
+    evaluated model (its served one when it keeps none) on the test cases the champion never
+    used (the keys of its precedent index: its training and validation cases)."""
     champion = registry.champion()
     if champion is None:
-        return True, "first model: no champion yet", None
+        return True, "promoted: first model, no champion yet", None
     try:
-        champion_model = registry.load(champion.version)
+        champion_model = registry.load(champion.version, evaluated=True)
     except Exception as exc:  # noqa: BLE001 - an unloadable champion should not block a new one
-        return True, f"champion {champion.version} could not be loaded ({exc})", None
+        return True, f"promoted: champion {champion.version} could not be loaded ({exc})", None
     champ_len = {len(label) for label in champion_model.labels}
-    cand_len = {len(label) for label in candidate_model.labels}
+    cand_len = {len(label) for label in candidate.labels}
     if champ_len != cand_len:
         return (
             False,
             (
-                f"not comparable: champion {champion.version} predicts {sorted(champ_len)}-digit "
-                f"codes, the candidate {sorted(cand_len)}-digit codes; promote by hand if wanted"
+                f"not promoted: not comparable, champion {champion.version} predicts "
+                f"{sorted(champ_len)}-digit codes, the candidate {sorted(cand_len)}-digit codes; "
+                "promote by hand if wanted"
             ),
             None,
         )
-    champ_eval = champion_model.evaluate(list(test))
-    c1, c3 = metrics["test_top1"], metrics.get("test_top3", 0.0)
-    h1, h3 = champ_eval["top1"], champ_eval.get("top3", 0.0)
-    summary = (
-        f"on the same {len(test)} test cases: candidate top-1 {c1:.4f} / top-3 {c3:.4f}, "
-        f"champion {champion.version} top-1 {h1:.4f} / top-3 {h3:.4f}"
-    )
-    better = c1 > h1 + config.min_improvement + 1e-12 or (
-        config.min_improvement == 0.0 and abs(c1 - h1) <= 1e-12 and c3 > h3 + 1e-12
-    )
-    verdict = "beats the champion " if better else "does not beat the champion "
-    return better, verdict + summary, champ_eval
+    used = set(champion_model.train_keys)
+    comparison = compare(candidate, champion_model, champion.version, test, used, seed=seed)
+    promote, reason = gate(comparison, config.promotion_margin)
+    return promote, reason, comparison
 
 
 def _cross_validate(
@@ -452,10 +475,12 @@ def train_and_register(
     config: TrainConfig | None = None,
     progress: Callable[..., None] | None = None,
 ) -> TrainOutcome:
-    """Train on the current cases, evaluate, register; promote when first or better."""
+    """Train on the current cases, evaluate, register; promote when first or not worse; serve
+    a promoted candidate refitted on every case."""
     from hscode.cases import cases_snapshot_hash
     from hscode.registry import Registry
     from model.pipeline import fit
+    from model.refit import refit
 
     config = config or TrainConfig()
     seed = settings.seed if config.seed is None else config.seed
@@ -470,7 +495,7 @@ def train_and_register(
             f"({selection.n_cases} trainable cases in the dataset; need >= {MIN_TRAIN_CASES} "
             f"cases in >= 2 classes). Import or crawl more cases, or lower min_cases_per_code."
         )
-    train, val, test = _split(examples, config, seed)
+    train, val, test, roles = split_roles(selection, config)
     if not val or not test:
         raise NotEnoughDataError(
             f"too few cases to hold out validation and test sets: {len(examples)} cases in "
@@ -478,14 +503,16 @@ def train_and_register(
         )
     mconfig = model_config(settings, config)
     n_folds = config.folds or 0
-    # stage 0: the model that is registered; stages 1..k: CV folds; last: evaluation
-    stages = _Stages(progress, [1.0] * (1 + n_folds) + [0.1])
+    # stage 0: the evaluated model; 1..k: CV folds; then evaluation; last: the refit
+    refit_weight = 1.3 if config.refit else 0.0
+    stages = _Stages(progress, [1.0] * (1 + n_folds) + [0.1, refit_weight])
+    eval_stage, refit_stage = 1 + n_folds, 2 + n_folds
 
     t_fit = time.perf_counter()
     model = fit(train, val, mconfig, progress=stages.for_stage(0))
     fit_seconds = time.perf_counter() - t_fit
     stages.finish(0)
-    model.set_precedents(train + val)
+    model.set_precedents(train + val)  # everything the evaluated model learned from
 
     cv = _cross_validate(examples, config, mconfig, seed, stages) if n_folds else None
 
@@ -508,22 +535,65 @@ def train_and_register(
             "n_train": len(train),
             "n_val": len(val),
             "n_test": len(test),
+            "n_test_recent": len(roles.recent),
             "fit_seconds": fit_seconds,
         }
     )
+    # out of time: the test cases decided in the newest window, and every test case by month
+    key_date = dict(zip((e.key for e in examples), selection.dates or [], strict=False))
+    test_dates = [key_date.get(e.key) for e in test]
+    hits1, hits3 = topk_hits(model, test, 1), topk_hits(model, test, 3)
+    recent_keys = {examples[i].key for i in roles.recent}
+    recent_rows = [i for i, e in enumerate(test) if e.key in recent_keys]
+    if recent_rows:
+        metrics["test_recent_top1"] = float(np.mean(hits1[recent_rows]))
+        metrics["test_recent_top3"] = float(np.mean(hits3[recent_rows]))
+    by_month = accuracy_by_month(test_dates, hits1.tolist(), hits3.tolist())
     if cv is not None:
         metrics.update({f"cv_{k}": v for k, v in cv["mean"].items()})
+    stages.finish(eval_stage)
 
     registry = Registry.from_settings(settings)
-    promote, reason, champion_eval = _compare_with_champion(registry, model, test, metrics, config)
-    if champion_eval is not None:
-        metrics["champion_test_top1"] = champion_eval["top1"]
-        metrics["champion_test_top3"] = champion_eval.get("top3")
+    promote, reason, comparison = _compare_with_champion(registry, model, test, config, seed)
+    if comparison is not None:
+        metrics["champion_test_top1"] = comparison.champion_top1
+        metrics["champion_test_top3"] = comparison.champion_top3
+        metrics["compared_n"] = comparison.n
+        metrics["compared_diff_top1"] = comparison.diff_top1
+    log.info("gate: %s", reason)
+
+    served, served_info = (
+        model,
+        {
+            "model": "evaluated",
+            "why": "not refitted" + ("" if config.refit else " (refit off)"),
+            "n_examples": len(train) + len(val),
+        },
+    )
+    if promote and config.refit:
+        t_refit = time.perf_counter()
+        served = refit(model, examples, progress=stages.for_stage(refit_stage))
+        metrics["refit_seconds"] = time.perf_counter() - t_refit
+        served_info = {
+            "model": "refit",
+            "why": "promoted: the evaluated recipe retrained on every selected case",
+            "n_examples": len(examples),
+            "epochs": served.history["refit"]["epochs"],
+            "companion_epochs": served.history["refit"]["companion_epochs"],
+        }
+        log.info(
+            "served model refitted on all %d cases in %.0f s",
+            len(examples),
+            metrics["refit_seconds"],
+        )
+    elif not promote:
+        served_info["why"] = "not promoted, so not refitted"
     metrics["train_seconds"] = time.perf_counter() - t_start
     stages.finish(len(stages.bounds) - 2)
 
     report = {
-        "test": _test_details(model, test) | {"coverage": evaluation.get("coverage")},
+        "test": _test_details(model, test)
+        | {"coverage": evaluation.get("coverage"), "by_month": by_month},
         "history": getattr(model, "history", None),
         "selection": {
             "level": config.level,
@@ -534,13 +604,14 @@ def train_and_register(
             "missing_images": selection.missing_images,
             "labels": list(model.labels),
         },
-        "split": {"train": len(train), "val": len(val), "test": len(test), "seed": seed},
+        "split": roles.summary() | {"seed": seed},
         "comparison": {
             "promoted": promote,
             "reason": reason,
-            "champion": champion_eval
-            and {k: v for k, v in champion_eval.items() if isinstance(v, (int, float))},
+            "margin": config.promotion_margin,
+            **(comparison.to_dict() if comparison is not None else {"n": 0, "keys": []}),
         },
+        "served": served_info,
         "cv": cv,
     }
     info = {
@@ -552,9 +623,13 @@ def train_and_register(
         "train_config": dataclasses.asdict(config),
         "split": report["split"],
         "selection": {k: v for k, v in report["selection"].items() if k != "labels"},
+        "metrics_describe": "the evaluated model, on its held-out test cases",
+        "served": served_info,
+        "gate": {"promoted": promote, "reason": reason},
     }
-    version = registry.register(model, metrics, info)
-    model.version = version
+    evaluated = model if served is not model else None
+    version = registry.register(served, metrics, info, evaluated=evaluated)
+    served.version = model.version = version
     registry.write_report(version, report)
     if promote:
         registry.promote(version, reason=reason)

@@ -146,6 +146,8 @@ class ModelConfig:
     modality_dropout: float = 0.2
     aux_weight: float = 0.0  # extra per-modality losses (always on for late fusion)
     early_stopping: bool = True  # keep the epoch with the best validation accuracy
+    # ... and stop after this many epochs without a better one (0: run every epoch)
+    patience: int = 4
     seed: int = 13
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     num_threads: int | None = None  # torch intra-op threads while fitting (None: leave as is)
@@ -1042,7 +1044,10 @@ def _fit(
     extra_texts=(),
     keyed_vectors=None,
     precedents=True,
+    refitting=False,
 ) -> HSModel:
+    """``refitting``: the members, mixture and calibration come from an evaluated model
+    (``model.refit``), so nothing is chosen here and an empty ``val`` is expected."""
     t0 = time.perf_counter()
     _seed_everything(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -1184,7 +1189,8 @@ def _fit(
     if wide_params:
         groups.append({"params": wide_params, "weight_decay": config.wide_weight_decay})
     optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    steps = max(1, n_batches * config.epochs)
+    # OneCycleLR divides by zero below ~20 steps (its warm-up would be under one step)
+    steps = max(20, n_batches * config.epochs)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=config.lr, total_steps=steps, pct_start=0.1
     )
@@ -1230,6 +1236,16 @@ def _fit(
                 best_state = copy.deepcopy(network.state_dict())
         epoch_log.append(entry)
         log.info("epoch %s", entry)
+        stalled = epoch + 1 - best_epoch >= config.patience
+        if len(val) and config.early_stopping and config.patience and stalled:
+            history["stopped_early"] = epoch + 1
+            prog.step(n_batches * (config.epochs - epoch - 1))
+            log.info(
+                "early stop after epoch %d: no better validation top-1 since epoch %d",
+                epoch + 1,
+                best_epoch,
+            )
+            break
     if best_state is not None:
         network.load_state_dict(best_state)
     history["epochs"] = epoch_log
@@ -1251,7 +1267,7 @@ def _fit(
             timings["companion_s"] = time.perf_counter() - t1
         _fit_ensemble(model, train, val, va_all, stop_idx, cal_idx, history)
         timings["ensemble_s"] = time.perf_counter() - t1
-    else:
+    elif not refitting:
         if members:
             history["ensemble"] = {"kind": "none", "reason": "no validation data to weigh it"}
             log.info("ensemble skipped: no validation data to choose its weight on")

@@ -21,9 +21,8 @@ PROMOTED_EVENT = "hscode.model.promoted"
 # slot for as long again. Registration is atomic, so a crash leaves no half version.
 @task(name="train-and-register", tags=["train", "model", "train-slot"], cache_policy=NO_CACHE)
 def train_model(settings: Settings, config_overrides: dict[str, Any]) -> dict[str, Any]:
-    from hscode.training import TrainConfig, train_and_register
-
     from hscode import reports
+    from hscode.training import TrainConfig, train_and_register
 
     config = TrainConfig(**{k: v for k, v in config_overrides.items() if v is not None})
     outcome = train_and_register(

@@ -16,6 +16,7 @@ from hscode.training import (
     grouped_folds,
     grouped_stratified_split,
     load_examples,
+    split_roles,
     train_and_register,
 )
 
@@ -80,7 +81,7 @@ def test_too_few_cases_is_a_clear_error(settings) -> None:
         TrainConfig(inputs="photo")
 
 
-def test_train_registers_and_promotes_first_then_keeps_a_worse_one(settings) -> None:
+def test_train_registers_and_promotes_first_then_keeps_a_worse_one(settings, monkeypatch) -> None:
     _write_cases(settings, 120)
     calls: list[tuple[int, int]] = []
     first = train_and_register(
@@ -114,12 +115,71 @@ def test_train_registers_and_promotes_first_then_keeps_a_worse_one(settings) -> 
 
     assert set(reports.training_plots(stored)) >= {"reliability", "accuracy_coverage"}
 
-    # a deliberately crippled candidate (one epoch, tiny embedding) on the same data
-    worse = train_and_register(
-        settings, TrainConfig(**(TINY | {"epochs": 1, "embed_dim": 2, "hidden": 2, "lr": 1e-5}))
-    )
+    # a deliberately broken candidate on the same data: its label map is rotated, so it
+    # answers a wrong code for every case
+    import model.pipeline
+
+    real_fit = model.pipeline.fit
+
+    def broken_fit(*args, **kwargs):
+        fitted = real_fit(*args, **kwargs)
+        fitted.labels = fitted.labels[1:] + fitted.labels[:1]
+        fitted._label_index = {label: i for i, label in enumerate(fitted.labels)}
+        return fitted
+
+    monkeypatch.setattr(model.pipeline, "fit", broken_fit)
+    worse = train_and_register(settings, TrainConfig(**TINY))
     assert not worse.promoted
-    assert "does not beat the champion" in worse.reason and "same" in worse.reason
-    assert worse.metrics["champion_test_top1"] >= worse.metrics["test_top1"]
+    assert "could be worse than the champion" in worse.reason and "neither model" in worse.reason
+    comparison = worse.report["comparison"]
+    assert comparison["n"] == worse.metrics["n_test"]  # same data: every test case is fair
+    assert comparison["champion_top1"] > comparison["candidate_top1"]
+    assert comparison["diff_top1_low"] <= comparison["diff_top1"] <= comparison["diff_top1_high"]
+    assert registry.get(worse.version).info["gate"]["reason"] == worse.reason
+    assert registry.get(worse.version).info["served"]["model"] == "evaluated"
     assert registry.champion().version == first.version
     assert [v.version for v in registry.list_versions()] == [first.version, worse.version]
+
+
+def test_comparison_uses_only_cases_the_champion_never_learned_from(settings) -> None:
+    """Reproduces the old gate's leak (a fresh shuffle per snapshot puts the champion's
+    training cases in the candidate's test set) and shows the stable roles end it."""
+    _write_cases(settings, 150)
+    config = TrainConfig(**TINY)
+    v1_selection = load_examples(settings, config)
+    v1_train, v1_val, v1_test, _ = split_roles(v1_selection, config)
+    v1_titles = [e.title for e in v1_selection.examples]
+    v1_labels = [e.label for e in v1_selection.examples]
+    old_keep, _ = grouped_stratified_split(v1_titles, v1_labels, 0.2, seed=13)
+    v1 = train_and_register(settings, config)
+    registry = Registry(settings.model_registry_dir)
+    v1_evaluated = registry.load(v1.version, evaluated=True)
+    v1_served = registry.load(v1.version)
+    # the served model learned from every case; the evaluated one from train + validation
+    assert set(v1_served.train_keys) == {e.key for e in v1_selection.examples}
+    assert v1.metrics["n_selected"] == len(v1_served.train_keys)
+    assert set(v1_evaluated.train_keys) == {e.key for e in v1_train + v1_val}
+    assert registry.get(v1.version).info["served"]["model"] == "refit"
+
+    upsert_cases(settings, synthetic_case_records(8, seed=7, prefix="new"))  # ~5% more
+    v2_selection = load_examples(settings, config)
+    # the old protocol: a fresh seeded shuffle of the grown snapshot
+    titles = [e.title for e in v2_selection.examples]
+    labels = [e.label for e in v2_selection.examples]
+    _, old_test = grouped_stratified_split(titles, labels, 0.2, seed=13)
+    old_v1_trained = {v1_selection.examples[i].key for i in old_keep}
+    old_test_keys = {v2_selection.examples[i].key for i in old_test}
+    assert old_test_keys & old_v1_trained  # the leak: the champion trained on these
+
+    v2 = train_and_register(settings, config)
+    comparison = v2.report["comparison"]
+    keys = set(comparison["keys"])
+    assert keys and comparison["n"] == len(keys)
+    assert not keys & {e.key for e in v1_train + v1_val}  # training, validation, calibration
+    assert not keys & set(v1_evaluated.train_keys)  # precedents
+    assert keys <= {e.key for e in v1_test} | {f"new-{i}" for i in range(8)}
+    assert comparison["excluded_champion_used"] == v2.metrics["n_test"] - len(keys)
+    stored = registry.read_report(v2.version)
+    assert stored is not None and set(stored["comparison"]["keys"]) == keys
+    assert stored["comparison"]["reason"] == v2.reason
+    assert registry.get(v2.version).info["gate"]["reason"] == v2.reason
