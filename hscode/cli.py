@@ -208,6 +208,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"model {outcome.version}: {verdict}" + (f" ({outcome.reason})" if outcome.reason else "")
     )
+    served = (outcome.report or {}).get("served") or {}
+    if served:
+        print(f"  served model: {served.get('model')} ({served.get('why')})")
     from hscode.reports import metric_rows
 
     for row in metric_rows(_jsonable(outcome.metrics))[:20]:
@@ -238,9 +241,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             return EXIT_OK
         for v in versions:
             top1 = v.metrics.get("test_top1")
-            shown = f"top1={top1:.4f}" if isinstance(top1, float) else ""
+            shown = f"evaluated top1={top1:.4f}" if isinstance(top1, float) else ""
+            served = v.info.get("served") or {}
+            if served:
+                shown += f"  served: {served.get('model')} on {served.get('n_examples')} cases"
             print(f"{'*' if v.champion else ' '} {v.version}  {v.created_at}  {shown}".rstrip())
-        print("(* = champion)")
+        print(
+            "(* = champion; top1 is the evaluated model's, on test cases it never saw; the "
+            "served model of a promoted version is refitted on every case)"
+        )
     elif args.models_cmd == "promote":
         registry.promote(args.version)
         print(f"champion is now {args.version}")
@@ -261,6 +270,7 @@ def cmd_requests(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from hscode.db import sync_registry_versions
     from hscode.intake import import_inbox
     from hscode.registry import Registry
     from hscode.scoring import score_pending
@@ -269,6 +279,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     engine = _engine(settings)
     _print_summary("inbox", import_inbox(settings, engine))
     registry = Registry.from_settings(settings)
+    sync_registry_versions(engine, registry)  # every version on the leaderboard, champion flagged
     champion = registry.champion()
     version = args.model or (champion.version if champion is not None else None)
     if version is None:
@@ -325,7 +336,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         applied = migrate(get_engine(settings))
         print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
     elif args.db_cmd == "analyst-login":
-        from hscode.db import create_analyst_login
+        from hscode.db import create_analyst_login, login_uri
 
         engine = get_engine(settings)
         migrate(engine)
@@ -336,6 +347,12 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(
             f"login {args.name} can read the analyst views (role hscode_analyst) and nothing else"
         )
+        # the URI carries no password: not the configured URL's, not the login's
+        print(f"connect with: psql '{login_uri(settings, args.name)}'")
+        if args.password is not None:
+            print("  psql asks for the password given with --password (or set PGPASSWORD)")
+        else:
+            print("  no password set: it connects only where the server trusts it without one")
     return EXIT_OK
 
 

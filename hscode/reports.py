@@ -290,6 +290,54 @@ def _cell(value: Any, float_format: str) -> str:
 # ---------------------------------------------------------------- reports
 
 
+def gate_section(report: Mapping[str, Any] | None) -> list[str]:
+    """Markdown parts: the champion comparison, which model serves, accuracy by month."""
+    if not report:
+        return []
+    parts: list[str] = []
+    comparison = report.get("comparison") or {}
+    if comparison.get("champion"):
+        rows = [
+            {
+                "model": "candidate (evaluated)",
+                "top-1": comparison.get("candidate_top1"),
+                "top-3": comparison.get("candidate_top3"),
+            },
+            {
+                "model": f"champion {comparison['champion']} (evaluated)",
+                "top-1": comparison.get("champion_top1"),
+                "top-3": comparison.get("champion_top3"),
+            },
+        ]
+        lo, hi = comparison.get("diff_top1_low"), comparison.get("diff_top1_high")
+        parts += [
+            "## Comparison with the champion\n",
+            (
+                f"On {comparison.get('n', 0)} test cases neither model learned from "
+                f"({comparison.get('excluded_champion_used', 0)} of the candidate's test cases "
+                "were left out because the champion had learned from them). Top-1 difference "
+                f"{comparison.get('diff_top1', float('nan')):+.4f}, 95% interval "
+                f"{lo if lo is not None else float('nan'):+.4f} .. "
+                f"{hi if hi is not None else float('nan'):+.4f} ({comparison.get('method', '')}); "
+                f"promotion needs the lower end >= -{comparison.get('margin', 0):.3f}.\n"
+            ),
+            markdown_table(rows),
+        ]
+    served = report.get("served") or {}
+    if served:
+        parts.append(
+            f"**Served model:** {served.get('model')} ({served.get('why')}; "
+            f"{served.get('n_examples')} cases).\n"
+        )
+    by_month = ((report.get("test") or {}).get("by_month")) or []
+    if len(by_month) > 1 or (by_month and by_month[0].get("month") != "undated"):
+        parts += ["## Test accuracy by decision month\n", markdown_table(by_month)]
+    split = report.get("split") or {}
+    if split.get("note"):
+        parts.append(f"_{split['note']}_\n")
+    return parts
+
+
 def training_report_markdown(
     version: str,
     metrics: Mapping[str, Any] | None,
@@ -313,6 +361,7 @@ def training_report_markdown(
     ]
     if champion_metrics:
         parts += ["## Previous champion\n", markdown_table(metric_rows(champion_metrics))]
+    parts += gate_section(report)
     arrays = evaluation_arrays(report)
     if arrays is not None and "chapter" in arrays:
         parts += [

@@ -183,3 +183,11 @@ def test_comparison_uses_only_cases_the_champion_never_learned_from(settings) ->
     assert stored is not None and set(stored["comparison"]["keys"]) == keys
     assert stored["comparison"]["reason"] == v2.reason
     assert registry.get(v2.version).info["gate"]["reason"] == v2.reason
+    from hscode import reports
+
+    markdown = reports.training_report_markdown(
+        v2.version, v2.metrics, v2.promoted, v2.reason, stored
+    )
+    assert "## Comparison with the champion" in markdown
+    assert f"On {len(keys)} test cases neither model learned from" in markdown
+    assert "**Served model:**" in markdown

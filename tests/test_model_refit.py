@@ -1,0 +1,75 @@
+"""model.refit: the served model is the evaluated recipe retrained on every case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.pipeline import HSModel, ModelConfig, fit
+from model.refit import refit
+from model.synthetic import make_cases
+
+TINY = {
+    "embed_dim": 16,
+    "embed_epochs": 2,
+    "hidden": 16,
+    "feature_dim": 32,
+    "epochs": 4,
+    "batch_size": 16,
+    "lr": 5e-3,
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train = make_cases(150, 31, with_images=0)
+    val = make_cases(80, 32, with_images=0)
+    test = make_cases(60, 33, with_images=0)
+    evaluated = fit(train, val, ModelConfig(inputs="title", **TINY))
+    served = refit(evaluated, [*train, *val, *test])
+    return evaluated, served, [*train, *val, *test]
+
+
+def test_refit_keeps_what_validation_chose(fitted) -> None:
+    evaluated, served, everything = fitted
+    assert served.members == evaluated.members
+    assert served.mixture.weights == evaluated.mixture.weights
+    assert served.mixture.temperatures == evaluated.mixture.temperatures
+    assert served.temperature == evaluated.temperature
+    assert served.top_calibration.to_dict() == evaluated.top_calibration.to_dict()
+    info = served.history["refit"]
+    assert info["epochs"] == evaluated.history["best_epoch"]
+    assert info["n_examples"] == len(everything)
+    assert len(served.history["epochs"]) == len(evaluated.history["epochs"])  # evaluated run's
+    # weights were retrained, not copied
+    a = evaluated.network.state_dict()
+    b = served.network.state_dict()
+    assert any(not np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+def test_refit_learns_from_every_case(fitted) -> None:
+    evaluated, served, everything = fitted
+    assert set(served.train_keys) == {e.key for e in everything}
+    assert served.labels == sorted({e.label for e in everything})
+    # the SVM member was refitted on every case: it knows their vocabulary
+    assert served.tfidf is not None and served.tfidf.coef.shape[1] == len(served.labels)
+    assert served.tfidf.coef.shape[0] >= evaluated.tfidf.coef.shape[0]
+    probs = served.predict_proba(everything[:10])
+    assert probs.shape == (10, len(served.labels))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_refit_model_saves_and_loads(fitted, tmp_path) -> None:
+    _, served, everything = fitted
+    served.save(tmp_path / "m")
+    loaded = HSModel.load(tmp_path / "m")
+    assert loaded.history["refit"] == served.history["refit"]
+    assert np.allclose(loaded.predict_proba(everything[:20]), served.predict_proba(everything[:20]))
+
+
+def test_refit_needs_two_classes(fitted) -> None:
+    evaluated, _, everything = fitted
+    one = [e for e in everything if e.label == everything[0].label]
+    with pytest.raises(ValueError, match="two classes"):
+        refit(evaluated, one)
