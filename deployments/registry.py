@@ -6,15 +6,21 @@ Korean business days.
 
 How the steps chain (each link is declared here, nowhere else):
 
-- ``crawl/nightly`` runs at 01:00 KST on the ``cpu`` pool.
-- ``normalize/after-crawl`` is triggered when a ``crawl/nightly`` run completes.
+- ``crawl/nightly-crawl`` runs at 01:00 KST on the ``cpu`` pool.
+- ``normalize/after-crawl`` is triggered when a ``crawl/nightly-crawl`` run completes.
 - ``train/weekly`` runs Sunday 03:00 KST on the ``gpu`` pool, and is triggered by a
   ``hscode.cases.normalized`` event whose resource says training is due (enough new
   cases since the champion).
-- ``score/nightly`` runs at 06:00 KST (after the crawl chain), and is triggered by a
+- ``score/nightly-score`` runs at 06:00 KST (after the crawl chain), and is triggered by a
   ``hscode.model.promoted`` event, so a new champion re-scores the backlog at once.
 - ``nightly/chain`` runs the whole chain in one flow run; its schedule is declared but
   inactive (use it instead of the step schedules, or run it by hand).
+
+Deployment names are unique across flows (``check_unique_names``, run at import), because
+Prefect's flow-run events name the run's deployment by its bare name
+(``prefect.resource.name`` of the related resource with role ``deployment``): a trigger on
+"a run of deployment X completed" would otherwise also fire for another flow's X. The
+triggers match both the deployment's name and its flow's name.
 
 Two crawls or two trainings never overlap: each deployment has a concurrency limit of
 one, and the crawl and train tasks carry tags with a global concurrency limit of one
@@ -111,20 +117,32 @@ class DeploymentSpec:
         return getattr(importlib.import_module(module), attr)
 
 
-def _after_deployment_completed(deployment_name: str, name: str) -> DeploymentEventTrigger:
+def _after_deployment_completed(
+    flow_name: str, deployment_name: str, name: str
+) -> DeploymentEventTrigger:
+    """Fires when a run of ``flow_name/deployment_name`` completes.
+
+    A flow run's state events carry its flow and its deployment as related resources
+    (``prefect.server.models.events._as_resource_data``); both must match, so neither a
+    same-named deployment of another flow nor a deployment-less run of the flow (a
+    subflow of ``nightly/chain``, a run by hand) fires it.
+    """
     return DeploymentEventTrigger(
         name=name,
         expect={"prefect.flow-run.Completed"},
-        match_related={
-            "prefect.resource.role": "deployment",
-            "prefect.resource.name": deployment_name,
-        },
+        match_related=[
+            {"prefect.resource.role": "deployment", "prefect.resource.name": deployment_name},
+            {"prefect.resource.role": "flow", "prefect.resource.name": flow_name},
+        ],
     )
+
+
+CRAWL_DEPLOYMENT = "nightly-crawl"
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
-        name="nightly",
+        name=CRAWL_DEPLOYMENT,
         flow="flows.crawl:crawl_flow",
         work_pool=CPU_POOL,
         description="Crawl the portal's new and recently changed cases into the raw zone.",
@@ -138,7 +156,11 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         work_pool=CPU_POOL,
         description="Normalize the raw zone into the cases dataset after each nightly crawl.",
         parameters={"min_new_cases": 200},
-        triggers=(_after_deployment_completed("nightly", "normalize after the nightly crawl"),),
+        triggers=(
+            _after_deployment_completed(
+                "crawl", CRAWL_DEPLOYMENT, "normalize after crawl/nightly-crawl completes"
+            ),
+        ),
         tags=("normalize",),
     ),
     DeploymentSpec(
@@ -158,7 +180,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         tags=("train", "gpu"),
     ),
     DeploymentSpec(
-        name="nightly",
+        name="nightly-score",
         flow="flows.score:score_flow",
         work_pool=CPU_POOL,
         description="Import the inbox and score every pending request with the champion.",
@@ -186,6 +208,21 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         tags=("nightly",),
     ),
 )
+
+
+def check_unique_names(specs: Sequence[DeploymentSpec]) -> None:
+    """Raise ``ValueError`` when two deployments share a name, whatever their flows."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ValueError(
+                f"deployment name {spec.name!r} is used by {seen[spec.name]} and {spec.flow}: "
+                "triggers match deployments by name, so every name must be unique"
+            )
+        seen[spec.name] = spec.flow
+
+
+check_unique_names(DEPLOYMENTS)
 
 
 def to_runner_deployment(

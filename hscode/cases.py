@@ -621,33 +621,41 @@ def _cell(value: object) -> str | None:
 
 
 def _read_import_rows(
-    path: Path, counts: Counter
+    path: Path, counts: Counter, max_record_chars: int
 ) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """Yield (row number, row or None, problem) so a bad line rejects one row, not the file."""
+    """Yield (row number, row or None, problem) so a bad line rejects one row, not the file.
+
+    CSV is read by the request intake's reader (:func:`hscode.intake.iter_csv_records`): a
+    long cell is read whole and judged by the row checks (``title_too_long``...), not a
+    parse error that used to reject its row and read the rest of a quoted cell as rows.
+    """
+    from hscode.intake import CsvRecordTooLong, iter_csv_records
+
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
         text = decode_text(path.read_bytes())
         counts["decode_errors"] += text.replaced
-        reader = csv.DictReader(
-            io.StringIO(str(text), newline=""), delimiter="\t" if suffix == ".tsv" else ","
+        records = iter_csv_records(
+            io.StringIO(str(text), newline=""),
+            max_record_chars,
+            delimiter="\t" if suffix == ".tsv" else ",",
         )
-        if reader.fieldnames is None:
-            return
-        yield 0, {"__fields__": [f.strip() for f in reader.fieldnames]}, None
-        n = 0
-        while True:
-            n += 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
-                yield n, None, f"row {n} is not valid CSV ({exc})"
-                continue
-            if None in row:  # more cells than header columns
-                yield n, None, f"row {n} has {len(row[None])} cells beyond the header"
-                continue
-            yield n, {k.strip(): v for k, v in row.items() if k is not None}, None
+        try:
+            first = next(records, None)
+            if first is None:
+                return
+            fields = [f.strip() for f in first[2]]
+            yield 0, {"__fields__": fields}, None
+            for n, (start, _end, cells) in enumerate(records, 1):
+                if len(cells) > len(fields):
+                    extra = len(cells) - len(fields)
+                    yield n, None, f"row {n} (line {start}) has {extra} cells beyond the header"
+                    continue
+                row: dict[str, Any] = dict.fromkeys(fields)
+                row.update(zip(fields, cells))
+                yield n, row, None
+        except (CsvRecordTooLong, csv.Error) as exc:
+            raise ValueError(f"{path}: not readable as CSV: {exc}") from None
     elif suffix in (".jsonl", ".ndjson", ".json"):
         text = decode_text(path.read_bytes())
         counts["decode_errors"] += text.replaced
@@ -789,7 +797,10 @@ def import_cases(
         report.reasons[reason] += 1
         rejects.append(Reject(prefix, key, reason, f"{path.name}#{n}", detail))
 
-    rows = _read_import_rows(path, counts)
+    from hscode.intake import csv_record_limit
+
+    record_limit = csv_record_limit(settings.max_text_chars, settings.max_image_bytes)
+    rows = _read_import_rows(path, counts, record_limit)
     header = next(rows, None)
     fields = set(header[1]["__fields__"]) if header and header[1] else set()
     missing = [

@@ -72,6 +72,10 @@ class CrawlSummary:
         default_factory=list
     )  # image URLs off the portal's origin, with why
     watermark: dict[str, str | None] = field(default_factory=dict)
+    # what was crawled, in words: the decision dates and why those (the whole crawl, and
+    # per series; e.g. "2024-05-03 .. 2024-06-10 (since the last crawl: ...)")
+    window: str = ""
+    series_windows: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
     rate_wait_s: float = 0.0
     backoff_wait_s: float = 0.0
@@ -323,6 +327,31 @@ def _changed(item: ListItem, record: DetailRecord) -> bool:
     return item.title is not None and clean_text(item.title) != clean_text(record.title)
 
 
+def describe_window(
+    start: date,
+    until: date,
+    *,
+    since: date | None,
+    until_given: bool,
+    watermark: date | None,
+    recrawl_days: int,
+) -> str:
+    """One series' crawl window in words: its decision dates and why they were chosen."""
+    end = f"{until}" if until_given else f"{until} (today, UTC)"
+    if since is not None:
+        why = "as asked"
+    elif watermark is None:
+        why = "everything: no earlier crawl, so from the portal's oldest decisions"
+    else:
+        why = (
+            f"since the last crawl: its watermark {watermark} less the {recrawl_days} "
+            "re-crawl days for late publications"
+        )
+    if start > until:
+        return f"nothing to crawl: {start} is after {end}, {why}"
+    return f"{start} .. {end}, {why}"
+
+
 def crawl(
     settings: Settings,
     since: date | None = None,
@@ -340,6 +369,7 @@ def crawl(
     if unknown:
         raise ValueError(f"unknown series {unknown}; expected some of {SERIES}")
     today = datetime.now(UTC).date()
+    until_given = until is not None
     until = until or today
     if since is not None and since < EARLIEST:
         raise ValueError(f"since {since} is before {EARLIEST}, the portal's oldest decisions")
@@ -359,6 +389,15 @@ def crawl(
                 start = max(EARLIEST, old - timedelta(days=settings.recrawl_days))
             else:
                 start = EARLIEST
+            summary.series_windows[name] = describe_window(
+                start,
+                until,
+                since=since,
+                until_given=until_given,
+                watermark=old,
+                recrawl_days=settings.recrawl_days,
+            )
+            log.info("crawl %s: %s", name, summary.series_windows[name])
             if start > until:
                 summary.watermark[name] = old.isoformat() if old else None
                 continue
@@ -379,6 +418,12 @@ def crawl(
                     contiguous = False
             mark = advance_watermark(settings, name, reached) if reached else old
             summary.watermark[name] = mark.isoformat() if mark else None
+        described = set(summary.series_windows.values())
+        summary.window = (
+            described.pop()
+            if len(described) == 1
+            else "; ".join(f"{name}: {text}" for name, text in summary.series_windows.items())
+        )
         st = client.stats
         summary.requests = st.requests
         summary.retries = st.retries

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import warnings
@@ -268,6 +269,33 @@ def psql_uri(settings: Settings, keep_running: bool = True) -> str:
     return _embedded_uri(settings.pg_dir, EMBEDDED_DATABASE)
 
 
+def login_uri(settings: Settings, login: str) -> str:
+    """The URI ``psql`` takes to connect as ``login``: :func:`psql_uri`'s server and database
+    (starting the embedded server as it does), that user, and no password.
+
+    No secret is written into it: not the configured URL's password (nor a ``password`` or
+    ``user`` in its query), and not the login's own, which ``psql`` asks for (or reads from
+    ``PGPASSWORD`` / ``~/.pgpass``) when the server wants one.
+    """
+    from urllib.parse import quote
+
+    if not _ROLE_NAME.match(login):
+        raise ValueError(f"login name {login!r}: use lower-case letters, digits and _ (max 63)")
+    url = make_url(psql_uri(settings))
+    host = url.host or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{login}@{host}" + (f":{url.port}" if url.port else "")
+    query = [
+        f"{quote(key)}={quote(value, safe='/')}"
+        for key, values in url.query.items()
+        if key.lower() not in ("user", "password")
+        for value in ((values,) if isinstance(values, str) else values)
+    ]
+    database = quote(url.database or "", safe="")
+    return f"postgresql://{netloc}/{database}" + (f"?{'&'.join(query)}" if query else "")
+
+
 def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server of ``settings.pg_dir`` if one runs there; True when it did.
 
@@ -330,6 +358,83 @@ def record_model_version(
             ),
             {"v": version, "m": payload, "c": champion},
         )
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with NaN / infinite floats as None (jsonb has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def sync_registry_versions(engine: Engine, registry: Any) -> int:
+    """Record every version of the model registry in ``model_versions``; returns how many.
+
+    ``model_leaderboard`` reads this table, so a version trained but not promoted is listed
+    too, with its metrics. The registry is the truth: its champion is flagged (the others
+    not), a version gets ``promoted_at`` from the registry's last promotion (or rollback) to
+    it, ``registered_at`` from its creation. Versions the registry does not know (recorded
+    by other means) keep their rows; without a champion in the registry no flag changes.
+
+    ``registry``: a :class:`hscode.registry.Registry` (``list_versions()``, ``history()``).
+    """
+    versions = list(registry.list_versions())
+    if not versions:
+        return 0
+    became_champion: dict[str, str | None] = {}
+    for event in registry.history():
+        if event.get("action") in ("promote", "rollback") and event.get("version"):
+            became_champion[str(event["version"])] = str(event.get("at") or "") or None
+    champion = next((v.version for v in versions if v.champion), None)
+    rows = [
+        {
+            "v": v.version,
+            "m": json.dumps(_finite_json(dict(v.metrics or {})), ensure_ascii=False, default=str),
+            "c": v.version == champion,
+            "has_champion": champion is not None,
+            "created": v.created_at or None,
+            "promoted": became_champion.get(v.version),
+        }
+        for v in versions
+    ]
+    with engine.begin() as conn:
+        conn.execute(text("lock table model_versions in share row exclusive mode"))
+        if champion is not None:
+            conn.execute(
+                text(
+                    "update model_versions set champion = false, updated_at = now() "
+                    "where champion and version <> :v"
+                ),
+                {"v": champion},
+            )
+        conn.execute(
+            text(
+                """
+                insert into model_versions (version, metrics, champion, registered_at,
+                                            promoted_at)
+                values (:v, cast(:m as jsonb), :c,
+                        coalesce(cast(:created as timestamptz), now()),
+                        coalesce(cast(:promoted as timestamptz), case when :c then now() end))
+                on conflict (version) do update set
+                    metrics = case when excluded.metrics = '{}'::jsonb
+                                   then model_versions.metrics else excluded.metrics end,
+                    champion = case when :has_champion then excluded.champion
+                                    else model_versions.champion end,
+                    registered_at = least(model_versions.registered_at, excluded.registered_at),
+                    promoted_at = coalesce(
+                        cast(:promoted as timestamptz),
+                        case when excluded.champion and not model_versions.champion then now()
+                             else model_versions.promoted_at end),
+                    updated_at = now()
+                """
+            ),
+            rows,
+        )
+    return len(rows)
 
 
 def ensure_model_version(engine: Engine, version: str) -> None:

@@ -2,9 +2,16 @@
 
 Idempotent on ``request_id``: a request already present is left as it is (counted as a
 duplicate). Invalid rows (no id, empty title, oversize text, unreadable or oversize image)
-are refused with a reason, recorded in ``intake_rejects``, and the rest goes on. A file that
-cannot be read at all is an :class:`IntakeFileError`; in the inbox it is moved to
-``inbox/failed`` with a ``.reason.txt`` beside it, while good files go to ``inbox/done``.
+are refused with a reason, recorded in ``intake_rejects``, and the rest goes on; a row read
+from a file has its place in the reason (``line 3: text too long (...)``; ``row 7`` for
+Parquet). A file that cannot be read at all is an :class:`IntakeFileError`; in the inbox it
+is moved to ``inbox/failed`` with a ``.reason.txt`` beside it, while good files go to
+``inbox/done``.
+
+CSV cells may be as long as a good row can need (text plus a base64 image): the csv
+module's default limit of 131,072 characters per field used to fail the whole file for one
+long cell. Only a record beyond :func:`csv_record_limit` (far more than any good row, e.g.
+an unclosed quote running to the end of a huge file) still fails the file, with its line.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 CHUNK_ROWS = 10_000
 MAX_REQUEST_ID_CHARS = 200
 MAX_SAMPLE_REJECTS = 20
+# The key under which the file readers give a row's place in its file ("line 3", "row 7").
+WHERE_KEY = "__where__"
 # Defaults for callers without settings: the Settings field defaults (not the environment).
 DEFAULT_MAX_TEXT_CHARS: int = Settings.model_fields["max_text_chars"].default
 DEFAULT_MAX_IMAGE_BYTES: int = Settings.model_fields["max_image_bytes"].default
@@ -114,6 +123,12 @@ class RejectedRequest:
     reason: str
     kind: str
     row: dict[str, Any]
+    where: str | None = None  # the row's place in its file ("line 3"), when read from one
+
+    @property
+    def located_reason(self) -> str:
+        """The reason with the row's place in its file in front, when known."""
+        return f"{self.where}: {self.reason}" if self.where else self.reason
 
 
 # ----------------------------------------------------------------- validation
@@ -208,13 +223,16 @@ def validate_request_row(
     ``image_sha256``) or a reject with its ``request_id`` (None when there is none), a
     human-readable ``reason`` and a short ``kind``. ``image_path`` is read inside ``base_dir``
     (when given); ``image`` bytes and ``image_base64`` are accepted too. A ``__error__`` row
-    (a line :func:`read_request_file` could not parse) is a reject. Never raises for bad data.
-    Used by the scoring intake and by ``hscode predict``.
+    (a line :func:`read_request_file` could not parse) is a reject. The row's place in its
+    file (:data:`WHERE_KEY`, set by :func:`read_request_file`) becomes the reject's ``where``.
+    Never raises for bad data. Used by the scoring intake and by ``hscode predict``.
     """
     row = {str(k).strip().lower(): v for k, v in row.items()}
+    where = row.pop(WHERE_KEY, None)
+    where = str(where) if where is not None else None
 
     def reject(request_id: str | None, reason: str, kind: str) -> RejectedRequest:
-        return RejectedRequest(request_id, reason, kind, _row_for_log(row))
+        return RejectedRequest(request_id, reason, kind, _row_for_log(row), where)
 
     if "__error__" in row:  # a line of a file that could not be parsed
         return reject(None, str(row["__error__"]), "invalid JSON")
@@ -368,7 +386,7 @@ def _submit_chunk(
                     {
                         "rid": r.request_id,
                         "src": source,
-                        "reason": r.reason,
+                        "reason": r.located_reason,
                         "row": json.dumps(r.row, ensure_ascii=False, default=str),
                     }
                     for r in rejects
@@ -379,7 +397,8 @@ def _submit_chunk(
     summary.rejected = len(rejects)
     summary.reasons = dict(Counter(r.kind for r in rejects))
     summary.rejects = [
-        {"request_id": r.request_id, "reason": r.reason} for r in rejects[:MAX_SAMPLE_REJECTS]
+        {"request_id": r.request_id, "reason": r.located_reason}
+        for r in rejects[:MAX_SAMPLE_REJECTS]
     ]
     return summary
 
@@ -387,15 +406,30 @@ def _submit_chunk(
 # ----------------------------------------------------------------- files
 
 
-def read_request_file(path: Path) -> Iterator[dict[str, Any]]:
+def csv_record_limit(max_text_chars: int, max_image_bytes: int) -> int:
+    """The most characters one CSV record may have: twice what the largest good row needs
+    (its text and a base64 image), plus room for other columns."""
+    base64_chars = 4 * ((max_image_bytes + 2) // 3)
+    return 2 * (max_text_chars + base64_chars) + 65_536
+
+
+DEFAULT_MAX_CSV_RECORD_CHARS = csv_record_limit(DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_IMAGE_BYTES)
+
+
+def read_request_file(
+    path: Path, *, max_record_chars: int = DEFAULT_MAX_CSV_RECORD_CHARS
+) -> Iterator[dict[str, Any]]:
     """Rows of a CSV (UTF-8, header row), JSON-lines or Parquet request file.
 
+    Each row carries its place in the file under :data:`WHERE_KEY` (``line 3``, ``lines 3-5``
+    for a quoted value spanning lines, ``row 7`` in Parquet; line numbers count the header).
     A JSON line that is not an object is yielded as ``{"__error__": reason}`` so the row is
-    rejected while the rest of the file goes on.
+    rejected while the rest of the file goes on. A CSV cell may be any length up to
+    ``max_record_chars`` for its whole record; a longer record is an :class:`IntakeFileError`.
     """
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        yield from _read_csv(path)
+        yield from _read_csv(path, max_record_chars)
     elif suffix in (".jsonl", ".ndjson"):
         yield from _read_jsonl(path)
     elif suffix == ".parquet":
@@ -416,19 +450,94 @@ def _require_columns(path: Path, columns: Iterable[str]) -> None:
             )
 
 
-def _read_csv(path: Path) -> Iterator[dict[str, Any]]:
+class CsvRecordTooLong(ValueError):
+    """A CSV record longer than its bound (``line``: the line it starts on)."""
+
+    def __init__(self, line: int, limit: int) -> None:
+        super().__init__(
+            f"the record starting at line {line} is longer than {limit} characters "
+            "(an unclosed quote?); nothing after it was read"
+        )
+        self.line, self.limit = line, limit
+
+
+class _Overflow(Exception):
+    pass
+
+
+class _BoundedLines:
+    """The lines of a text stream for ``csv.reader``, at most ``limit`` characters per
+    record (``used`` is reset before each record), so one record never fills the memory."""
+
+    def __init__(self, fh: Any, limit: int) -> None:
+        self.fh, self.limit, self.used = fh, limit, 0
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.fh.readline(self.limit - self.used + 1)
+        if not line:
+            raise StopIteration
+        self.used += len(line)
+        if self.used > self.limit:
+            raise _Overflow
+        return line
+
+
+def iter_csv_records(
+    fh: Any, max_record_chars: int, *, delimiter: str = ","
+) -> Iterator[tuple[int, int, list[str]]]:
+    """``(first line, last line, cells)`` of each record of a CSV text stream (opened with
+    ``newline=""``), the header included; blank lines are skipped.
+
+    A cell may be as long as its record's bound: the csv module's field limit (131,072
+    characters by default, process-wide) is raised to ``max_record_chars`` only while a
+    record is parsed here, so other readers keep theirs. A longer record raises
+    :class:`CsvRecordTooLong`; a line the csv module cannot parse raises ``csv.Error``.
+    Shared by the request intake (and so ``hscode predict``) and ``hscode cases import``.
+    """
+    lines = _BoundedLines(fh, max_record_chars)
+    reader = csv.reader(lines, delimiter=delimiter)
+    while True:
+        start = reader.line_num + 1
+        lines.used = 0
+        previous = csv.field_size_limit(max_record_chars + 1)
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except _Overflow:
+            raise CsvRecordTooLong(start, max_record_chars) from None
+        finally:
+            csv.field_size_limit(previous)
+        if record:
+            yield start, reader.line_num, record
+
+
+def _read_csv(path: Path, max_record_chars: int) -> Iterator[dict[str, Any]]:
+    line = 0
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None:
+            records = iter_csv_records(fh, max_record_chars)
+            first = next(records, None)
+            if first is None:
                 raise IntakeFileError(f"{path.name}: empty CSV file (no header row)")
-            _require_columns(path, reader.fieldnames)
-            for row in reader:
-                yield {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+            header = first[2]
+            _require_columns(path, header)
+            for start, end, cells in records:
+                line = end
+                # cells beyond the header are dropped, missing ones are None (as DictReader)
+                row: dict[str, Any] = dict.fromkeys(header)
+                row.update((k, v if v != "" else None) for k, v in zip(header, cells))
+                row[WHERE_KEY] = f"line {start}" if end == start else f"lines {start}-{end}"
+                yield row
     except UnicodeDecodeError as exc:
         raise IntakeFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+    except CsvRecordTooLong as exc:
+        raise IntakeFileError(f"{path.name}: {exc}") from None
     except csv.Error as exc:
-        raise IntakeFileError(f"{path.name}: malformed CSV ({exc})") from exc
+        raise IntakeFileError(f"{path.name}: malformed CSV after line {line} ({exc})") from exc
 
 
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -449,6 +558,7 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 if not checked:
                     _require_columns(path, record.keys())
                     checked = True
+                record[WHERE_KEY] = f"line {number}"
                 yield record
     except UnicodeDecodeError as exc:
         raise IntakeFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
@@ -461,8 +571,12 @@ def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
     try:
         parquet = pq.ParquetFile(path)
         _require_columns(path, parquet.schema_arrow.names)
+        number = 0
         for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            yield from batch.to_pylist()
+            for row in batch.to_pylist():
+                number += 1
+                row[WHERE_KEY] = f"row {number}"
+                yield row
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise IntakeFileError(f"{path.name}: unreadable Parquet ({exc})") from exc
 
@@ -478,9 +592,14 @@ def import_requests(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"request file {path} not found")
+    record_limit = (
+        csv_record_limit(settings.max_text_chars, settings.max_image_bytes)
+        if settings
+        else DEFAULT_MAX_CSV_RECORD_CHARS
+    )
     return submit_requests(
         engine,
-        read_request_file(path),
+        read_request_file(path, max_record_chars=record_limit),
         source=source or f"file:{path.name}",
         settings=settings,
         base_dir=path.parent,

@@ -8,9 +8,9 @@ are accepted. Each row is checked by :func:`hscode.intake.validate_request_row`,
 judged the same way by ``hscode predict`` and by the intake. Output: CSV or Parquet with
 ``request_id,rank,hs_code,score,review`` (top-k rows per request, best first).
 
-A bad row (missing id or title, text too long, unreadable image, broken JSON line, or a
-``request_id`` already seen in the file: the first good occurrence wins) does not stop the
-file: it is written to ``<output stem>.rejects.csv`` beside the output as
+A bad row (missing id or title, text too long (a 200,000-character CSV cell too), unreadable
+image, broken JSON line, or a ``request_id`` already seen in the file: the first good
+occurrence wins) does not stop the file: it is written to ``<output stem>.rejects.csv`` beside the output as
 ``line,request_id,reason`` and the other rows are predicted. ``line`` is the 1-based record
 number in the input: for CSV the data row (the header is not counted; a quoted value spanning
 several lines is still one record), for JSON lines the non-blank line (the reason of a broken
@@ -61,7 +61,9 @@ def _read_requests(
     seen: set[str] = set()
     n_rows = 0
     try:
-        for n_rows, row in enumerate(intake.read_request_file(input_path), start=1):
+        record_limit = intake.csv_record_limit(settings.max_text_chars, settings.max_image_bytes)
+        rows = intake.read_request_file(input_path, max_record_chars=record_limit)
+        for n_rows, row in enumerate(rows, start=1):
             checked = intake.validate_request_row(
                 row, input_path.parent, settings.max_text_chars, settings.max_image_bytes
             )

@@ -44,8 +44,8 @@ def crawl_portal(
     create_markdown_artifact(
         key="crawl-summary",
         markdown=(
-            f"# Crawl summary\n\nPortal: `{settings.portal_url}`; window {since} .. {until}\n\n"
-            + markdown_table(scalar_rows(summary))
+            f"# Crawl summary\n\nPortal: `{settings.portal_url}`\n\n"
+            f"Window: {summary.get('window') or 'none'}\n\n" + markdown_table(scalar_rows(summary))
         ),
         description="What the crawl fetched, skipped and failed",
     )

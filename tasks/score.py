@@ -7,6 +7,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
 
 from hscode.settings import Settings
 from tasks._progress import ArtifactProgress
@@ -86,19 +87,23 @@ def score_pending_requests(
 
 @task(name="record-champion", tags=["score", "db"], cache_policy=NO_CACHE)
 def record_champion(settings: Settings, version: str) -> bool:
-    """Flag ``version`` as champion in ``model_versions`` when the registry says it is.
+    """Record every registered version in ``model_versions`` (the leaderboard lists those not
+    promoted too) with the registry's champion flagged; True when ``version`` is it.
 
     Keeps the analysts' views on the registry's champion, also after a rollback.
     """
-    from hscode.db import get_engine, record_model_version
+    from hscode.db import get_engine, sync_registry_versions
     from hscode.registry import Registry
 
-    champion = Registry.from_settings(settings).champion()
-    if champion is None or champion.version != version:
-        return False
-    engine = get_engine(settings)
-    record_model_version(engine, version, dict(champion.metrics), champion=True)
-    return True
+    registry = Registry.from_settings(settings)
+    recorded = sync_registry_versions(get_engine(settings), registry)
+    champion = registry.champion()
+    get_run_logger().info(
+        "%d model versions recorded for the leaderboard; champion %s",
+        recorded,
+        champion.version if champion else "none",
+    )
+    return champion is not None and champion.version == version
 
 
 @task(name="publish-run-summary", tags=["report"], cache_policy=NO_CACHE)

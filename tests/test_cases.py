@@ -532,9 +532,28 @@ def test_import_csv_survives_unreadable_and_oversize_rows(settings, tmp_path):
     )
     report = import_cases(settings, path)
     assert report.read == 4 and report.imported == 1
-    assert report.reasons == {"unreadable_row": 2, "oversize_text": 1}
+    # the 200,000-character cell is read whole and judged as text, like the 25,000 one
+    assert report.reasons == {"unreadable_row": 1, "oversize_text": 2}
     assert report.decode_errors == 1
     assert read_cases(settings)["title"].to_pylist() == ["Caf\ufffd hook"]
+
+
+def test_import_csv_oversize_quoted_cell_spanning_lines_is_one_rejected_row(settings, tmp_path):
+    # the csv module's field limit used to stop inside the quoted cell: its row was rejected
+    # and the rest of the cell ("second, line, x") was read as a row and imported
+    path = tmp_path / "quoted.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case_id", "hs_code", "title", "description"])
+        writer.writerow(["q1", "8517.13-0000", "smartphone", ""])
+        writer.writerow(["q2", "8517.13-0000", "phone", "y" * 200_000 + "\nsecond, line, x"])
+        writer.writerow(["q3", "4202.92-0000", "backpack", "two\nlines"])
+    report = import_cases(settings, path)
+    assert (report.read, report.imported, report.rejected) == (3, 2, 1)
+    assert report.reasons == {"oversize_text": 1}
+    assert sorted(read_cases(settings)["title"].to_pylist()) == ["backpack", "smartphone"]
+    (reject,) = read_rejects(settings)
+    assert reject.raw_ref == "quoted.csv#2"
 
 
 def test_upsert_records_rejects_and_removes_orphan_temp_files(settings):

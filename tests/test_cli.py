@@ -133,13 +133,20 @@ def test_db_url_migrate_and_analyst_login_on_embedded_postgres(capsys):
         assert main(["--data-dir", str(data_dir), "db", "migrate"]) == EXIT_OK
         assert "up to date" in capsys.readouterr().out
         assert main(["--data-dir", str(data_dir), "db", "analyst-login", "ana"]) == EXIT_OK
-        capsys.readouterr()
+        out = capsys.readouterr().out
+        # it prints the URI to use for that login: the server and database of `db url`
+        printed = re.search(r"^connect with: psql '([^']+)'$", out, re.MULTILINE)
+        assert printed, out
+        analyst_uri = printed.group(1)
+        assert analyst_uri == re.sub(r"^postgresql://[^@/]*@", "postgresql://ana@", uri)
+        args = ["--data-dir", str(data_dir), "db", "analyst-login", "bob", "--password", "pw-1"]
+        assert main(args) == EXIT_OK
+        out = capsys.readouterr().out
+        assert "pw-1" not in out and "psql 'postgresql://bob@" in out  # never echoed back
         assert main(["--data-dir", str(data_dir), "db", "analyst-login", "Robert'); drop"]) == (
             EXIT_BAD_INPUT
         )
         # psql accepts the URI: the login reads a view and is refused a base table
-        analyst_uri = re.sub(r"^postgresql://[^@/]*@", "postgresql://ana@", uri)
-        assert "//ana@" in analyst_uri, analyst_uri
         view = subprocess.run(
             ["psql", analyst_uri, "-Atc", "select count(*) from latest_predictions"],
             capture_output=True,

@@ -206,6 +206,12 @@ def test_incremental_watermark_and_recrawl_window(tmp_path: Path):
         settings = fast_settings(tmp_path / "var", emu.url, recrawl_days=30)
         s1 = crawl(settings, None, until)  # no watermark yet: from 1988, one year at a time
         assert s1.ok and s1.details_fetched == len(first)
+        # the summary says what it crawled and why, never "window None .. None"
+        assert s1.window == (
+            "1988-01-01 .. 2024-12-31, everything: no earlier crawl, so from the portal's "
+            "oldest decisions"
+        )
+        assert set(s1.series_windows) == {"ordinary", "council", "committee"}
         assert s1.windows_total == 3 * len(year_windows(dt.date(1988, 1, 1), until))
         marks = read_watermarks(settings)
         assert marks == {s: until for s in ("ordinary", "council", "committee")}
@@ -217,6 +223,10 @@ def test_incremental_watermark_and_recrawl_window(tmp_path: Path):
     assert s2.ok
     # Only the trailing 30 days before the watermark were listed again ...
     assert s2.windows_total == 3
+    assert s2.window == (
+        "2024-12-01 .. 2024-12-31, since the last crawl: its watermark 2024-12-31 less the "
+        "30 re-crawl days for late publications"
+    )
     assert s2.details_fetched == 1 and s2.cases_listed >= 1
     # ... and only the late publication's detail was fetched.
     assert [r.key for r in log2 if r.endpoint == "detail"] == [late.rrdc_no]
@@ -269,6 +279,41 @@ def test_robots_images_off_host_and_concurrency_cap(tmp_path: Path):
         with crawl_slot(settings), pytest.raises(CrawlBusy):
             crawl(settings, *Y2024)
         assert emu.stats["requests"]["list"] == 0
+
+
+def test_crawl_window_is_described_in_words():
+    from hscode.crawl import describe_window
+
+    day = dt.date
+    kwargs = {"until_given": False, "recrawl_days": 30}
+    assert describe_window(
+        day(2024, 5, 3), day(2024, 6, 10), since=None, watermark=day(2024, 6, 2), **kwargs
+    ) == (
+        "2024-05-03 .. 2024-06-10 (today, UTC), since the last crawl: its watermark "
+        "2024-06-02 less the 30 re-crawl days for late publications"
+    )
+    assert (
+        describe_window(
+            day(2010, 1, 1),
+            day(2014, 12, 31),
+            since=day(2010, 1, 1),
+            watermark=None,
+            until_given=True,
+            recrawl_days=30,
+        )
+        == "2010-01-01 .. 2014-12-31, as asked"
+    )
+    assert describe_window(
+        day(1988, 1, 1), day(2024, 6, 10), since=None, watermark=None, **kwargs
+    ).startswith("1988-01-01 .. 2024-06-10 (today, UTC), everything: no earlier crawl")
+    assert describe_window(
+        day(2024, 6, 1),
+        day(2024, 5, 1),
+        since=day(2024, 6, 1),
+        watermark=None,
+        until_given=True,
+        recrawl_days=30,
+    ).startswith("nothing to crawl: 2024-06-01 is after 2024-05-01")
 
 
 def test_year_windows_never_exceed_a_year():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import subprocess
 import sys
 import threading
@@ -10,17 +12,19 @@ import uuid
 import pytest
 from conftest_db import _admin_execute, embedded_data_dir, stop_embedded
 from sqlalchemy import create_engine, make_url, text
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from hscode.db import (
     ANALYST_ROLE,
     create_analyst_login,
     dispose_engine,
     get_engine,
+    login_uri,
     migrate,
     migrations,
     psql_uri,
     record_model_version,
+    sync_registry_versions,
 )
 from hscode.db import stop_embedded as stop_embedded_server
 from hscode.settings import Settings
@@ -215,7 +219,8 @@ def test_analyst_reads_views_only(pg_engine):
         "insert into requests (request_id, title) values ('a1', 'x')",
         "update model_versions set champion = true",
         "delete from predictions",
-        "insert into request_overview (request_id, title) values ('a2', 'x')",
+        # a simple view is updatable: only the missing privilege stops the write
+        "insert into intake_rejections (request_id, reason) values ('a2', 'x')",
         "create table analyst_scratch (x int)",
     ]
     for statement in writes:
@@ -223,6 +228,11 @@ def test_analyst_reads_views_only(pg_engine):
             conn.execute(text(f"set local role {ANALYST_ROLE}"))
             with pytest.raises(ProgrammingError, match="permission denied"):
                 conn.execute(text(statement))
+    # request_overview (a union since 004) cannot be written by anyone
+    with pg_engine.begin() as conn:
+        conn.execute(text(f"set local role {ANALYST_ROLE}"))
+        with pytest.raises(DBAPIError, match="permission denied|cannot insert into view"):
+            conn.execute(text("insert into request_overview (request_id, title) values ('a', 'x')"))
 
 
 def test_analyst_login_connects_and_is_read_only(pg_engine):
@@ -248,3 +258,126 @@ def test_analyst_login_connects_and_is_read_only(pg_engine):
             conn.execute(text(f'drop role "{login}"'))
     with pytest.raises(ValueError):
         create_analyst_login(pg_engine, "Robert'); drop table requests;--")
+
+
+def test_login_uri_names_the_login_and_carries_no_secret():
+    url = (
+        "postgresql+psycopg://admin:s3cr%40t@db.example:6432/hscode"
+        "?sslmode=require&password=also-secret&user=admin&application_name=hs"
+    )
+    uri = login_uri(Settings(database_url=url, _env_file=None), "ana")
+    # (the query keys come back sorted)
+    assert uri == "postgresql://ana@db.example:6432/hscode?application_name=hs&sslmode=require"
+    assert "s3cr" not in uri and "secret" not in uri and "admin" not in uri
+    socket = "postgresql://postgres@/hscode?host=/run/pg%20sock&port=5433"
+    assert (
+        login_uri(Settings(database_url=socket, _env_file=None), "ana")
+        == "postgresql://ana@/hscode?host=/run/pg%20sock&port=5433"
+    )
+    with pytest.raises(ValueError, match="login name"):
+        login_uri(Settings(database_url=url, _env_file=None), "Robert'); drop")
+
+
+def test_login_uri_connects_as_the_login_with_psql(pg_engine):
+    with pg_engine.connect() as conn:
+        if not conn.execute(
+            text("select 1 from pg_roles where rolname = :r"), {"r": ANALYST_ROLE}
+        ).first():
+            pytest.skip("no CREATEROLE on this server: analyst role not created")
+    login = f"analyst_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    create_analyst_login(pg_engine, login, password)
+    settings = Settings(
+        database_url=pg_engine.url.render_as_string(hide_password=False), _env_file=None
+    )
+    uri = login_uri(settings, login)
+    assert password not in uri
+    try:
+        done = subprocess.run(
+            ["psql", uri, "-Atc", "select current_user, count(*) from latest_predictions"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+            env={"PGPASSWORD": password, "PATH": os.environ.get("PATH", "")},
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"{login}|0"
+    finally:
+        with pg_engine.begin() as conn:
+            conn.execute(text(f'drop role "{login}"'))
+
+
+# ----------------------------------------------------------------- the model leaderboard
+
+
+class _Saveable:
+    def __init__(self, payload: str) -> None:
+        self.payload = payload
+
+    def save(self, directory) -> None:
+        directory.mkdir(parents=True)
+        (directory / "weights.bin").write_text(self.payload)
+
+
+def _leaderboard(engine) -> dict[str, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("select * from model_leaderboard")).mappings().all()
+    return {r["version"]: dict(r) for r in rows}
+
+
+def test_leaderboard_lists_every_registered_version_and_its_standing(pg_engine, tmp_path):
+    from hscode.registry import Registry
+
+    with pg_engine.begin() as conn:
+        conn.execute(text("truncate model_versions cascade"))
+    registry = Registry(tmp_path / "registry")
+    v1 = registry.register(_Saveable("1"), {"test_top1": 0.71}, {})
+    registry.promote(v1, reason="first model")
+    v2 = registry.register(_Saveable("2"), {"test_top1": 0.69, "ece": float("nan")}, {})
+    v3 = registry.register(_Saveable("3"), {"test_top1": 0.74}, {})
+    registry.promote(v3, reason="better")
+    # v2 was evaluated and not promoted: it used to be missing from the leaderboard
+    assert sync_registry_versions(pg_engine, registry) == 3
+    board = _leaderboard(pg_engine)
+    assert sorted(board) == [v1, v2, v3]
+    standing = {v: (r["champion"], r["ever_promoted"], r["standing"]) for v, r in board.items()}
+    assert standing == {
+        v1: (False, True, "former champion"),
+        v2: (False, False, "never promoted"),
+        v3: (True, True, "champion"),
+    }
+    assert board[v2]["top1"] == pytest.approx(0.69) and board[v2]["metrics"]["ece"] is None
+    assert board[v2]["promoted_at"] is None and board[v3]["promoted_at"] is not None
+    for v in (v1, v2, v3):  # the registry's times, not when the database first saw them
+        created = dt.datetime.fromisoformat(registry.get(v).created_at)
+        assert board[v]["registered_at"] == created
+
+    # a rollback moves the flag; syncing again changes nothing else and adds no rows
+    registry.rollback()
+    assert sync_registry_versions(pg_engine, registry) == 3
+    again = _leaderboard(pg_engine)
+    assert [again[v]["standing"] for v in (v1, v2, v3)] == [
+        "champion",
+        "never promoted",
+        "former champion",
+    ]
+    with pg_engine.connect() as conn:
+        assert (
+            conn.execute(text("select count(*) from model_versions where champion")).scalar() == 1
+        )
+
+
+def test_leaderboard_keeps_versions_the_registry_does_not_know(pg_engine, tmp_path):
+    from hscode.registry import Registry
+
+    with pg_engine.begin() as conn:
+        conn.execute(text("truncate model_versions cascade"))
+    record_model_version(pg_engine, "v-elsewhere", {"top1": 0.5}, champion=True)
+    registry = Registry(tmp_path / "registry")
+    assert sync_registry_versions(pg_engine, registry) == 0  # empty registry: nothing moves
+    registry.register(_Saveable("1"), {"test_top1": 0.6}, {})  # no champion in the registry
+    sync_registry_versions(pg_engine, registry)
+    board = _leaderboard(pg_engine)
+    assert board["v-elsewhere"]["standing"] == "champion"
+    assert [r["standing"] for v, r in board.items() if v != "v-elsewhere"] == ["never promoted"]

@@ -220,3 +220,88 @@ def test_inbox_moves_files_to_done_or_failed(engine, tmp_path):
 def test_empty_inbox_is_fine(engine, tmp_path):
     settings = Settings(data_dir=tmp_path / "var", _env_file=None)
     assert import_inbox(settings, engine).files == 0
+
+
+# ----------------------------------------------------------------- one oversize CSV field
+
+
+def _write_csv_text(path: Path, header: list[str], records: list[list[str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(records)
+
+
+def test_an_oversize_csv_field_rejects_its_row_only_with_its_line(engine, tmp_path):
+    settings = Settings(data_dir=tmp_path / "var", _env_file=None)
+    huge = "가" * 200_000  # beyond the csv module's 131,072-character field limit
+    _write_csv_text(
+        tmp_path / "big.csv",
+        ["request_id", "title", "description", "notes"],
+        [
+            ["b1", "볼펜", "", ""],  # line 2
+            ["b2", huge, "", ""],  # line 3: the bad row
+            ["b3", "면 티셔츠", "two\nlines", ""],  # lines 4-5
+            ["b4", "냉동 쇠고기", "", huge],  # lines 6: a long cell in a column we ignore
+            ["b5", "", "", ""],  # line 7: an ordinary bad row after it
+            ["b6", "travel backpack", "", ""],  # line 8
+        ],
+    )
+    limit_before = csv.field_size_limit()
+    summary = import_requests(engine, tmp_path / "big.csv", settings=settings)
+    assert csv.field_size_limit() == limit_before  # the process-wide limit is left as it was
+    assert (summary.received, summary.inserted, summary.rejected) == (6, 4, 2)
+    assert sorted(_requests(engine)) == ["b1", "b3", "b4", "b6"]
+    assert _requests(engine)["b3"]["description"] == "two\nlines"
+    reasons = _reject_reasons(engine)
+    assert reasons["b2"] == "line 3: text too long (200000 chars > 20000)"
+    assert reasons["b5"] == "line 7: empty title"
+    assert summary.reasons == {"text too long": 1, "empty title": 1}
+    assert [r["reason"] for r in summary.rejects] == [reasons["b2"], reasons["b5"]]
+
+
+def test_rows_from_files_carry_their_place_in_the_file(tmp_path):
+    from hscode.intake import WHERE_KEY, read_request_file
+
+    _write_csv_text(
+        tmp_path / "r.csv", ["request_id", "title"], [["a", "x"], ["b", "two\nlines"], ["c", "y"]]
+    )
+    assert [r[WHERE_KEY] for r in read_request_file(tmp_path / "r.csv")] == [
+        "line 2",
+        "lines 3-4",
+        "line 5",
+    ]
+    (tmp_path / "r.jsonl").write_text(
+        '{"request_id": "a", "title": "x"}\n\n{"request_id": "b", "title": "y"}\n'
+    )
+    assert [r[WHERE_KEY] for r in read_request_file(tmp_path / "r.jsonl")] == ["line 1", "line 3"]
+    pq.write_table(
+        pa.table({"request_id": ["a", "b"], "title": ["x", "y"]}), tmp_path / "r.parquet"
+    )
+    assert [r[WHERE_KEY] for r in read_request_file(tmp_path / "r.parquet")] == ["row 1", "row 2"]
+
+
+def test_a_csv_record_beyond_any_good_row_fails_the_file_with_its_line(tmp_path):
+    from hscode.intake import read_request_file
+
+    # an unclosed quote on line 3 would swallow the rest of the file into one cell
+    (tmp_path / "runaway.csv").write_text(
+        'request_id,title\na,ok\nb,"never closed\n' + "more text\n" * 200, encoding="utf-8"
+    )
+    rows = read_request_file(tmp_path / "runaway.csv", max_record_chars=1000)
+    assert next(rows)["request_id"] == "a"
+    with pytest.raises(IntakeFileError, match=r"record starting at line 3 is longer than 1000"):
+        next(rows)
+
+
+def test_an_inbox_file_with_an_oversize_field_is_imported_not_failed(engine, tmp_path):
+    settings = Settings(data_dir=tmp_path / "var", _env_file=None)
+    inbox = settings.inbox_dir
+    inbox.mkdir(parents=True)
+    _write_csv_text(
+        inbox / "night.csv", ["request_id", "title"], [["n1", "x" * 200_000], ["n2", "볼펜"]]
+    )
+    summary = import_inbox(settings, engine)
+    assert (summary.files_done, summary.files_failed) == (["night.csv"], {})
+    assert (summary.inserted, summary.rejected) == (1, 1)
+    assert _reject_reasons(engine)["n1"].startswith("line 2: text too long (200000 chars")

@@ -125,6 +125,24 @@ def test_csv_round_trip_with_bad_rows(trained: Settings, tmp_path: Path) -> None
     assert len(_read_csv(out)) == 1 and not rejects_path(out).exists()
 
 
+def test_an_oversize_csv_field_rejects_its_row_only(trained: Settings, tmp_path: Path) -> None:
+    # one 200,000-character title: beyond the csv module's 131,072-character field limit
+    src = tmp_path / "big.csv"
+    with open(src, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["request_id", "title", "description"])
+        writer.writerow(["g1", "wrist watch casio", ""])
+        writer.writerow(["huge", "x" * 200_000, ""])
+        writer.writerow(["g2", "LCD monitor", "flat panel\nwith a stand"])
+    out = tmp_path / "pred.csv"
+    summary = predict_file(trained, src, out, top_k=2)
+    assert (summary["rows"], summary["predicted"], summary["rejected"]) == (3, 2, 1)
+    assert sorted({row["request_id"] for row in _read_csv(out)}) == ["g1", "g2"]
+    (reject,) = _read_csv(rejects_path(out))
+    assert (reject["line"], reject["request_id"]) == ("2", "huge")  # the second data row
+    assert reject["reason"] == f"text too long (200000 chars > {trained.max_text_chars})"
+
+
 def test_jsonl_and_parquet(trained: Settings, tmp_path: Path) -> None:
     src = tmp_path / "requests.jsonl"
     src.write_text(

@@ -357,6 +357,15 @@ def test_analyst_views_show_the_champions_answers_with_names(engine, settings):
     assert len(queue) == 4
     assert all(len(q["candidates"]) == 3 and len(q["precedent_codes"]) == 2 for q in queue)
     assert queue[0]["candidates"][0] == queue[0]["top_hs10"]
+    # the English names latest_predictions has, beside the Korean ones
+    top = queue[0]
+    assert top["top_hs10_name_en"] == f"item {top['top_hs10']}"
+    assert top["top_hs10_name_ko"] == f"품목 {top['top_hs10']}"
+    assert (top["top_hs6"], top["top_hs6_name_ko"]) == (
+        top["top_hs10"][:6],
+        f"소호 {top['top_hs10'][:6]}",
+    )
+    assert top["top_hs4_name_en"] is None and top["top_hs6_name_en"] is None  # none loaded
     assert (
         sum(v["requests"] for v in volumes) == 4
         and sum(v["flagged_for_review"] for v in volumes) == 4
@@ -374,6 +383,73 @@ def test_analyst_views_show_the_champions_answers_with_names(engine, settings):
     assert board["v-old"]["champion"] and board["v-old"]["top1"] == pytest.approx(0.81)
     assert board["v-new"]["requests_scored"] == 4 and board["v-new"]["review_rate"] == 1.0
     assert board["v-old"]["runs"] == 1
+    assert (board["v-old"]["standing"], board["v-old"]["ever_promoted"]) == ("champion", True)
+    assert (board["v-new"]["standing"], board["v-new"]["ever_promoted"]) == (
+        "never promoted",
+        False,
+    )
+
+
+def test_request_overview_shows_intake_and_scoring_rejections(engine, settings):
+    tight = Settings(
+        data_dir=settings.data_dir, top_k=3, n_precedents=2, max_text_chars=100, _env_file=None
+    )
+    submit_requests(
+        engine,
+        [
+            {"request_id": "ok-1", "title": "볼펜"},
+            {"request_id": "ok-2", "title": "면 티셔츠", "description": "반팔"},
+            {"request_id": "bad-long", "title": "x" * 101},  # refused at intake
+            {"request_id": "bad-image", "title": "사진", "image": b"not an image"},
+            {"request_id": "", "title": "no id"},
+        ],
+        settings=tight,
+        source="file:today.csv",
+    )
+    with engine.begin() as conn:  # rows put in by SQL: the scorer rejects the bad one
+        conn.execute(text("insert into requests (request_id, title) values ('bad-empty', '  ')"))
+    score_pending(tight, engine, TitleHashRecommender())
+
+    with engine.connect() as conn:
+        rows = conn.execute(text("select * from request_overview")).mappings().all()
+    by_id = {r["request_id"]: r for r in rows}
+    assert len(rows) == 6 and sorted(by_id, key=str) == sorted(
+        ["ok-1", "ok-2", "bad-long", "bad-image", "bad-empty", None], key=str
+    )
+    assert by_id["ok-1"]["status"] == "scored" and by_id["ok-1"]["rejected_by"] is None
+    empty = by_id["bad-empty"]
+    assert (empty["status"], empty["rejected_by"], empty["reject_reason"]) == (
+        "rejected",
+        "scorer",
+        "empty title",
+    )
+    long = by_id["bad-long"]
+    assert (long["status"], long["rejected_by"], long["source"]) == (
+        "rejected",
+        "intake",
+        "file:today.csv",
+    )
+    assert long["reject_reason"].startswith("text too long (101 chars > 100)")
+    assert long["title"] == "x" * 101 and long["received_at"] is not None
+    image = by_id["bad-image"]
+    assert image["has_image"] is True and image["reject_reason"].startswith("unreadable image")
+    assert by_id[None]["reject_reason"] == "missing request_id"
+
+    # a request accepted after its rejection shows once, as the request it became; a second
+    # rejection of the same id shows the latest reason only
+    submit_requests(engine, [{"request_id": "bad-long", "title": "shorter now"}], settings=tight)
+    submit_requests(
+        engine, [{"request_id": "bad-image", "title": ""}], settings=tight, source="again"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(text("select * from request_overview")).mappings().all()
+    assert len(rows) == 6
+    by_id = {r["request_id"]: r for r in rows}
+    assert (by_id["bad-long"]["status"], by_id["bad-long"]["rejected_by"]) == ("pending", None)
+    assert (by_id["bad-image"]["reject_reason"], by_id["bad-image"]["source"]) == (
+        "empty title",
+        "again",
+    )
 
 
 def test_partitions_split_the_backlog_exactly_and_run_in_parallel(engine, settings):

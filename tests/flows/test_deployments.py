@@ -1,4 +1,8 @@
-"""Every deployment registers against a Prefect server with its schedules, pool, parameters and triggers."""
+"""Every deployment registers against a Prefect server with its schedules, pool, parameters and triggers.
+
+The trigger-matching tests at the end need no server: they build the flow-run event the
+Prefect 3.8 server emits and evaluate each declared trigger with the server's own matcher.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +36,10 @@ def test_every_deployment_registered_once(registered):
     assert sorted(ids) == sorted(spec.full_name for spec in DEPLOYMENTS)
     assert len(set(ids.values())) == len(DEPLOYMENTS)
     assert {
-        "crawl/nightly",
+        "crawl/nightly-crawl",
         "normalize/after-crawl",
         "train/weekly",
-        "score/nightly",
+        "score/nightly-score",
         "nightly/chain",
     } == set(ids)
 
@@ -47,12 +51,17 @@ def test_pools_and_work_pool_types(registered):
         pools = {p.name: p.type for p in client.read_work_pools()}
     assert pools.get("cpu") == "process" and pools.get("gpu") == "process"
     assert _read("train/weekly").work_pool_name == "gpu"
-    for name in ("crawl/nightly", "normalize/after-crawl", "score/nightly", "nightly/chain"):
+    for name in (
+        "crawl/nightly-crawl",
+        "normalize/after-crawl",
+        "score/nightly-score",
+        "nightly/chain",
+    ):
         assert _read(name).work_pool_name == "cpu", name
 
 
 def test_schedules_are_korean_time(registered):
-    crawl = _read("crawl/nightly")
+    crawl = _read("crawl/nightly-crawl")
     assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in crawl.schedules] == [
         ("0 1 * * *", "Asia/Seoul", True)
     ]
@@ -60,7 +69,7 @@ def test_schedules_are_korean_time(registered):
     assert [(s.schedule.cron, s.schedule.timezone) for s in train.schedules] == [
         ("0 3 * * 0", "Asia/Seoul")
     ]
-    score = _read("score/nightly")
+    score = _read("score/nightly-score")
     # scoring runs after the crawl chain (01:00 crawl) in the same night
     assert [(s.schedule.cron, s.schedule.timezone) for s in score.schedules] == [
         ("0 6 * * *", "Asia/Seoul")
@@ -80,14 +89,14 @@ def test_parameters_match_flow_signatures(registered):
     assert {"since", "until", "portal_url", "train"} <= set(
         chain.parameter_openapi_schema["properties"]
     )
-    assert "batch_size" in _read("score/nightly").parameter_openapi_schema["properties"]
+    assert "batch_size" in _read("score/nightly-score").parameter_openapi_schema["properties"]
 
 
 def test_concurrency_tags_and_working_dir(registered):
     from deployments.registry import code_version
 
     workdir, _ = registered
-    for name in ("crawl/nightly", "train/weekly", "score/nightly", "nightly/chain"):
+    for name in ("crawl/nightly-crawl", "train/weekly", "score/nightly-score", "nightly/chain"):
         deployment = _read(name)
         assert deployment.global_concurrency_limit is not None, name
         assert deployment.global_concurrency_limit.limit == 1, name
@@ -109,7 +118,7 @@ def test_triggers_as_automations(registered):
             target = str(getattr(action, "deployment_id", ""))
             by_deployment.setdefault(target, []).append(automation.trigger)
 
-    score = by_deployment[ids["score/nightly"]]
+    score = by_deployment[ids["score/nightly-score"]]
     assert [sorted(t.expect) for t in score] == [["hscode.model.promoted"]]
     assert score[0].match.root["prefect.resource.id"] == "hscode.model.*"
 
@@ -120,11 +129,54 @@ def test_triggers_as_automations(registered):
     normalize = by_deployment[ids["normalize/after-crawl"]]
     assert [sorted(t.expect) for t in normalize] == [["prefect.flow-run.Completed"]]
     related = normalize[0].match_related
-    related = related[0] if isinstance(related, list) else related
-    assert related.root["prefect.resource.name"] == "nightly"
-    assert related.root["prefect.resource.role"] == "deployment"
+    related = related if isinstance(related, list) else [related]
+    assert sorted(
+        (r.root["prefect.resource.role"], r.root["prefect.resource.name"]) for r in related
+    ) == [
+        ("deployment", "nightly-crawl"),
+        ("flow", "crawl"),
+    ]
 
-    assert ids["crawl/nightly"] not in by_deployment
+    assert ids["crawl/nightly-crawl"] not in by_deployment
+
+
+def _normalize_runs(client, deployment_id: str) -> list:
+    from uuid import UUID
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(deployment_id)]))
+    )
+
+
+def test_a_crawl_completion_starts_normalize_and_a_score_completion_does_not(registered):
+    """Against the test server: runs of the deployments are forced to Completed, the server
+    emits its ``prefect.flow-run.Completed`` events, the automations act on them."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed
+
+    _, ids = registered
+    normalize_id = ids["normalize/after-crawl"]
+    with get_client(sync_client=True) as client:
+        before = {run.id for run in _normalize_runs(client, normalize_id)}
+        # the score completion's event comes first: had it fired, its run would be there too
+        for name in ("score/nightly-score", "crawl/nightly-crawl"):
+            run = client.create_flow_run_from_deployment(ids[name])
+            client.set_flow_run_state(run.id, Completed(), force=True)
+        deadline = time.monotonic() + 60
+        started: list = []
+        while time.monotonic() < deadline and not started:
+            time.sleep(1)
+            started = [r for r in _normalize_runs(client, normalize_id) if r.id not in before]
+        assert len(started) == 1, "the crawl completion did not start normalize within 60 s"
+        assert started[0].created_by is not None
+        assert started[0].created_by.type == "AUTOMATION"
+        time.sleep(3)  # nothing else arrives
+        after = [r for r in _normalize_runs(client, normalize_id) if r.id not in before]
+        assert [r.id for r in after] == [started[0].id]
 
 
 def test_registration_is_idempotent(registered):
@@ -155,3 +207,127 @@ def test_tag_concurrency_limits(prefect_harness):
         with get_client(sync_client=True) as client:
             for tag in TAG_CONCURRENCY:
                 client.delete_concurrency_limit_by_tag(tag)
+
+
+# --- trigger matching, no server -----------------------------------------------------------
+
+
+def _flow_run_completed(flow_name: str, deployment_name: str | None, tags=("hscode",)):
+    """The ``prefect.flow-run.Completed`` event the server emits for such a run.
+
+    Built with the functions ``prefect.server.models.events.flow_run_state_change_event``
+    uses for its related resources (flow, deployment, work queue, work pool, tags).
+    """
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    from prefect.server.events.schemas.events import Event
+    from prefect.server.models.events import (
+        _as_resource_data,
+        _resource_data_as_related_resources,
+    )
+
+    run = SimpleNamespace(id=uuid4(), name="brave-otter", tags=[])
+    flow = SimpleNamespace(id=uuid4(), name=flow_name, tags=[])
+    deployment = (
+        SimpleNamespace(id=uuid4(), name=deployment_name, tags=list(tags))
+        if deployment_name
+        else None
+    )
+    queue = SimpleNamespace(id=uuid4(), name="default")
+    pool = SimpleNamespace(id=uuid4(), name="cpu", type="process")
+    data = _as_resource_data(run, flow, deployment, queue, pool)
+    return Event(
+        id=uuid4(),
+        occurred=datetime.now(UTC),
+        event="prefect.flow-run.Completed",
+        resource={
+            "prefect.resource.id": f"prefect.flow-run.{run.id}",
+            "prefect.resource.name": run.name,
+            "prefect.state-name": "Completed",
+            "prefect.state-type": "COMPLETED",
+        },
+        related=_resource_data_as_related_resources(data, excluded_kinds=["flow-run"]),
+    ).receive()
+
+
+def _server_triggers(spec_name: str):
+    """The declared triggers of a deployment, as the server's automation triggers."""
+    from prefect.server.events.schemas.automations import EventTrigger
+
+    from deployments.registry import DEPLOYMENTS
+
+    (spec,) = [s for s in DEPLOYMENTS if s.name == spec_name]
+    return [
+        EventTrigger.model_validate(t.trigger_type(**t.model_dump()).model_dump(mode="json"))
+        for t in spec.triggers
+    ]
+
+
+def _fires(spec_name: str, event) -> bool:
+    return any(trigger.covers(event) for trigger in _server_triggers(spec_name))
+
+
+def _spec(full_name: str):
+    from deployments.registry import DEPLOYMENTS
+
+    (spec,) = [s for s in DEPLOYMENTS if s.full_name == full_name]
+    return spec
+
+
+def test_deployment_names_are_unique():
+    from deployments.registry import DEPLOYMENTS
+
+    names = [spec.name for spec in DEPLOYMENTS]
+    assert len(set(names)) == len(names), names
+
+
+def test_a_duplicate_deployment_name_is_refused():
+    from dataclasses import replace
+
+    from deployments.registry import DEPLOYMENTS, check_unique_names
+
+    crawl, score = _spec("crawl/nightly-crawl"), _spec("score/nightly-score")
+    with pytest.raises(ValueError, match="nightly-crawl"):
+        check_unique_names([*DEPLOYMENTS, replace(score, name=crawl.name)])
+
+
+def test_normalize_fires_when_the_crawl_deployment_completes():
+    crawl = _spec("crawl/nightly-crawl")
+    assert _fires("after-crawl", _flow_run_completed(crawl.flow_name, crawl.name))
+
+
+def test_normalize_does_not_fire_when_scoring_or_anything_else_completes():
+    for full_name in (
+        "score/nightly-score",
+        "train/weekly",
+        "nightly/chain",
+        "normalize/after-crawl",
+    ):
+        spec = _spec(full_name)
+        assert not _fires("after-crawl", _flow_run_completed(spec.flow_name, spec.name)), full_name
+    # the old clash: a score deployment carrying the crawl deployment's name
+    assert not _fires("after-crawl", _flow_run_completed("score", "nightly-crawl"))
+    # a crawl that is no deployment's run (nightly/chain's subflow, ``hscode crawl``)
+    assert not _fires("after-crawl", _flow_run_completed("crawl", None))
+
+
+def test_normalize_fires_only_on_completion():
+    from prefect.server.events.schemas.automations import EventTrigger
+
+    crawl = _spec("crawl/nightly-crawl")
+    failed = _flow_run_completed(crawl.flow_name, crawl.name).model_copy(
+        update={"event": "prefect.flow-run.Failed"}
+    )
+    assert not _fires("after-crawl", failed)
+    assert all(isinstance(t, EventTrigger) for t in _server_triggers("after-crawl"))
+
+
+def test_flow_run_completions_start_no_other_deployment():
+    # train and score are triggered by hscode's own events, never by a flow run completing
+    for spec_name in ("weekly", "nightly-score"):
+        for full_name in ("crawl/nightly-crawl", "normalize/after-crawl", "score/nightly-score"):
+            spec = _spec(full_name)
+            event = _flow_run_completed(spec.flow_name, spec.name)
+            assert not _fires(spec_name, event), (spec_name, full_name)
