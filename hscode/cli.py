@@ -199,6 +199,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "promotion_margin": args.promotion_margin,
         "recent_days": args.recent_days,
         "refit": False if args.no_refit else None,
+        "hidden": args.hidden,
+        "batch_size": args.batch_size,
     }
     config = TrainConfig(**{k: v for k, v in config_fields.items() if v is not None})
     outcome = _with_progress(
@@ -460,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="the newest N days of decisions are the out-of-time test (default 30; 0: none)",
     )
+    p.add_argument("--hidden", type=int, help="BiLSTM hidden size per direction (default 256)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default 64)")
     p.add_argument(
         "--no-refit",
         action="store_true",
