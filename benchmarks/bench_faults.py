@@ -638,7 +638,7 @@ def case_kill_train(world: ScoreWorld, seed: int) -> dict[str, Any]:
     )
     champion_after_kill = after_kill.champion().version
     new_versions = [v for v in versions_after if v not in versions_before]
-    # Re-run: a complete candidate is registered; promoted only if better.
+    # Re-run: a complete candidate is registered; promoted only if not worse.
     t0 = time.perf_counter()
     from hscode.training import SMOKE_TRAIN, TrainConfig, train_and_register
 

@@ -167,7 +167,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         name="weekly",
         flow="flows.train:train_flow",
         work_pool=GPU_POOL,
-        description="Train a candidate model; promote it only if it beats the champion.",
+        description="Train a candidate model; promote it only if it is not worse than the champion.",
         parameters={"force": False, "settings_overrides": {"device": "auto"}},
         schedules=(Cron("0 3 * * 0", timezone=TIMEZONE),),
         triggers=(

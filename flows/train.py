@@ -1,4 +1,4 @@
-"""Train flow: train text/image/fusion models, evaluate, register, promote if better."""
+"""Train flow: train text/image/fusion models, evaluate, register, promote if not worse than the champion; serve a refit."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def train_flow(
     train_overrides: dict[str, Any] | None = None,
     settings_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train a candidate on the current cases; it becomes champion only if it beats the champion.
+    """Train a candidate on the current cases; it becomes champion only if it is not worse than
+    the champion on test cases neither learned from (then it is refitted on every case).
 
     Args:
         top_codes: keep only the K most frequent HS10 codes (None: every code with enough cases).

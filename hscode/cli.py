@@ -442,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     cases_sub.add_parser("report", help="print the data-quality report")
     p.set_defaults(func=cmd_cases)
 
-    p = sub.add_parser("train", help="train, evaluate, register; promote if better")
+    p = sub.add_parser(
+        "train", help="train, evaluate, register; promote if not worse than the champion"
+    )
     p.add_argument("--top-codes", type=int)
     p.add_argument("--inputs", choices=INPUT_MODES)
     p.add_argument("--epochs", type=int)

@@ -1,4 +1,4 @@
-"""Training flow: class selection, grouped split, train -> register -> promote only if better."""
+"""Training flow: class selection, grouped split, train -> register -> promote only if not worse."""
 
 from __future__ import annotations
 
