@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import GHKO99_CSV, ROOT, log, markdown_table, name_key
+from benchmarks.common import GHKO99_CSV, ROOT, log, markdown_table, name_key, read_ghko99
 
 LEVELS = (10, 6, 4)  # digits at which every model is scored
 TOPS = (1, 3)  # top-k accuracies reported
@@ -86,12 +86,7 @@ def load_source(path: Path = GHKO99_CSV) -> pd.DataFrame:
 
     Rows with an empty name are dropped (the importer would reject them anyway).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"real data not found at {path} (see /work/shared/docs/data.md)")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"hscode", "name"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    frame = read_ghko99(path)
     frame = frame[frame["name"].str.strip() != ""].reset_index(drop=True)
     frame["hs10"] = frame["hscode"].str.strip().str.zfill(10)
     bad = ~frame["hs10"].str.fullmatch(r"\d{10}")

@@ -26,14 +26,20 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 GHKO99_CSV = SHARED_DATA / "ghko99_hscode" / "dataset.csv"
 
 
-def load_ghko99_names(path: Path = GHKO99_CSV) -> pd.DataFrame:
-    """The ghko99 name -> code list; codes left-padded to 10 digits (chapters 01-09 lost a zero)."""
+def read_ghko99(path: Path = GHKO99_CSV) -> pd.DataFrame:
+    """The ghko99 file as it is (``hscode``, ``name``: strings, codes not padded)."""
     if not path.is_file():
         raise FileNotFoundError(f"real data not found at {path} (see /work/shared/docs/data.md)")
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = {"hscode", "name"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return frame
+
+
+def load_ghko99_names(path: Path = GHKO99_CSV) -> pd.DataFrame:
+    """The ghko99 name -> code list; codes left-padded to 10 digits (chapters 01-09 lost a zero)."""
+    frame = read_ghko99(path)
     frame["hscode"] = frame["hscode"].str.strip().str.zfill(10)
     bad = ~frame["hscode"].str.fullmatch(r"\d{10}")
     if bad.any():

@@ -235,7 +235,8 @@ def test_analyst_reads_views_only(pg_engine):
             conn.execute(text("insert into request_overview (request_id, title) values ('a', 'x')"))
 
 
-def test_analyst_login_connects_and_is_read_only(pg_engine):
+def _new_analyst_login(pg_engine) -> tuple[str, str]:
+    """A fresh analyst login (name, password); skips where the server cannot create roles."""
     with pg_engine.connect() as conn:
         if not conn.execute(
             text("select 1 from pg_roles where rolname = :r"), {"r": ANALYST_ROLE}
@@ -244,6 +245,11 @@ def test_analyst_login_connects_and_is_read_only(pg_engine):
     login = f"analyst_{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
     create_analyst_login(pg_engine, login, password)
+    return login, password
+
+
+def test_analyst_login_connects_and_is_read_only(pg_engine):
+    login, password = _new_analyst_login(pg_engine)
     url = pg_engine.url.set(username=login, password=password)
     engine = create_engine(url)
     try:
@@ -279,14 +285,7 @@ def test_login_uri_names_the_login_and_carries_no_secret():
 
 
 def test_login_uri_connects_as_the_login_with_psql(pg_engine):
-    with pg_engine.connect() as conn:
-        if not conn.execute(
-            text("select 1 from pg_roles where rolname = :r"), {"r": ANALYST_ROLE}
-        ).first():
-            pytest.skip("no CREATEROLE on this server: analyst role not created")
-    login = f"analyst_{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    create_analyst_login(pg_engine, login, password)
+    login, password = _new_analyst_login(pg_engine)
     settings = Settings(
         database_url=pg_engine.url.render_as_string(hide_password=False), _env_file=None
     )
