@@ -165,14 +165,20 @@ class Scorer(Protocol):
 def topk_hits(model: Scorer, examples: Sequence[Any], k: int) -> np.ndarray:
     """Per example: is its label among the model's top ``k`` codes (False for a code the
     model does not know)."""
+    return topk_hits_many(model, examples, (k,))[k]
+
+
+def topk_hits_many(
+    model: Scorer, examples: Sequence[Any], ks: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """:func:`topk_hits` for several ``k`` from one prediction pass."""
     if not examples:
-        return np.zeros(0, dtype=bool)
+        return {k: np.zeros(0, dtype=bool) for k in ks}
     probs = model.predict_proba(examples)
     index = {label: j for j, label in enumerate(model.labels)}
     y = np.array([index.get(e.label, -1) for e in examples])
-    k = min(k, probs.shape[1])
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return (top == y[:, None]).any(axis=1) & (y >= 0)
+    ranked = np.argsort(-probs, axis=1, kind="stable")
+    return {k: (ranked[:, :k] == y[:, None]).any(axis=1) & (y >= 0) for k in ks}
 
 
 def paired_bootstrap(
@@ -235,8 +241,9 @@ def compare(
 ) -> Comparison:
     """Both models on the candidate's ``test`` examples the champion never used."""
     compared = [e for e in test if e.key not in champion_used]
-    c1, c3 = topk_hits(candidate, compared, 1), topk_hits(candidate, compared, 3)
-    h1, h3 = topk_hits(champion, compared, 1), topk_hits(champion, compared, 3)
+    c = topk_hits_many(candidate, compared, (1, 3))
+    h = topk_hits_many(champion, compared, (1, 3))
+    c1, c3, h1, h3 = c[1], c[3], h[1], h[3]
     d1 = paired_bootstrap(c1, h1, seed=seed)
     d3 = paired_bootstrap(c3, h3, seed=seed + 1)
     mean = lambda x: float(x.mean()) if len(x) else float("nan")

@@ -412,25 +412,21 @@ class Registry:
         except (OSError, ValueError):
             return None
 
-    def has_evaluated(self, version: str) -> bool:
-        """Whether the version keeps an evaluated model apart from the served one."""
-        return "evaluated_files" in self._read_manifest(self._require(version))
-
     def model_dir(self, version: str, evaluated: bool = False) -> Path:
         """A local folder holding the version's served model, or with ``evaluated`` the model
         its metrics describe (the same folder when the version keeps no separate one); a
         verified cached copy when the registry is remote."""
         rel = self._require(version)
-        sub = EVALUATED_SUBDIR if evaluated and self.has_evaluated(version) else MODEL_SUBDIR
+        manifest = self._read_manifest(rel)  # read once: one GET on object storage
+        sub = EVALUATED_SUBDIR if evaluated and "evaluated_files" in manifest else MODEL_SUBDIR
         local = self.location.local_root
         if local is not None:
             return local / rel / sub
-        return self._cached_copy(version, rel, sub)
+        return self._cached_copy(version, rel, sub, manifest)
 
-    def _cached_copy(self, version: str, rel: str, sub: str = MODEL_SUBDIR) -> Path:
+    def _cached_copy(self, version: str, rel: str, sub: str, manifest: dict[str, Any]) -> Path:
         ident = hashlib.sha256(self.location.url.encode()).hexdigest()[:12]
         dest = self.cache_dir / ident / (version if sub == MODEL_SUBDIR else f"{version}-{sub}")
-        manifest = self._read_manifest(rel)
         files: dict[str, dict[str, Any]] | None = manifest.get(
             "files" if sub == MODEL_SUBDIR else "evaluated_files"
         )

@@ -39,7 +39,7 @@ from hscode.evaluation import (
     compare,
     gate,
     title_key,
-    topk_hits,
+    topk_hits_many,
 )
 from hscode.settings import Settings
 
@@ -540,11 +540,12 @@ def train_and_register(
         }
     )
     # out of time: the test cases decided in the newest window, and every test case by month
-    key_date = dict(zip((e.key for e in examples), selection.dates or [], strict=False))
-    test_dates = [key_date.get(e.key) for e in test]
-    hits1, hits3 = topk_hits(model, test, 1), topk_hits(model, test, 3)
-    recent_keys = {examples[i].key for i in roles.recent}
-    recent_rows = [i for i, e in enumerate(test) if e.key in recent_keys]
+    dates = selection.dates or [None] * len(examples)
+    test_dates = [dates[i] for i in roles.test]
+    hits = topk_hits_many(model, test, (1, 3))
+    hits1, hits3 = hits[1], hits[3]
+    recent = set(roles.recent)
+    recent_rows = [row for row, i in enumerate(roles.test) if i in recent]
     if recent_rows:
         metrics["test_recent_top1"] = float(np.mean(hits1[recent_rows]))
         metrics["test_recent_top3"] = float(np.mean(hits3[recent_rows]))
@@ -562,17 +563,9 @@ def train_and_register(
         metrics["compared_diff_top1"] = comparison.diff_top1
     log.info("gate: %s", reason)
 
-    served, served_info = (
-        model,
-        {
-            "model": "evaluated",
-            "why": "not refitted" + ("" if config.refit else " (refit off)"),
-            "n_examples": len(train) + len(val),
-        },
-    )
     if promote and config.refit:
         t_refit = time.perf_counter()
-        served = refit(model, examples, progress=stages.for_stage(refit_stage))
+        served = refit(model, examples, progress=stages.for_stage(refit_stage))  # logs its time
         metrics["refit_seconds"] = time.perf_counter() - t_refit
         served_info = {
             "model": "refit",
@@ -581,13 +574,13 @@ def train_and_register(
             "epochs": served.history["refit"]["epochs"],
             "companion_epochs": served.history["refit"]["companion_epochs"],
         }
-        log.info(
-            "served model refitted on all %d cases in %.0f s",
-            len(examples),
-            metrics["refit_seconds"],
-        )
-    elif not promote:
-        served_info["why"] = "not promoted, so not refitted"
+    else:
+        served = model
+        served_info = {
+            "model": "evaluated",
+            "why": "not refitted (refit off)" if promote else "not promoted, so not refitted",
+            "n_examples": len(train) + len(val),
+        }
     metrics["train_seconds"] = time.perf_counter() - t_start
     stages.finish(len(stages.bounds) - 2)
 
