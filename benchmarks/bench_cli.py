@@ -69,7 +69,6 @@ from benchmarks.common import GHKO99_CSV, ROOT, log, markdown_table, name_key, r
 LEVELS = (10, 6, 4)  # digits at which every model is scored
 TOPS = (1, 3)  # top-k accuracies reported
 RANK_DEPTH = 10  # `hscode predict --top-k`: the 10-digit ranking the lower levels derive from
-MIN_CASES = 3  # hscode.training.TrainConfig.min_cases_per_code (not a CLI flag)
 DEFAULT_OUT = ROOT / "var" / "bench" / "bench_cli.json"
 EVAL_SETS = {
     "in_k": "held-out names whose code is one of the K selected codes",
@@ -223,40 +222,28 @@ def read_predictions(path: Path) -> dict[str, list[str]]:
 @dataclass
 class Selected:
     titles: list[str]
-    hs10: list[str]
     codes: list[str]  # the chosen classes at the training level, ranked
-    n_cases: int  # cases in the dataset
-    n_trainable: int  # single clean hs10 code and a title
+    labels: list[str]  # each case's code at the training level
+    n_trainable: int  # cases with a single clean hs10 code
 
 
 def read_selection(data_dir: Path, k: int | None, digits: int) -> Selected:
-    """The cases ``hscode train`` selects, read back from the dataset in ``data_dir``.
-
-    Replicates ``hscode.training.load_examples``: trainable = one clean hs10 code (not multi-
-    code) and a non-empty title; classes = the k most frequent ``digits``-digit codes (count
-    desc, then code) among those with >= MIN_CASES cases; every trainable case of a class.
-    """
-    from hscode.cases import read_cases
+    """The cases ``hscode train --top-codes k`` selects, read back from the dataset in
+    ``data_dir`` by the product's own ``hscode.training.load_examples``."""
     from hscode.settings import Settings
+    from hscode.training import LEVELS as TRAIN_LEVELS
+    from hscode.training import TrainConfig, load_examples
 
     settings = Settings(_env_file=None, data_dir=data_dir, storage_url=None, registry_dir=None)
-    rows = read_cases(settings, columns=["case_key", "hs10", "multi_code", "title"]).to_pylist()
-    trainable = [
-        r for r in rows if r["hs10"] and not r["multi_code"] and (r["title"] or "").strip()
-    ]
-    counts = Counter(r["hs10"][:digits] for r in trainable)
-    ranked = sorted((c for c, n in counts.items() if n >= MIN_CASES), key=lambda c: (-counts[c], c))
-    chosen = ranked[:k] if k else ranked
-    keep = set(chosen)
-    selected = sorted(
-        (r for r in trainable if r["hs10"][:digits] in keep), key=lambda r: r["case_key"]
-    )
+    level = next(name for name, d in TRAIN_LEVELS.items() if d == digits)
+    selection = load_examples(settings, TrainConfig(top_codes=k, level=level, inputs="title"))
+    examples = selection.examples
+    counts = Counter(e.label for e in examples)
     return Selected(
-        titles=[r["title"] for r in selected],
-        hs10=[r["hs10"] for r in selected],
-        codes=chosen,
-        n_cases=len(rows),
-        n_trainable=len(trainable),
+        titles=[e.title for e in examples],
+        codes=sorted(counts, key=lambda c: (-counts[c], c)),
+        labels=[e.label for e in examples],
+        n_trainable=selection.n_cases,
     )
 
 
@@ -319,19 +306,11 @@ def scores_of(rankings: Sequence[Sequence[str]], truth: Sequence[str], levels: S
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int, seed: int) -> dict[str, float]:
-    """Mean of ``a - b`` with a 95% percentile interval from a paired bootstrap over rows."""
-    diff = a.astype(np.float64) - b.astype(np.float64)
-    if len(diff) == 0:
-        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
-    rng = np.random.default_rng(seed)
-    means = np.concatenate(
-        [
-            diff[rng.integers(0, len(diff), size=(min(100, resamples - s), len(diff)))].mean(1)
-            for s in range(0, resamples, 100)
-        ]
-    )
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"mean": float(diff.mean()), "lo": float(lo), "hi": float(hi)}
+    """``hscode.evaluation.paired_bootstrap`` of ``a - b`` as ``{"mean", "lo", "hi"}``."""
+    from hscode.evaluation import paired_bootstrap as bootstrap
+
+    mean, lo, hi = bootstrap(a, b, resamples=resamples, seed=seed)
+    return {"mean": mean, "lo": lo, "hi": hi}
 
 
 # ------------------------------------------------------------------ one seed, one K
@@ -391,7 +370,7 @@ def run_one(
         # the CLI prints its metrics with 4 significant digits
         if theirs is not None and float(f"{ours:.4g}") != float(theirs):
             log(f"WARNING seed {seed} K={label}: {what} {ours} here, {theirs} in `hscode train`")
-    labels = [c[:digits] for c in sel.hs10]
+    labels = sel.labels
     t0 = time.perf_counter()
     svm = fit_svm(sel.titles, labels, seed)
     svm_fit_s = time.perf_counter() - t0
@@ -405,7 +384,7 @@ def run_one(
     if args.peer_levels:
         for d in (lv for lv in LEVELS if lv < digits):
             t0 = time.perf_counter()
-            model = fit_svm(sel.titles, [c[:d] for c in sel.hs10], seed)
+            model = fit_svm(sel.titles, [c[:d] for c in sel.labels], seed)
             peers_at[d] = svm_rankings(model, titles)
             peer_cost[f"svm@{d}_seconds"] = time.perf_counter() - t0
             del model
@@ -448,7 +427,6 @@ def run_one(
         "level_digits": digits,
         "n_imported_rows": len(source) - len(held),
         "n_held_out": len(held),
-        "n_cases": sel.n_cases,
         "n_trainable": sel.n_trainable,
         "n_selected": len(sel.titles),
         "n_classes": len(sel.codes),

@@ -49,7 +49,7 @@ from hscode.objectstore import Location, cases_location, images_location
 from hscode.schema import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION, SERIES
 from hscode.settings import Settings
 from hscode.storage import atomic_write, image_problem, sha256_bytes
-from hscode.text import clean_text, decode_text
+from hscode.text import clean_text, decode_text, title_key
 
 log = logging.getLogger(__name__)
 
@@ -945,10 +945,6 @@ def _counts(values: Iterable[Any]) -> dict[str, int]:
     }
 
 
-def _title_key(title: str) -> str:
-    return " ".join(title.lower().split())
-
-
 def quality_report(
     settings: Settings,
     table: pa.Table | None = None,
@@ -989,7 +985,7 @@ def quality_report(
     rows_by_title: Counter = Counter()
     for title, code in zip(cols["title"], cols["hs10"], strict=True):
         if code:
-            key = _title_key(title)
+            key = title_key(title)
             codes_by_title.setdefault(key, set()).add(code)
             rows_by_title[key] += 1
     conflicts = {t: c for t, c in codes_by_title.items() if len(c) > 1}

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
-import unicodedata
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,15 +35,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from hscode.text import title_key
+
 ROLE_SALT = "hscode-role-v1"
 BOOTSTRAP_RESAMPLES = 2000
 MAX_RECENT_SHARE = 0.5
-
-
-def title_key(title: str) -> str:
-    """What makes two titles 'identical' for the split: case, width and spacing ignored."""
-    text = unicodedata.normalize("NFKC", title or "").casefold()
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def hash_fraction(key: str) -> float:

@@ -106,3 +106,10 @@ def decode_text(data: bytes, encoding: str = "utf-8") -> DecodedText:
     except UnicodeEncodeError:  # the encoding cannot even spell U+FFFD
         already = 0
     return DecodedText(text, max(text.count("\ufffd") - already, 1))
+
+
+def title_key(title: str | None) -> str:
+    """What makes two titles 'identical' (the split's title groups, the label-noise count in
+    the quality report): case, width and spacing ignored."""
+    text = unicodedata.normalize("NFKC", title or "").casefold()
+    return re.sub(r"\s+", " ", text).strip()

@@ -38,10 +38,10 @@ from hscode.evaluation import (
     assign_roles,
     compare,
     gate,
-    title_key,
     topk_hits_many,
 )
 from hscode.settings import Settings
+from hscode.text import title_key
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,17 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
+from model.sentence import get_encoder
+
 
 class TfidfSvm:
     """char_wb 1-4-gram + word 1-2-gram TF-IDF, one-vs-rest LinearSVC.
 
     Character n-grams carry most of the signal on short, misspelt, mixed-script names; word
-    n-grams add phrases ('of plastics'). Picklable (plain sklearn objects); or, without pickle,
+    n-grams add phrases ('of plastics'). With ``sentence_encoder`` (``"use-m3"``,
+    :mod:`model.sentence`) the frozen encoder's L2-normalised vector, times
+    ``sentence_weight``, is appended to the sparse features: the meaning of a name the
+    n-grams have not seen. Picklable (plain sklearn objects); or, without pickle,
     :meth:`to_state` / :meth:`from_state`.
     """
 
@@ -32,7 +37,15 @@ class TfidfSvm:
         max_features: int | None = 300_000,
         seed: int = 13,
         min_df: int = 1,
+        sentence_encoder: str = "none",
+        sentence_weight: float = 0.5,
     ) -> None:
+        if sentence_weight <= 0:
+            raise ValueError("sentence_weight must be > 0")
+        self.sentence_encoder = sentence_encoder
+        self.sentence_weight = float(sentence_weight)
+        if sentence_encoder != "none":
+            get_encoder(sentence_encoder)  # an unknown name fails here, not after fitting
         self.C = C
         self.min_df = min_df
         self.char_ngrams = char_ngrams
@@ -53,11 +66,26 @@ class TfidfSvm:
             raise RuntimeError("TfidfSvm is not fitted")
         return self._classes
 
-    def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+    def sparse_features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """The TF-IDF n-gram features (char then word), [N, n_terms]."""
         texts = [t if isinstance(t, str) else "" for t in texts]
         return sparse.hstack(
             [self.char_vectorizer.transform(texts), self.word_vectorizer.transform(texts)]
         ).tocsr()
+
+    def dense_features(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The weighted sentence vectors [N, dim], or None without a sentence encoder."""
+        if self.sentence_encoder == "none":
+            return None
+        return get_encoder(self.sentence_encoder).encode(texts) * np.float32(self.sentence_weight)
+
+    def _features(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Everything the SVM sees: the n-grams, then the sentence vector when configured."""
+        tfidf = self.sparse_features(texts)
+        dense = self.dense_features(texts)
+        if dense is None:
+            return tfidf
+        return sparse.hstack([tfidf, sparse.csr_matrix(dense)]).tocsr()
 
     def fit(self, texts: Sequence[str], labels: Sequence) -> TfidfSvm:
         if len(texts) != len(labels):
@@ -101,8 +129,13 @@ class TfidfSvm:
         """SVM margins, shape [N, n_classes], columns in ``classes_`` order."""
         if self.coef is None:
             raise RuntimeError("TfidfSvm is not fitted")
-        features = self._features(texts).astype(np.float32)
-        return np.asarray(features @ self.coef, dtype=np.float64) + self.intercept
+        tfidf = self.sparse_features(texts).astype(np.float32)
+        n_terms = tfidf.shape[1]
+        scores = np.asarray(tfidf @ self.coef[:n_terms], dtype=np.float64)
+        dense = self.dense_features(texts)
+        if dense is not None:
+            scores += dense @ self.coef[n_terms:]
+        return scores + self.intercept
 
     def predict_topk(self, texts: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k labels [N, k] and their margins [N, k], best first."""
@@ -130,6 +163,8 @@ class TfidfSvm:
             "max_features": self.max_features,
             "seed": self.seed,
             "min_df": self.min_df,
+            "sentence_encoder": self.sentence_encoder,
+            "sentence_weight": self.sentence_weight,
             "char_terms": terms(self.char_vectorizer),
             "word_terms": terms(self.word_vectorizer),
             "classes": self._classes.tolist(),
@@ -152,13 +187,18 @@ class TfidfSvm:
             max_features=meta["max_features"],
             seed=meta["seed"],
             min_df=meta.get("min_df", 1),
+            sentence_encoder=meta.get("sentence_encoder", "none"),
+            sentence_weight=meta.get("sentence_weight", 0.5),
         )
         char_terms, word_terms = meta["char_terms"], meta["word_terms"]
         coef = np.asarray(arrays["coef"], dtype=np.float32)
-        if coef.shape[0] != len(char_terms) + len(word_terms):
+        dense_dim = (
+            0 if model.sentence_encoder == "none" else get_encoder(model.sentence_encoder).dim
+        )
+        if coef.shape[0] != len(char_terms) + len(word_terms) + dense_dim:
             raise ValueError(
                 f"TF-IDF state: {coef.shape[0]} coefficient rows for "
-                f"{len(char_terms)} + {len(word_terms)} terms"
+                f"{len(char_terms)} + {len(word_terms)} terms + {dense_dim} sentence dimensions"
             )
         model.char_vectorizer = TfidfVectorizer(
             analyzer="char_wb",
@@ -223,7 +263,7 @@ class TfidfKnn:
         if labels.min() < 0 or labels.max() >= n_classes:
             raise ValueError("TfidfKnn labels must be class indices in [0, n_classes)")
         self.features = features
-        self.matrix = self._normalise(features._features(texts))
+        self.matrix = self._normalise(features.sparse_features(texts))
         self.labels = labels
         self.n_classes = int(n_classes)
         return self
@@ -232,7 +272,7 @@ class TfidfKnn:
         """Vote scores [N, n_classes] (float64)."""
         if self.matrix is None or self.features is None:
             raise RuntimeError("TfidfKnn is not fitted")
-        x = self._normalise(self.features._features(texts))
+        x = self._normalise(self.features.sparse_features(texts))
         out = np.zeros((x.shape[0], self.n_classes), dtype=np.float64)
         train_t = self.matrix.T.tocsr()
         kk = min(self.k, self.matrix.shape[0])

@@ -227,6 +227,58 @@ class Ensemble:
         )
 
 
+@dataclass
+class MixtureChoice:
+    """What :func:`choose_mixture` decided, and the validation scores it decided on."""
+
+    mixture: Ensemble
+    oof: np.ndarray  # [N, C] out-of-fold log-probabilities of the shipped choice
+    member_top1: list[float]  # each member alone on validation
+    mixed_top1: float  # the cross-fitted mixture, out of fold
+    single: int | None  # the member that serves alone, when the mixture did not earn its place
+    cross_fitted: bool
+
+
+def _top1(scores: np.ndarray, labels: np.ndarray) -> float:
+    known = labels >= 0
+    if not known.any():
+        return float("nan")
+    return float(np.mean(scores.argmax(1)[known] == labels[known]))
+
+
+def choose_mixture(
+    scores: Sequence[np.ndarray], labels: np.ndarray, parts: tuple[np.ndarray, np.ndarray] | None
+) -> MixtureChoice:
+    """The ensemble mixture, chosen on validation only and checked out of fold.
+
+    With ``parts`` (two disjoint row sets covering the validation rows) the mixture is
+    cross-fitted: chosen on one part and applied to the other, both ways, so every row gets a
+    mixed score from a mixture that never saw it. The shipped mixture is chosen on all rows.
+    When one member alone ranks better (top-1) on validation than the mixture does out of
+    fold, that member serves alone: a member's ranking does not depend on its temperature, so
+    its validation top-1 involves no fitting. Without ``parts`` (too little validation data)
+    the scores are in-sample and the mixture is kept.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    mixture = Ensemble.fit(scores, labels)
+    if parts is not None:
+        oof = np.zeros(np.shape(scores[0]), dtype=np.float64)
+        for fit_rows, apply_rows in (parts, parts[::-1]):
+            part = Ensemble.fit([s[fit_rows] for s in scores], labels[fit_rows])
+            oof[apply_rows] = part.log_probs([s[apply_rows] for s in scores])
+    else:
+        oof = mixture.log_probs(scores)
+    member_top1 = [_top1(np.asarray(s), labels) for s in scores]
+    mixed_top1 = _top1(oof, labels)
+    best = int(np.nanargmax(member_top1)) if not np.all(np.isnan(member_top1)) else 0
+    single = best if parts is not None and member_top1[best] > mixed_top1 else None
+    if single is not None:
+        weights = [1.0 if i == single else 0.0 for i in range(len(scores))]
+        mixture = Ensemble(temperatures=mixture.temperatures, weights=weights)
+        oof = mixture.log_probs([s if i == single else None for i, s in enumerate(scores)])
+    return MixtureChoice(mixture, oof, member_top1, mixed_top1, single, parts is not None)
+
+
 def mix_logits(
     a: np.ndarray, b: np.ndarray, weight: float, temp_a: float = 1.0, temp_b: float = 1.0
 ) -> np.ndarray:

@@ -14,8 +14,8 @@ from hscode.evaluation import (
     gate,
     hash_fraction,
     paired_bootstrap,
-    title_key,
 )
+from hscode.text import title_key
 
 
 def _roles(titles, labels, dates=None, recent_days=0):

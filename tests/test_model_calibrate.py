@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.calibrate import coverage_curve, ece, fit_temperature, nll, softmax
+from model.calibrate import (
+    Ensemble,
+    choose_mixture,
+    coverage_curve,
+    ece,
+    fit_temperature,
+    nll,
+    softmax,
+)
 
 
 def _overconfident(n: int, seed: int, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -104,3 +112,54 @@ def test_top_label_calibration_fixes_a_shape_temperature_cannot_and_keeps_rankin
     np.testing.assert_allclose(TopLabelCalibrator(a=1.0, b=-1.0)(one_hot).sum(1), 1.0)
     assert TopLabelCalibrator.from_dict(cal.to_dict()) == cal
     assert TopLabelCalibrator.from_dict(None) == TopLabelCalibrator()
+
+
+def _member(y: np.ndarray, n_classes: int, right: float, rng, spread: float = 3.0) -> np.ndarray:
+    """Scores ranking the true class first on a ``right`` share of rows, a random class
+    otherwise."""
+    scores = rng.normal(0.0, 1.0, (len(y), n_classes))
+    first = np.where(rng.random(len(y)) < right, y, rng.integers(0, n_classes, len(y)))
+    scores[np.arange(len(y)), first] += spread
+    return scores
+
+
+def _parts(n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    order = rng.permutation(n)
+    return np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+
+
+def test_a_mixture_of_two_complementary_members_is_kept():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 20, 600)
+    a, b = _member(y, 20, 0.6, rng), _member(y, 20, 0.6, rng)
+    choice = choose_mixture([a, b], y, _parts(len(y), rng))
+    assert choice.single is None and choice.cross_fitted
+    assert choice.mixed_top1 > max(choice.member_top1)
+    assert all(w > 0 for w in choice.mixture.weights)
+
+
+def test_a_member_that_ranks_better_alone_serves_alone():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 20, 600)
+    parts = _parts(len(y), rng)
+    strong = _member(y, 20, 0.7, rng)
+    # a member that is right on one part and wrong with confidence on the other: a mixture
+    # chosen on the first part leans on it and fails on the second
+    fickle = rng.normal(0.0, 1.0, (len(y), 20))
+    fickle[parts[0], y[parts[0]]] += 10.0
+    fickle[parts[1], (y[parts[1]] + 1) % 20] += 10.0
+    choice = choose_mixture([strong, fickle], y, parts)
+    assert Ensemble.fit([strong[parts[0]], fickle[parts[0]]], y[parts[0]]).weights[1] > 0.5
+    assert choice.single == 0 and choice.mixture.weights == [1.0, 0.0]
+    assert choice.member_top1[0] > choice.mixed_top1
+    # the out-of-fold scores are the strong member's own ranking
+    np.testing.assert_array_equal(choice.oof.argmax(1), strong.argmax(1))
+
+
+def test_without_parts_the_mixture_is_in_sample_and_kept():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 5, 40)
+    a, b = _member(y, 5, 0.9, rng), _member(y, 5, 0.2, rng)
+    choice = choose_mixture([a, b], y, None)
+    assert not choice.cross_fitted and choice.single is None
+    np.testing.assert_allclose(choice.oof, choice.mixture.log_probs([a, b]))

@@ -185,7 +185,14 @@ def test_dask_partitions_give_the_same_predictions_as_the_default_runner(nightly
     with engine.connect() as conn:
         dask_rows = conn.execute(query, {"v": version}).all()
         dask_prec = conn.execute(prec_query, {"v": version}).all()
-    assert [tuple(r) for r in dask_rows] == [tuple(r) for r in default_rows]
+    # the same codes in the same order with the same review flags; scores agree to float32
+    # rounding (a partition encodes and multiplies other batches, so BLAS adds in another order)
+    key = lambda r: (r.request_id, r.rank, r.hs10, r.review)
+    assert [key(r) for r in dask_rows] == [key(r) for r in default_rows]
+    assert all(
+        abs(a.score - b.score) <= 1e-5 * max(abs(b.score), 1e-6)
+        for a, b in zip(dask_rows, default_rows, strict=True)
+    )
     # precedents: the same cases in the same order; similarities agree to float32 rounding
     # (a worker runs torch on one thread, so sums are added in another order)
     assert [tuple(r)[:3] for r in dask_prec] == [tuple(r)[:3] for r in default_prec]
