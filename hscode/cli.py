@@ -22,6 +22,7 @@ from typing import Any
 log = logging.getLogger("hscode.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_NOT_RUNNING = 3  # `db status`: no server (as `systemctl status` for an inactive unit)
 INPUT_MODES = ("title", "title+description", "title+image", "title+description+image")
 
 
@@ -329,10 +330,55 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _db_service(settings: Any, action: str) -> int:
+    """`hscode db start|stop|status`: the embedded server as a service."""
+    from hscode.db import embedded_pid, get_engine, start_embedded, stop_embedded
+
+    pg_dir = Path(settings.pg_dir).expanduser().resolve()
+    if settings.database_url is not None and settings.database_url.get_secret_value():
+        if action == "status":
+            from sqlalchemy import text
+
+            with get_engine(settings).connect() as conn:
+                version = conn.execute(text("show server_version")).scalar()
+            print(f"configured server (HSCODE_DATABASE_URL) is up: PostgreSQL {version}")
+            return EXIT_OK
+        print(f"HSCODE_DATABASE_URL is set: that server is not embedded; nothing to {action}")
+        return EXIT_OK
+    if action == "start":
+        uri, already = start_embedded(settings)
+        state = "was already running" if already else "started"
+        print(f"embedded PostgreSQL {state} (data in {pg_dir}); it stays up until `hscode db stop`")
+        print(f"psql '{uri}'")
+    elif action == "stop":
+        stopped = stop_embedded(settings)
+        print(
+            "embedded PostgreSQL stopped" if stopped else f"no embedded PostgreSQL runs in {pg_dir}"
+        )
+    else:
+        pid = embedded_pid(pg_dir)
+        if pid is None:
+            print(f"embedded PostgreSQL: not running (data in {pg_dir})")
+            return EXIT_NOT_RUNNING
+        from sqlalchemy import text
+
+        with get_engine(settings).connect() as conn:
+            sessions = conn.execute(
+                text("select count(*) from pg_stat_activity where backend_type = 'client backend'")
+            ).scalar()
+        print(
+            f"embedded PostgreSQL: running, pid {pid}, data in {pg_dir}, "
+            f"{int(sessions) - 1} other client session(s)"
+        )
+    return EXIT_OK
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from hscode.db import get_engine, migrate, psql_uri
 
     settings = _settings(args)
+    if args.db_cmd in ("start", "stop", "status"):
+        return _db_service(settings, args.db_cmd)
     if args.db_cmd == "url":
         print(psql_uri(settings))
     elif args.db_cmd == "migrate":
@@ -514,7 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("db", help="database")
     db_sub = p.add_subparsers(dest="db_cmd", required=True)
-    db_sub.add_parser("url", help="print the psql connection URI")
+    db_sub.add_parser("start", help="start the embedded server; it stays up until `db stop`")
+    db_sub.add_parser("stop", help="stop the embedded server (open sessions are closed)")
+    db_sub.add_parser("status", help="is the embedded server running, and for how many sessions")
+    db_sub.add_parser("url", help="print the psql connection URI (the server stays up)")
     db_sub.add_parser("migrate", help="apply pending migrations")
     q = db_sub.add_parser("analyst-login", help="create a read-only login for the analyst views")
     q.add_argument("name")

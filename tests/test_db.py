@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest_db import _admin_execute, embedded_data_dir, stop_embedded
@@ -380,3 +381,51 @@ def test_leaderboard_keeps_versions_the_registry_does_not_know(pg_engine, tmp_pa
     board = _leaderboard(pg_engine)
     assert board["v-elsewhere"]["standing"] == "champion"
     assert [r["standing"] for v, r in board.items() if v != "v-elsewhere"] == ["never promoted"]
+
+
+def _hscode(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HSCODE_DATA_DIR": str(data_dir)}
+    env.pop("HSCODE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hscode.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+
+
+def test_an_analyst_session_survives_every_other_command_until_db_stop():
+    """`hscode db start` keeps the server up; commands and processes that find it running
+    leave it running, so an open psql-like session keeps working through them; `db stop`
+    ends it, and `db status` says so with exit code 3."""
+    import psycopg
+
+    data_dir = embedded_data_dir()
+    try:
+        started = _hscode(data_dir, "db", "start")
+        assert started.returncode == 0, started.stderr[-2000:]
+        assert "started" in started.stdout and "hscode db stop" in started.stdout
+        uri = started.stdout.strip().splitlines()[-1].removeprefix("psql '").removesuffix("'")
+        with psycopg.connect(uri) as analyst:
+            assert analyst.execute("select 1").fetchone() == (1,)
+            again = _hscode(data_dir, "db", "start")
+            assert "already running" in again.stdout
+            # a process that uses the database and exits (as a flow run or `hscode report`)
+            _python(_WRITER, str(data_dir))
+            migrated = _hscode(data_dir, "db", "migrate")
+            assert migrated.returncode == 0, migrated.stderr[-2000:]
+            status = _hscode(data_dir, "db", "status")
+            assert status.returncode == 0 and "running" in status.stdout
+            assert "1 other client session" in status.stdout  # the analyst
+            row = analyst.execute("select title from requests where request_id = 'survivor'")
+            assert row.fetchone() == ("x",)
+        stopped = _hscode(data_dir, "db", "stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout
+        status = _hscode(data_dir, "db", "status")
+        assert status.returncode == 3 and "not running" in status.stdout
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(uri, connect_timeout=5)
+    finally:
+        stop_embedded(data_dir)
