@@ -48,11 +48,17 @@ def nightly_flow(
     """The nightly chain. Each step is its own subflow run, so each shows up on its own.
 
     Args:
-        since, until, series, portal_url: passed to the crawl.
+        since: first decision date to crawl (default: the crawl's recrawl window).
+        until: last decision date to crawl (default: today).
+        series: portal series to crawl: any of ordinary, council, committee (default: all).
+        portal_url: base URL of the portal or of an emulator (default: settings).
         train: ``auto`` (when due), ``always`` or ``never``.
         min_new_cases: new trainable cases since the champion that make training due.
         retrain_days: champion age that makes training due.
-        top_codes, inputs, epochs, train_overrides: passed to the train flow.
+        top_codes: train on the K most frequent codes only (default: every code).
+        inputs: the model's inputs, e.g. ``title+description`` (default: the trainer's).
+        epochs: training epochs (default: the trainer's).
+        train_overrides: other ``TrainConfig`` fields for the train flow.
         batch_size: passed to the score flow.
         settings_overrides: ``Settings`` fields for every step (e.g. ``data_dir``).
     """

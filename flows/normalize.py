@@ -26,6 +26,10 @@ def normalize_flow(
     Emits ``hscode.cases.normalized``; its resource label ``hscode.training.due`` is
     ``true`` once ``min_new_cases`` trainable cases arrived since the champion was
     trained (or there is no champion), which triggers the train deployment.
+
+    Args:
+        min_new_cases: new trainable cases since the champion that make training due.
+        settings_overrides: other ``Settings`` fields (e.g. ``{"data_dir": "/srv/hscode"}``).
     """
     settings = resolve_settings(settings_overrides)
     report = normalize_cases(settings)

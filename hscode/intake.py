@@ -71,6 +71,8 @@ class IntakeSummary:
     received: int = 0
     inserted: int = 0
     duplicates: int = 0
+    # the first few duplicate request ids (already in the database, or repeated in the file)
+    duplicate_ids: list[str] = field(default_factory=list)
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # reject reason kind -> count
     rejects: list[dict[str, Any]] = field(default_factory=list)  # first few, with reasons
@@ -84,6 +86,7 @@ class IntakeSummary:
             "received": self.received,
             "inserted": self.inserted,
             "duplicates": self.duplicates,
+            "duplicate_ids": list(self.duplicate_ids),
             "rejected": self.rejected,
             "reasons": dict(self.reasons),
             "rejects": list(self.rejects),
@@ -100,6 +103,9 @@ class IntakeSummary:
         self.received += other.received
         self.inserted += other.inserted
         self.duplicates += other.duplicates
+        room = MAX_SAMPLE_REJECTS - len(self.duplicate_ids)
+        if room > 0:
+            self.duplicate_ids.extend(other.duplicate_ids[:room])
         self.rejected += other.rejected
         for reason, n in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + n
@@ -324,7 +330,7 @@ def _submit_chunk(
     summary = IntakeSummary(source=source, received=len(rows))
     valid: dict[str, ValidRequest] = {}
     rejects: list[RejectedRequest] = []
-    duplicates_in_chunk = 0
+    repeated: list[str] = []
     for row in rows:
         if not isinstance(row, Mapping):
             rejects.append(
@@ -337,13 +343,15 @@ def _submit_chunk(
         if isinstance(checked, RejectedRequest):
             rejects.append(checked)
         elif checked.request_id in valid:
-            duplicates_in_chunk += 1
+            repeated.append(checked.request_id)
         else:
             valid[checked.request_id] = checked
     if not valid and not rejects:
+        summary.duplicates = len(repeated)
+        summary.duplicate_ids = repeated[:MAX_SAMPLE_REJECTS]
         return summary
     with engine.begin() as conn:
-        inserted = 0
+        new_ids: set[str] = set()
         if valid:
             cursor = conn.connection.cursor()
             try:
@@ -362,10 +370,10 @@ def _submit_chunk(
                 cursor.execute(
                     "insert into requests (request_id, title, description, image, image_sha256, source) "
                     "select request_id, title, description, image, image_sha256, %s from _intake_stage "
-                    "on conflict (request_id) do nothing",
+                    "on conflict (request_id) do nothing returning request_id",
                     (source,),
                 )
-                inserted = cursor.rowcount
+                new_ids = {row[0] for row in cursor.fetchall()}
             finally:
                 cursor.close()
         if rejects:
@@ -392,8 +400,10 @@ def _submit_chunk(
                     for r in rejects
                 ],
             )
-    summary.inserted = inserted
-    summary.duplicates = len(valid) - inserted + duplicates_in_chunk
+    summary.inserted = len(new_ids)
+    known = [rid for rid in valid if rid not in new_ids]
+    summary.duplicates = len(known) + len(repeated)
+    summary.duplicate_ids = [*known, *repeated][:MAX_SAMPLE_REJECTS]
     summary.rejected = len(rejects)
     summary.reasons = dict(Counter(r.kind for r in rejects))
     summary.rejects = [

@@ -30,7 +30,51 @@ def import_inbox(settings: Settings) -> dict[str, Any]:
 
     engine = get_engine(settings)
     migrate(engine)
-    return jsonable(_import_inbox(settings, engine))
+    summary = _import_inbox(settings, engine)
+    logger = get_run_logger()
+    for name, reason in summary.files_failed.items():
+        logger.warning("inbox file %s refused (moved to inbox/failed): %s", name, reason)
+    if summary.duplicates:
+        logger.warning(
+            "%d request id(s) already known or repeated, not imported again: %s",
+            summary.duplicates,
+            ", ".join(summary.duplicate_ids),
+        )
+    if summary.files:
+        create_markdown_artifact(key="inbox-intake", markdown=intake_markdown(summary))
+    return jsonable(summary)
+
+
+def intake_markdown(summary: Any) -> str:
+    """What one inbox import did, for people: the files imported and refused (with why), the
+    rows rejected and the duplicate request ids."""
+    lines = [
+        "# Inbox intake",
+        "",
+        (
+            f"{summary.files} file(s): {len(summary.files_done)} imported, "
+            f"{len(summary.files_failed)} refused; {summary.received} rows, "
+            f"{summary.inserted} new requests, {summary.rejected} rows rejected, "
+            f"{summary.duplicates} duplicate ids."
+        ),
+    ]
+    if summary.files_failed:
+        lines += ["", "## Refused files (in `inbox/failed/`, each with a `.reason.txt`)", ""]
+        lines += ["| file | reason |", "|---|---|"]
+        lines += [f"| {_cell(n)} | {_cell(r)} |" for n, r in summary.files_failed.items()]
+    if summary.rejects:
+        lines += ["", "## Rejected rows (first few; all in `intake_rejects`)", ""]
+        lines += ["| request_id | reason |", "|---|---|"]
+        lines += [
+            f"| {_cell(r['request_id'] or '')} | {_cell(r['reason'])} |" for r in summary.rejects
+        ]
+    if summary.duplicate_ids:
+        lines += ["", "## Duplicate request ids (first few)", "", ", ".join(summary.duplicate_ids)]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 @task(name="resolve-champion", tags=["score", "model"], cache_policy=NO_CACHE)

@@ -69,6 +69,7 @@ def test_rows_are_validated_and_bad_ones_recorded_with_reasons(engine, tmp_path)
         1,
         5,
     )
+    assert summary.duplicate_ids == ["r1"]  # repeated in the batch: listed, not only counted
     stored = _requests(engine)
     assert sorted(stored) == ["r1", "r2", "r7"]
     assert stored["r1"]["description"] == "플라스틱 몸체" and stored["r1"]["status"] == "pending"
@@ -97,6 +98,8 @@ def test_resubmitting_is_idempotent(engine):
     again = submit_requests(engine, rows)
     assert (first.inserted, first.duplicates, first.rejected) == (50, 0, 1)
     assert (again.inserted, again.duplicates, again.rejected) == (0, 50, 1)
+    assert first.duplicate_ids == [] and again.duplicate_ids == [f"q{i}" for i in range(20)]
+    assert again.as_dict()["duplicate_ids"] == again.duplicate_ids
     assert len(_requests(engine)) == 50
     with engine.connect() as conn:  # the same bad row is recorded once
         assert conn.execute(text("select count(*) from intake_rejects")).scalar() == 1
@@ -215,6 +218,15 @@ def test_inbox_moves_files_to_done_or_failed(engine, tmp_path):
     again = import_inbox(settings, engine)
     assert (again.files, again.inserted, again.duplicates) == (1, 0, 1)
     assert len(list((inbox / "done").glob("monday*.csv"))) == 2
+
+    # what the score run's `inbox-intake` artifact says: refused files with why, duplicates
+    from tasks.score import intake_markdown
+
+    report = intake_markdown(summary)
+    assert "4 file(s): 2 imported, 2 refused" in report
+    assert "| broken.csv |" in report and "no request_id column" in report
+    assert "| notes.txt |" in report
+    assert "i1" in intake_markdown(again) and "1 duplicate ids" in intake_markdown(again)
 
 
 def test_empty_inbox_is_fine(engine, tmp_path):

@@ -283,6 +283,17 @@ def test_deployment_names_are_unique():
     assert len(set(names)) == len(names), names
 
 
+def test_every_deployment_parameter_is_described_for_the_ui():
+    from prefect.utilities.callables import parameter_schema
+
+    from deployments.registry import DEPLOYMENTS
+
+    for spec in DEPLOYMENTS:
+        schema = parameter_schema(spec.load_flow().fn)
+        undescribed = [n for n, p in schema.properties.items() if not p.get("description")]
+        assert not undescribed, f"{spec.full_name}: no description for {undescribed}"
+
+
 def test_a_duplicate_deployment_name_is_refused():
     from dataclasses import replace
 
