@@ -13,6 +13,8 @@ How the steps chain (each link is declared here, nowhere else):
   cases since the champion).
 - ``score/nightly-score`` runs at 06:00 KST (after the crawl chain), and is triggered by a
   ``hscode.model.promoted`` event, so a new champion re-scores the backlog at once.
+- ``alert/on-failure`` is triggered when a run of any project flow fails or crashes
+  (``flows.alert``).
 - ``nightly/chain`` runs the whole chain in one flow run; its schedule is declared but
   inactive (use it instead of the step schedules, or run it by hand).
 
@@ -138,6 +140,8 @@ def _after_deployment_completed(
 
 
 CRAWL_DEPLOYMENT = "nightly-crawl"
+# the flows whose failed or crashed runs raise the alert (not the alert flow itself: no loop)
+ALERTED_FLOWS = ("crawl", "normalize", "train", "score", "score-partitions", "nightly")
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
@@ -194,6 +198,29 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
             ),
         ),
         tags=("score",),
+    ),
+    DeploymentSpec(
+        name="on-failure",
+        flow="flows.alert:failure_alert_flow",
+        work_pool=CPU_POOL,
+        description=(
+            "Say that a run of a project flow failed or crashed: an artifact, an "
+            "hscode.run.failed event, and the notification block in HSCODE_ALERT_BLOCK."
+        ),
+        parameters={},
+        triggers=(
+            DeploymentEventTrigger(
+                name="alert when a project run fails or crashes",
+                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                match_related={
+                    "prefect.resource.role": "flow",
+                    "prefect.resource.name": list(ALERTED_FLOWS),
+                },
+                parameters={"flow_run_id": "{{ event.resource.id }}"},
+            ),
+        ),
+        concurrency=None,  # every failure gets its alert
+        tags=("alert",),
     ),
     DeploymentSpec(
         name="chain",

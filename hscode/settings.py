@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(20_000, ge=100)
     max_image_bytes: int = Field(10_000_000, ge=1000)
 
+    # operations
+    alert_block: str | None = Field(
+        None,
+        description=(
+            "a Prefect notification block that the failure alert also notifies, as "
+            "'block-type/name' (e.g. 'slack-webhook/ops'); unset: artifact and event only"
+        ),
+    )
+
     # training
     device: str = Field("auto", description="auto | cpu | cuda")
     seed: int = 13

@@ -13,7 +13,9 @@ _PREFECT_HOME = tempfile.mkdtemp(prefix="hscode-prefect-")
 os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+# a loaded 2-core machine (two trainings beside the tests) needs minutes, not seconds, to
+# start an ephemeral server; waiting longer costs nothing when it starts sooner
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 for _name in list(os.environ):

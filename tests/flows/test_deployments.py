@@ -212,8 +212,10 @@ def test_tag_concurrency_limits(prefect_harness):
 # --- trigger matching, no server -----------------------------------------------------------
 
 
-def _flow_run_completed(flow_name: str, deployment_name: str | None, tags=("hscode",)):
-    """The ``prefect.flow-run.Completed`` event the server emits for such a run.
+def _flow_run_completed(
+    flow_name: str, deployment_name: str | None, tags=("hscode",), state: str = "Completed"
+):
+    """The ``prefect.flow-run.<state>`` event the server emits for such a run.
 
     Built with the functions ``prefect.server.models.events.flow_run_state_change_event``
     uses for its related resources (flow, deployment, work queue, work pool, tags).
@@ -241,12 +243,12 @@ def _flow_run_completed(flow_name: str, deployment_name: str | None, tags=("hsco
     return Event(
         id=uuid4(),
         occurred=datetime.now(UTC),
-        event="prefect.flow-run.Completed",
+        event=f"prefect.flow-run.{state}",
         resource={
             "prefect.resource.id": f"prefect.flow-run.{run.id}",
             "prefect.resource.name": run.name,
-            "prefect.state-name": "Completed",
-            "prefect.state-type": "COMPLETED",
+            "prefect.state-name": state,
+            "prefect.state-type": state.upper(),
         },
         related=_resource_data_as_related_resources(data, excluded_kinds=["flow-run"]),
     ).receive()
@@ -342,3 +344,66 @@ def test_flow_run_completions_start_no_other_deployment():
             spec = _spec(full_name)
             event = _flow_run_completed(spec.flow_name, spec.name)
             assert not _fires(spec_name, event), (spec_name, full_name)
+
+
+def test_a_failed_or_crashed_run_of_any_project_flow_raises_the_alert():
+    from deployments.registry import DEPLOYMENTS
+
+    for spec in DEPLOYMENTS:
+        if spec.name == "on-failure":
+            continue
+        for state in ("Failed", "Crashed"):
+            event = _flow_run_completed(spec.flow_name, spec.name, state=state)
+            assert _fires("on-failure", event), (spec.full_name, state)
+        assert not _fires("on-failure", _flow_run_completed(spec.flow_name, spec.name))
+    # a run by hand (no deployment) of a project flow too; the alert's own failure does not
+    # raise another alert (no loop)
+    assert _fires("on-failure", _flow_run_completed("train", None, state="Failed"))
+    assert not _fires("on-failure", _flow_run_completed("alert", "on-failure", state="Failed"))
+    (trigger,) = _spec("alert/on-failure").triggers
+    assert trigger.parameters == {"flow_run_id": "{{ event.resource.id }}"}
+
+
+def test_the_alert_says_which_run_failed_where_and_why():
+    from flows.alert import failure_text
+
+    text = failure_text(
+        {
+            "id": "0f3c",
+            "name": "brave-otter",
+            "flow": "train",
+            "deployment": "train/weekly",
+            "state": "Crashed",
+            "message": "Flow run infrastructure exited with non-zero status code -9.",
+            "start_time": "2026-12-01T03:00:02+00:00",
+            "end_time": None,
+        }
+    )
+    assert text.startswith("# Crashed: train run brave-otter")
+    assert "deployment: train/weekly" in text and "non-zero status code -9" in text
+    assert "prefect flow-run logs 0f3c" in text
+    assert "no deployment" in failure_text({"id": "x", "flow": "score"})
+
+
+def test_the_alert_flow_reads_the_failed_run_and_writes_its_artifact(prefect_harness):
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.alert import failure_alert_flow
+
+    @flow(name="crawl")
+    def broken_crawl() -> None:
+        raise RuntimeError("portal answered 503 for an hour")
+
+    state = broken_crawl(return_state=True)
+    assert state.is_failed()
+    run_id = state.state_details.flow_run_id
+    out = failure_alert_flow(f"prefect.flow-run.{run_id}")
+    assert out["run"]["flow"] == "crawl" and out["run"]["state"] == "Failed"
+    assert "portal answered 503" in out["run"]["message"] and out["notified"] is False
+    with get_client(sync_client=True) as client:
+        (artifact, *_) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["failed-run"]))
+        )
+    assert f"`{run_id}`" in artifact.data and "portal answered 503" in artifact.data
