@@ -40,6 +40,7 @@ def test_every_deployment_registered_once(registered):
         "normalize/after-crawl",
         "train/weekly",
         "score/nightly-score",
+        "alert/on-failure",
         "nightly/chain",
     } == set(ids)
 
@@ -55,6 +56,7 @@ def test_pools_and_work_pool_types(registered):
         "crawl/nightly-crawl",
         "normalize/after-crawl",
         "score/nightly-score",
+        "alert/on-failure",
         "nightly/chain",
     ):
         assert _read(name).work_pool_name == "cpu", name
