@@ -348,7 +348,8 @@ def stop_embedded(settings: Settings) -> bool:
         return False
     server = _embedded_server(pg_dir)
     server.stop()
-    server.cleanup()  # forget this process's handle
+    server.cleanup_mode = None  # stopped already: cleanup only forgets this process's handle
+    server.cleanup()
     return True
 
 

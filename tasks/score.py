@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from hscode.settings import Settings
+from tasks._logs import relay_logs
 from tasks._progress import ArtifactProgress
 from tasks._util import jsonable, markdown_table, scalar_rows
 
@@ -109,17 +110,18 @@ def score_pending_requests(
     engine = get_engine(settings)
     recommender = Registry.from_settings(settings).load(version)
     suffix = "" if partition is None else f"-{partition[0]}-of-{partition[1]}"
-    summary = jsonable(
-        score_pending(
-            settings,
-            engine,
-            recommender,
-            batch_size=batch_size,
-            flow_run_id=flow_run_id,
-            progress=ArtifactProgress(f"score-progress{suffix}", "requests scored"),
-            partition=partition,
+    with relay_logs():
+        summary = jsonable(
+            score_pending(
+                settings,
+                engine,
+                recommender,
+                batch_size=batch_size,
+                flow_run_id=flow_run_id,
+                progress=ArtifactProgress(f"score-progress{suffix}", "requests scored"),
+                partition=partition,
+            )
         )
-    )
     create_table_artifact(
         key=f"scoring-summary{suffix}",
         table=scalar_rows(summary),

@@ -11,6 +11,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from hscode.settings import Settings
+from tasks._logs import relay_logs
 from tasks._progress import ArtifactProgress
 from tasks._util import jsonable
 
@@ -25,9 +26,11 @@ def train_model(settings: Settings, config_overrides: dict[str, Any]) -> dict[st
     from hscode.training import TrainConfig, train_and_register
 
     config = TrainConfig(**{k: v for k, v in config_overrides.items() if v is not None})
-    outcome = train_and_register(
-        settings, config, progress=ArtifactProgress("train-progress", "training epochs done")
-    )
+    # in the run's log: each epoch of each network, early stopping, the refit, the verdict
+    with relay_logs():
+        outcome = train_and_register(
+            settings, config, progress=ArtifactProgress("train-progress", "training epochs done")
+        )
     report = jsonable(outcome.report) if outcome.report is not None else None
     metrics = jsonable(outcome.metrics)
     markdown = reports.training_report_markdown(

@@ -409,3 +409,40 @@ def test_the_alert_flow_reads_the_failed_run_and_writes_its_artifact(prefect_har
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["failed-run"]))
         )
     assert f"`{run_id}`" in artifact.data and "portal answered 503" in artifact.data
+
+
+def test_the_domain_log_lines_reach_the_run_log(prefect_harness):
+    """Training and scoring run inside ``relay_logs``: what ``model`` and ``hscode`` log (each
+    epoch, early stopping, the verdict) shows in the run's log in the UI."""
+    import logging
+    import time
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from tasks._logs import relay_logs
+
+    # the tests' PREFECT_LOGGING_LEVEL is WARNING: relay a warning
+    @flow(name="relay-check")
+    def noisy() -> None:
+        with relay_logs():
+            logging.getLogger("model.pipeline").warning("epoch %s", {"epoch": 1})
+            logging.getLogger("hscode.training").warning("model v0002 registered (kept): why")
+        logging.getLogger("model.pipeline").warning("outside: not relayed")
+
+    state = noisy(return_state=True)
+    run_id = state.state_details.flow_run_id
+    messages: list[str] = []
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline and len(messages) < 2:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200
+            )
+            messages = [entry.message for entry in logs]
+            time.sleep(0.5)
+    assert "model.pipeline: epoch {'epoch': 1}" in messages
+    assert "hscode.training: model v0002 registered (kept): why" in messages
+    assert not any("outside" in m for m in messages)
+    assert logging.getLogger("model").handlers == []  # the relay is removed afterwards
