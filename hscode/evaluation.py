@@ -22,13 +22,18 @@ calibration and precedent cases: the keys of its precedent index). The differenc
 hits is paired per case; its 95% interval comes from a paired bootstrap. ``gate`` promotes a
 candidate that is not worse with confidence: the interval's lower end at or above
 ``-margin``.
+
+Inside a role, ``grouped_stratified_split`` (the validation part of each cross-validation
+fold) and ``grouped_folds`` (``TrainConfig.folds``) keep identical titles on one side
+and every code on both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import defaultdict
+import random
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -40,6 +45,62 @@ from hscode.text import title_key
 ROLE_SALT = "hscode-role-v1"
 BOOTSTRAP_RESAMPLES = 2000
 MAX_RECENT_SHARE = 0.5
+
+
+def _title_strata(
+    titles: Sequence[str], labels: Sequence[str]
+) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
+    """Rows grouped by normalised title, and each group's key filed under its majority label
+    (ties: the smallest label), so a split can keep identical titles on one side."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for idx, title in enumerate(titles):
+        groups[title_key(title)].append(idx)
+    strata: dict[str, list[str]] = defaultdict(list)
+    for key, members in groups.items():
+        votes = Counter(labels[i] for i in members).most_common()
+        strata[min(label for label, n in votes if n == votes[0][1])].append(key)
+    return groups, strata
+
+
+def grouped_stratified_split(
+    titles: Sequence[str], labels: Sequence[str], fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """(keep, held_out) indices: ~``fraction`` of each label held out, stratified by label,
+    every group of identical titles entirely on one side, and never a label's last group."""
+    groups, strata = _title_strata(titles, labels)
+    rng = random.Random(seed)
+    held: list[int] = []
+    for label in sorted(strata):
+        keys = sorted(strata[label])
+        rng.shuffle(keys)
+        total = sum(len(groups[k]) for k in keys)
+        target, taken = fraction * total, 0
+        for key in keys[:-1]:  # the last group always stays: every label keeps training data
+            size = len(groups[key])
+            if taken + size / 2 > target:
+                continue
+            held.extend(groups[key])
+            taken += size
+    held_set = set(held)
+    keep = [i for i in range(len(titles)) if i not in held_set]
+    return keep, sorted(held_set)
+
+
+def grouped_folds(
+    titles: Sequence[str], labels: Sequence[str], folds: int, seed: int
+) -> list[list[int]]:
+    """``folds`` disjoint test folds, stratified by label, identical titles in one fold."""
+    groups, strata = _title_strata(titles, labels)
+    rng = random.Random(seed)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    offset = 0
+    for label in sorted(strata):
+        keys = sorted(strata[label])
+        rng.shuffle(keys)
+        for j, key in enumerate(keys):
+            out[(offset + j) % folds].extend(groups[key])
+        offset += len(keys)  # rotate so small classes do not all start in fold 0
+    return [sorted(f) for f in out]
 
 
 def hash_fraction(key: str) -> float:

@@ -8,13 +8,12 @@ from collections import Counter
 import pytest
 
 from hscode.cases import make_case, synthetic_case_records, upsert_cases
+from hscode.evaluation import grouped_folds, grouped_stratified_split
 from hscode.registry import Registry
 from hscode.training import SMOKE_TRAIN as TINY
 from hscode.training import (
     NotEnoughDataError,
     TrainConfig,
-    grouped_folds,
-    grouped_stratified_split,
     load_examples,
     split_roles,
     train_and_register,
