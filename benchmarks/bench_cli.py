@@ -3,7 +3,7 @@
 Data: ../shared/data/ghko99_hscode/dataset.csv (columns hscode,name; codes lost their leading
 zero, so the truth is the code left-padded to 10 digits). Per seed in --seeds:
 
-1. Hold out names: rows are grouped by normalised name (``benchmarks.common.name_key``: NFKC,
+1. Hold out names: rows are grouped by normalised name (``hscode.text.title_key``: NFKC,
    casefold, whitespace collapsed; identical names are always on the same side) and a seeded
    ~``--holdout`` (20%) of the groups is held out (not stratified). The other rows, exactly as
    they are in the source file (unpadded codes included), are written to ``imported.csv``;
@@ -64,7 +64,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import GHKO99_CSV, ROOT, log, markdown_table, name_key, read_ghko99
+from benchmarks.common import GHKO99_CSV, ROOT, log, markdown_table, read_ghko99
+from hscode.text import title_key
 
 LEVELS = (10, 6, 4)  # digits at which every model is scored
 TOPS = (1, 3)  # top-k accuracies reported
@@ -99,11 +100,11 @@ def holdout_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(imported, held-out) row indices: a seeded ``fraction`` of the name groups held out.
 
-    Groups are identical names after :func:`benchmarks.common.name_key`; a group is never split.
+    Groups are identical names after :func:`hscode.text.title_key`; a group is never split.
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for idx, name in enumerate(names):
-        groups[name_key(name)].append(idx)
+        groups[title_key(name)].append(idx)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     held = sorted(i for key in keys[: round(fraction * len(keys))] for i in groups[key])
@@ -612,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     source = load_source()
-    log(f"{len(source)} rows, {source['name'].map(name_key).nunique()} distinct names")
+    log(f"{len(source)} rows, {source['name'].map(title_key).nunique()} distinct names")
     temp = None if args.work_dir else tempfile.TemporaryDirectory(prefix="bench_cli-")
     work = args.work_dir or Path(temp.name)  # type: ignore[union-attr]
     report: dict[str, Any] = {

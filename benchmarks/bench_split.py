@@ -26,10 +26,10 @@ from benchmarks.common import (
     group_stratified_split,
     load_ghko99_names,
     markdown_table,
-    name_key,
     top_codes,
     topk_accuracy,
 )
+from hscode.text import title_key
 from model.baseline import TfidfSvm
 
 
@@ -40,8 +40,8 @@ def run(names: list[str], labels: list[str], split: str, seed: int) -> dict:
         train_idx, test_idx = train_test_split(
             np.arange(len(names)), test_size=0.3, stratify=labels, random_state=seed
         )
-    train_keys = {name_key(names[i]) for i in train_idx}
-    seen = float(np.mean([name_key(names[i]) in train_keys for i in test_idx]))
+    train_keys = {title_key(names[i]) for i in train_idx}
+    seen = float(np.mean([title_key(names[i]) in train_keys for i in test_idx]))
     t0 = time.perf_counter()
     model = TfidfSvm().fit([names[i] for i in train_idx], [labels[i] for i in train_idx])
     scores = model.decision_scores([names[i] for i in test_idx])

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import resource
 import sys
 import threading
 import time
 import tracemalloc
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from hscode.text import title_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -58,12 +58,6 @@ def top_codes(frame: pd.DataFrame, k: int, label: str = "hscode") -> pd.DataFram
     return frame[frame[label].isin(set(ranked))].reset_index(drop=True)
 
 
-def name_key(name: str) -> str:
-    """What makes two names 'identical' for the split: case, width and spacing ignored."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def group_stratified_split(
     names: Sequence[str], labels: Sequence[str], test_size: float = 0.3, seed: int = 13
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +68,7 @@ def group_stratified_split(
     """
     groups: dict[str, list[int]] = defaultdict(list)
     for idx, name in enumerate(names):
-        groups[name_key(name)].append(idx)
+        groups[title_key(name)].append(idx)
     strata: dict[str, list[str]] = defaultdict(list)
     for key, rows in groups.items():
         majority = Counter(labels[i] for i in rows).most_common()
@@ -111,7 +105,7 @@ def label_noise(names: Sequence[str], labels: Sequence[str]) -> dict[str, float]
     """How often identical names carry different codes (the ceiling they impose on top-1)."""
     groups: dict[str, Counter] = defaultdict(Counter)
     for name, label in zip(names, labels, strict=True):
-        groups[name_key(name)][label] += 1
+        groups[title_key(name)][label] += 1
     conflicting = [g for g in groups.values() if len(g) > 1]
     rows_in_conflict = sum(sum(g.values()) for g in conflicting)
     best_possible = sum(g.most_common(1)[0][1] for g in groups.values())

@@ -1,0 +1,121 @@
+"""Benchmark 10: the SVM member with and without the frozen sentence encoder (issue 19).
+
+    python -m benchmarks.bench_sentence --k 100 --seeds 0 1
+
+On the ghko99 names of the K most frequent codes: a title-grouped, label-stratified split
+(20% test, then 12.5% of the rest as validation: 70 / 10 / 20), per seed. The product's SVM
+member (``model.baseline.TfidfSvm`` with the product's ``min_df`` 2) is fitted on the training
+part with n-grams only and with the ``use-m3`` sentence vector at several weights; top-1 /
+top-3 on validation and test, fit seconds, and the encoder's speed on every distinct name
+(cold cache, 2 threads). Writes benchmarks/out/bench_sentence.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from benchmarks.common import (
+    OUT_DIR,
+    group_stratified_split,
+    load_ghko99_names,
+    log,
+    markdown_table,
+    top_codes,
+)
+
+WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+
+
+def _accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float:
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return float(np.mean((top == y[:, None]).any(axis=1)))
+
+
+def run_seed(frame, seed: int, weights: tuple[float, ...]) -> list[dict]:
+    from model.baseline import TfidfSvm
+
+    names, labels = frame["name"].tolist(), frame["hscode"].tolist()
+    rest, test = group_stratified_split(names, labels, test_size=0.2, seed=seed)
+    sub_train, sub_val = group_stratified_split(
+        [names[i] for i in rest], [labels[i] for i in rest], test_size=0.125, seed=seed
+    )
+    train, val = rest[sub_train], rest[sub_val]
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels])
+    rows = []
+    for encoder, weight in [("none", None), *(("use-m3", w) for w in weights)]:
+        t0 = time.perf_counter()
+        model = TfidfSvm(
+            min_df=2, seed=13, sentence_encoder=encoder, sentence_weight=weight or 0.5
+        ).fit([names[i] for i in train], y[train])
+        fit_s = time.perf_counter() - t0
+        row = {"seed": seed, "encoder": encoder, "weight": weight, "fit_s": fit_s}
+        for part, idx in (("val", val), ("test", test)):
+            scores = model.decision_scores([names[i] for i in idx])
+            row[f"{part}_top1"] = _accuracy(scores, y[idx], 1)
+            row[f"{part}_top3"] = _accuracy(scores, y[idx], 3)
+        row["n"] = {"train": len(train), "val": len(val), "test": len(test)}
+        log(f"seed {seed} {encoder} {weight}: {row}")
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
+    args = parser.parse_args(argv)
+
+    from model.sentence import SentenceEncoder
+
+    frame = top_codes(load_ghko99_names(), args.k)
+    distinct = sorted(set(frame["name"]))
+    t0 = time.perf_counter()
+    SentenceEncoder("use-m3").encode(distinct)  # a fresh instance: nothing cached
+    encode_s = time.perf_counter() - t0
+    rows = [r for seed in args.seeds for r in run_seed(frame, seed, tuple(args.weights))]
+    base = {r["seed"]: r for r in rows if r["encoder"] == "none"}
+    table = [
+        [
+            r["seed"],
+            r["encoder"] if r["weight"] is None else f"{r['encoder']} x {r['weight']}",
+            f"{100 * r['val_top1']:.2f}",
+            f"{100 * r['test_top1']:.2f}",
+            f"{100 * (r['test_top1'] - base[r['seed']]['test_top1']):+.2f}",
+            f"{100 * r['test_top3']:.2f}",
+            f"{r['fit_s']:.0f}",
+        ]
+        for r in rows
+    ]
+    print(
+        markdown_table(
+            [
+                "seed",
+                "SVM features",
+                "val top-1",
+                "test top-1",
+                "vs n-grams",
+                "test top-3",
+                "fit s",
+            ],
+            table,
+        )
+    )
+    print(
+        f"\nsentence encoder: {len(distinct)} distinct names in {encode_s:.1f} s "
+        f"({len(distinct) / encode_s:.0f} names/s, 2 threads, cold cache)"
+    )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = {"k": args.k, "rows": rows, "encode_names_per_s": len(distinct) / encode_s}
+    (OUT_DIR / "bench_sentence.json").write_text(json.dumps(out, indent=2), "utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
