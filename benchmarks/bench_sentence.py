@@ -7,7 +7,10 @@ On the ghko99 names of the K most frequent codes: a title-grouped, label-stratif
 member (``model.baseline.TfidfSvm`` with the product's ``min_df`` 2) is fitted on the training
 part with n-grams only and with the ``use-m3`` sentence vector at several weights; top-1 /
 top-3 on validation and test, fit seconds, and the encoder's speed on every distinct name
-(cold cache, 2 threads). Writes benchmarks/out/bench_sentence.json.
+(cold cache, 2 threads). Then what the precedent threshold does: the share of held-out
+names of the K codes and of names of other headings whose nearest training name is below
+``ModelConfig.precedent_min_similarity`` (flagged "unlike any known case"), and the AUROC of
+that similarity for known against unknown. Writes benchmarks/out/bench_sentence.json.
 """
 
 from __future__ import annotations
@@ -65,21 +68,64 @@ def run_seed(frame, seed: int, weights: tuple[float, ...]) -> list[dict]:
     return rows
 
 
+def familiarity(all_names, frame, seed: int, threshold: float, n_unfamiliar: int = 2000) -> dict:
+    """Nearest-training-name similarity in the encoder's space for held-out names of the K
+    codes (familiar) and names whose heading is none of theirs (unfamiliar): the share below
+    ``threshold`` (what recommend flags "unlike any known case") and the AUROC."""
+    import random
+
+    from sklearn.metrics import roc_auc_score
+
+    from model.sentence import get_encoder
+
+    names, labels = frame["name"].tolist(), frame["hscode"].tolist()
+    train, test = group_stratified_split(names, labels, test_size=0.2, seed=seed)
+    headings = {c[:4] for c in labels}
+    outside = sorted(
+        {
+            n
+            for n, c in zip(all_names["name"], all_names["hscode"], strict=True)
+            if c[:4] not in headings
+        }
+    )
+    unfamiliar = random.Random(seed).sample(outside, min(n_unfamiliar, len(outside)))
+    encoder = get_encoder("use-m3")
+    base = encoder.encode([names[i] for i in train])
+    near_known = (encoder.encode([names[i] for i in test]) @ base.T).max(axis=1)
+    near_unknown = (encoder.encode(unfamiliar) @ base.T).max(axis=1)
+    truth = np.r_[np.ones(len(near_known)), np.zeros(len(near_unknown))]
+    return {
+        "seed": seed,
+        "threshold": threshold,
+        "familiar_below": float(np.mean(near_known < threshold)),
+        "unfamiliar_below": float(np.mean(near_unknown < threshold)),
+        "auroc": float(roc_auc_score(truth, np.r_[near_known, near_unknown])),
+        "n_familiar": len(near_known),
+        "n_unfamiliar": len(near_unknown),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
+    parser.add_argument("--familiarity-only", action="store_true", help="skip the SVM fits")
     args = parser.parse_args(argv)
 
     from model.sentence import SentenceEncoder
 
-    frame = top_codes(load_ghko99_names(), args.k)
+    all_names = load_ghko99_names()
+    frame = top_codes(all_names, args.k)
     distinct = sorted(set(frame["name"]))
     t0 = time.perf_counter()
     SentenceEncoder("use-m3").encode(distinct)  # a fresh instance: nothing cached
     encode_s = time.perf_counter() - t0
-    rows = [r for seed in args.seeds for r in run_seed(frame, seed, tuple(args.weights))]
+    rows = (
+        []
+        if args.familiarity_only
+        else [r for seed in args.seeds for r in run_seed(frame, seed, tuple(args.weights))]
+    )
     base = {r["seed"]: r for r in rows if r["encoder"] == "none"}
     table = [
         [
@@ -93,26 +139,51 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for r in rows
     ]
-    print(
-        markdown_table(
-            [
-                "seed",
-                "SVM features",
-                "val top-1",
-                "test top-1",
-                "vs n-grams",
-                "test top-3",
-                "fit s",
-            ],
-            table,
+    if table:
+        print(
+            markdown_table(
+                [
+                    "seed",
+                    "SVM features",
+                    "val top-1",
+                    "test top-1",
+                    "vs n-grams",
+                    "test top-3",
+                    "fit s",
+                ],
+                table,
+            )
         )
-    )
     print(
         f"\nsentence encoder: {len(distinct)} distinct names in {encode_s:.1f} s "
         f"({len(distinct) / encode_s:.0f} names/s, 2 threads, cold cache)"
     )
+    from model.pipeline import ModelConfig
+
+    threshold = ModelConfig().precedent_min_similarity
+    familiar = [familiarity(all_names, frame, seed, threshold) for seed in args.seeds]
+    print(
+        markdown_table(
+            ["seed", "known codes: nearest < t", "unknown headings: nearest < t", "AUROC"],
+            [
+                [
+                    f["seed"],
+                    f"{100 * f['familiar_below']:.1f}% of {f['n_familiar']}",
+                    f"{100 * f['unfamiliar_below']:.1f}% of {f['n_unfamiliar']}",
+                    f"{f['auroc']:.3f}",
+                ]
+                for f in familiar
+            ],
+        )
+        + f"\n(t = precedent_min_similarity = {threshold})"
+    )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    out = {"k": args.k, "rows": rows, "encode_names_per_s": len(distinct) / encode_s}
+    out = {
+        "k": args.k,
+        "rows": rows,
+        "encode_names_per_s": len(distinct) / encode_s,
+        "familiarity": familiar,
+    }
     (OUT_DIR / "bench_sentence.json").write_text(json.dumps(out, indent=2), "utf-8")
     return 0
 

@@ -30,7 +30,7 @@ class Precedent:
     case_key: str
     hs10: str
     title: str
-    similarity: float  # cosine similarity of learned features, in [-1, 1]
+    similarity: float  # cosine similarity in the model's precedent space, in [-1, 1]
 
 
 @dataclass(frozen=True, slots=True)

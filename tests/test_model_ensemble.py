@@ -299,3 +299,25 @@ def test_a_member_with_weight_zero_is_not_computed(models, data):
     finally:
         on.mixture, on.knn.scores = saved, knn_scores
     np.testing.assert_array_equal(on.logits(test), before)
+
+
+def test_an_unfamiliar_request_is_flagged_and_shown_no_unrelated_precedents(models, data, tmp_path):
+    on, _ = models
+    familiar = data[2][0].title
+    requests = [
+        RequestInput("familiar", familiar),
+        RequestInput("unfamiliar", "quantum entanglement research grant proposal"),
+    ]
+    known, odd = on.recommend(requests, top_k=3, n_precedents=3, review_threshold=0.0)
+    assert odd.review and odd.review_reason.startswith("unlike any known case")
+    assert "no similar past case" in odd.review_reason and odd.precedents == []
+    threshold = on.config.precedent_min_similarity
+    assert known.precedents and all(p.similarity >= threshold for p in known.precedents)
+    assert not (known.review_reason or "").startswith("unlike")
+    # the precedents' sentence vectors are saved with the model
+    loaded = HSModel.load(on.save(tmp_path / "m"))
+    assert loaded.train_sentences is not None
+    again = loaded.recommend(requests, top_k=3, n_precedents=3, review_threshold=0.0)
+    assert [(r.review_reason, [p.case_key for p in r.precedents]) for r in again] == [
+        (r.review_reason, [p.case_key for p in r.precedents]) for r in (known, odd)
+    ]
