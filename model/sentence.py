@@ -31,10 +31,11 @@ class SentenceEncoder:
 
     One instance per encoder name per process (:func:`get_encoder`): the package loads a
     65 MB table once. The cache is keyed by the exact text (the SVM encodes the same
-    training texts several times while it fits and the k-NN member scores them again).
+    training texts several times while it fits, and a request's vector serves both the SVM
+    and the precedent search); 50,000 vectors are about 100 MB.
     """
 
-    def __init__(self, name: str, threads: int = 2, cache_size: int = 200_000) -> None:
+    def __init__(self, name: str, threads: int = 2, cache_size: int = 50_000) -> None:
         if name not in _PACKAGE:
             raise ValueError(f"unknown sentence encoder {name!r}; expected one of {ENCODERS}")
         self.name = name
