@@ -5,11 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 from hscode.serve import _stop
 
-POLITE = "import time\nwhile True: time.sleep(0.1)"  # KeyboardInterrupt on SIGINT ends it
+# KeyboardInterrupt on SIGINT ends it
+POLITE = "import time\nprint('ready', flush=True)\nwhile True: time.sleep(0.1)"
 STUBBORN = (
     "import signal, sys, time\n"
     "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
@@ -19,10 +19,12 @@ STUBBORN = (
 
 
 def test_stop_kills_a_child_that_ignores_sigint_after_one_shared_grace_period():
-    polite = subprocess.Popen([sys.executable, "-c", POLITE])
+    polite = subprocess.Popen([sys.executable, "-c", POLITE], stdout=subprocess.PIPE)
     stubborn = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE)
-    assert stubborn.stdout.readline().strip() == b"ready"  # its SIGINT handler is in place
-    time.sleep(0.5)  # the polite child is inside its loop
-    _stop([polite, stubborn], grace_s=1.0)
+    # both are past start-up (a loaded machine can take seconds), the stubborn one's SIGINT
+    # handler is in place; the grace leaves a busy machine time to unwind the polite one
+    assert polite.stdout.readline().strip() == b"ready"
+    assert stubborn.stdout.readline().strip() == b"ready"
+    _stop([polite, stubborn], grace_s=5.0)
     assert polite.returncode == -signal.SIGINT  # it stopped on the SIGINT itself
     assert stubborn.returncode == -9  # it ignored the SIGINT and was killed after the grace
