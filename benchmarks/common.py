@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hscode.evaluation import title_strata
 from hscode.text import title_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +67,7 @@ def group_stratified_split(
     Each group of identical names is assigned to the stratum of its majority label; within a
     stratum the groups are shuffled and filled into test until it holds ~test_size of the rows.
     """
-    groups: dict[str, list[int]] = defaultdict(list)
-    for idx, name in enumerate(names):
-        groups[title_key(name)].append(idx)
-    strata: dict[str, list[str]] = defaultdict(list)
-    for key, rows in groups.items():
-        majority = Counter(labels[i] for i in rows).most_common()
-        best = min(c for c, n in majority if n == majority[0][1])
-        strata[best].append(key)
+    groups, strata = title_strata(names, labels)
     rng = random.Random(seed)
     test: list[int] = []
     for label in sorted(strata):

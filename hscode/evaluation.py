@@ -47,7 +47,7 @@ BOOTSTRAP_RESAMPLES = 2000
 MAX_RECENT_SHARE = 0.5
 
 
-def _title_strata(
+def title_strata(
     titles: Sequence[str], labels: Sequence[str]
 ) -> tuple[dict[str, list[int]], dict[str, list[str]]]:
     """Rows grouped by normalised title, and each group's key filed under its majority label
@@ -67,7 +67,7 @@ def grouped_stratified_split(
 ) -> tuple[list[int], list[int]]:
     """(keep, held_out) indices: ~``fraction`` of each label held out, stratified by label,
     every group of identical titles entirely on one side, and never a label's last group."""
-    groups, strata = _title_strata(titles, labels)
+    groups, strata = title_strata(titles, labels)
     rng = random.Random(seed)
     held: list[int] = []
     for label in sorted(strata):
@@ -90,7 +90,7 @@ def grouped_folds(
     titles: Sequence[str], labels: Sequence[str], folds: int, seed: int
 ) -> list[list[int]]:
     """``folds`` disjoint test folds, stratified by label, identical titles in one fold."""
-    groups, strata = _title_strata(titles, labels)
+    groups, strata = title_strata(titles, labels)
     rng = random.Random(seed)
     out: list[list[int]] = [[] for _ in range(folds)]
     offset = 0

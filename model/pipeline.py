@@ -451,7 +451,8 @@ class HSModel:
         self.history: dict[str, Any] = {}
         self._label_index = {lab: i for i, lab in enumerate(self.labels)}
         self.train_features = np.zeros((0, network.feature_dim), dtype=np.float32)
-        # the precedents' sentence vectors (float16), when the model has a sentence encoder
+        # the precedents' sentence vectors (float32, as the queries: no conversion per request
+        # batch), when the model has a sentence encoder
         self.train_sentences: np.ndarray | None = None
         self.train_keys: list[str] = []
         self.train_titles: list[str] = []
@@ -638,7 +639,7 @@ class HSModel:
             vectors = get_encoder(self.config.sentence_encoder).encode(
                 self._texts(self._items(examples))
             )
-            self.train_sentences = vectors.astype(np.float16)
+            self.train_sentences = vectors.astype(np.float32)
 
     def recommend(
         self,
@@ -682,7 +683,7 @@ class HSModel:
         nearest = np.full(len(requests), np.nan)
         if sentence_space:
             queries = get_encoder(self.config.sentence_encoder).encode(self._texts(items))
-            sims = queries @ self.train_sentences.T.astype(np.float32)
+            sims = queries @ self.train_sentences.T
             nearest = sims.max(axis=1)
         elif n_prec:
             sims = feats @ self.train_features.T
@@ -908,7 +909,9 @@ class HSModel:
             model.train_keys = prec["keys"].tolist()
             model.train_titles = prec["titles"].tolist()
             model.train_labels = prec["labels"].tolist()
-            model.train_sentences = prec["sentences"] if "sentences" in prec.files else None
+            model.train_sentences = (
+                prec["sentences"].astype(np.float32) if "sentences" in prec.files else None
+            )
         return model
 
 
