@@ -299,6 +299,9 @@ def model_config(settings: Settings, config: TrainConfig) -> Any:
         "inputs": config.inputs,
         "seed": settings.seed if config.seed is None else config.seed,
         "device": config.device or settings.device,
+        # the served model is refitted on every case anyway: refitting the evaluated model's
+        # members on train + validation as well would only add a third fit of each
+        "refit_members": not config.refit,
     }
     if config.epochs is not None:
         values["epochs"] = config.epochs

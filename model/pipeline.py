@@ -76,7 +76,7 @@ from model.embeddings import train_embeddings
 from model.fusion import FUSIONS, FusionModel
 from model.image import ImageEncoder, augment, decode_many, pretrain_rotation, to_tensor
 from model.sentence import ENCODERS as SENTENCE_ENCODERS
-from model.sentence import get_encoder
+from model.sentence import SentenceHead, get_encoder
 from model.text import (
     PAD,
     UNK,
@@ -159,13 +159,14 @@ class ModelConfig:
     ensemble: str = "tfidf+knn"
     ensemble_c: float = 0.5  # the SVM's C
     ensemble_min_df: int = 2  # TF-IDF terms in fewer training texts are dropped (model size)
-    # a frozen multilingual sentence encoder shipped in its wheel ("use-m3", model.sentence) whose
-    # vectors, times sentence_weight, the SVM sees beside its n-grams; "none" for n-grams only.
-    # On the ghko99 K = 100 names it lifts the SVM's top-1 by 0.9-1.0 points at weight 0.5
-    # (0.75 gives 0.2 more there, but then a brand name's meaning moves a synthetic shoe to
-    # the monitors heading: test_changed_model_number_or_brand_keeps_heading; section 10)
+    # a frozen multilingual sentence encoder shipped in its wheel ("use-m3", model.sentence):
+    # the ensemble member "sentence" (a classifier on its vectors, model.sentence.SentenceHead)
+    # and the precedent space; "none" for neither. Mixed with the SVM it adds 0.5-0.9 points
+    # top-1 and 1-1.5 points top-3 on the ghko99 K = 100 / 300 names (docs/benchmarks.md
+    # section 10)
     sentence_encoder: str = "use-m3"
-    sentence_weight: float = 0.5
+    sentence_hidden: int = 1024  # the head's hidden layer
+    sentence_epochs: int = 20
     # with a sentence encoder, precedents are searched in its space, where unrelated goods
     # score low (cosine 0.1-0.3 between unrelated names, 0.6-0.9 between translations): a
     # precedent is shown only from this similarity up, and a request whose nearest past case
@@ -208,8 +209,8 @@ class ModelConfig:
                 f"unknown sentence_encoder {self.sentence_encoder!r}; "
                 f"expected one of {SENTENCE_ENCODERS}"
             )
-        if self.sentence_weight <= 0:
-            raise ValueError("sentence_weight must be > 0")
+        if self.sentence_hidden < 1 or self.sentence_epochs < 1:
+            raise ValueError("sentence_hidden and sentence_epochs must be >= 1")
         if self.companion not in COMPANIONS:
             raise ValueError(f"unknown companion {self.companion!r}; expected one of {COMPANIONS}")
         if not 0.0 <= self.calibration_share < 1.0:
@@ -237,7 +238,8 @@ class ModelConfig:
             return ()
         network, *tfidf = MEMBERS[self.ensemble]
         companion = ("companion",) if self.companion != "none" else ()
-        return (network, *companion, *tfidf)
+        sentence = ("sentence",) if self.sentence_encoder != "none" else ()
+        return (network, *companion, *tfidf, *sentence)
 
     def companion_config(self) -> ModelConfig:
         """The companion network's config: this one, text inputs only, on the companion's
@@ -427,15 +429,17 @@ class HSModel:
         knn: TfidfKnn | None = None,
         members: Sequence[str] = (),
         companion: HSModel | None = None,
+        sentence: SentenceHead | None = None,
     ) -> None:
         self.config = config
         self.tokenizer = tokenizer
         self._token_cache = _CachedTokenizer(tokenizer)
         # the ensemble members and their mixture (``members`` order: "network", "companion",
-        # "svm", "knn"); without a mixture the network's logits are the model's. The companion
-        # is a text-only HSModel of its own (``ModelConfig.companion_config``)
+        # "svm", "knn", "sentence"); without a mixture the network's logits are the model's.
+        # The companion is a text-only HSModel of its own (``ModelConfig.companion_config``)
         self.tfidf = tfidf
         self.knn = knn
+        self.sentence = sentence
         self.companion = companion
         self.mixture = mixture
         self.members = tuple(members)
@@ -589,11 +593,19 @@ class HSModel:
                 out.append(self.tfidf.decision_scores(texts))
             elif name == "knn":
                 out.append(self.knn.scores(texts))
+            elif name == "sentence":
+                out.append(self.sentence.scores(texts))
             else:
                 raise ValueError(f"unknown ensemble member {name!r}")
         return out
 
-    def _combine(self, neural: np.ndarray, items) -> np.ndarray:
+    def _network_needed(self) -> bool:
+        """Whether any score uses the network's logits (not when the mixture weighs it 0)."""
+        if self.mixture is None or not self.members:
+            return True
+        return bool(dict(zip(self.members, self.mixture.needed(), strict=True)).get("network"))
+
+    def _combine(self, neural: np.ndarray | None, items) -> np.ndarray:
         """The final uncalibrated logits: the network's, or the members' mixture."""
         if self.mixture is None or not self.members or len(items) == 0:
             return neural
@@ -604,7 +616,8 @@ class HSModel:
     def logits(self, examples: Sequence[Example]) -> np.ndarray:
         """Uncalibrated logits [N, len(labels)] (with the ensemble: mixed log-probabilities)."""
         items = self._items(examples)
-        return self._combine(self._run(self._encode(items))[0], items)
+        neural = self._run(self._encode(items))[0] if self._network_needed() else None
+        return self._combine(neural, items)
 
     def neural_logits(self, examples: Sequence[Example]) -> np.ndarray:
         """The network's own logits [N, len(labels)], without the TF-IDF member."""
@@ -664,7 +677,13 @@ class HSModel:
         if not requests:
             return []
         items = self._items(requests)
-        logits, feats = self._run(self._encode(items))
+        n_prec = min(max(0, n_precedents), len(self.train_keys))
+        # the precedent space: the sentence encoder's when the model has one (unrelated
+        # goods score low there, so a threshold means something), else the network's features
+        sentence_space = self.train_sentences is not None and len(self.train_keys) > 0
+        logits = feats = None
+        if self._network_needed() or (n_prec and not sentence_space):
+            logits, feats = self._run(self._encode(items))
         probs = self.calibrated(self._combine(logits, items))
         k = min(top_k, probs.shape[1])
         top = np.argpartition(-probs, k - 1, axis=1)[:, :k] if k < probs.shape[1] else None
@@ -675,10 +694,6 @@ class HSModel:
         top = np.take_along_axis(top, order, axis=1)
         top_scores = np.take_along_axis(top_scores, order, axis=1)
 
-        n_prec = min(max(0, n_precedents), len(self.train_keys))
-        # the precedent space: the sentence encoder's when the model has one (unrelated
-        # goods score low there, so a threshold means something), else the network's features
-        sentence_space = self.train_sentences is not None and len(self.train_keys) > 0
         min_similarity = self.config.precedent_min_similarity if sentence_space else -1.0
         nearest = np.full(len(requests), np.nan)
         if sentence_space:
@@ -819,7 +834,14 @@ class HSModel:
         if self.pretrained_embeddings is not None:
             np.save(directory / "embeddings.npy", self.pretrained_embeddings, allow_pickle=False)
         # a stale member must not survive a re-save
-        for name in ("tfidf.json", "tfidf.npz", "knn.json", "knn.npz"):
+        for name in (
+            "tfidf.json",
+            "tfidf.npz",
+            "knn.json",
+            "knn.npz",
+            "sentence.json",
+            "sentence.npz",
+        ):
             (directory / name).unlink(missing_ok=True)
         shutil.rmtree(directory / "companion", ignore_errors=True)
         if self.companion is not None:
@@ -834,6 +856,10 @@ class HSModel:
                 kmeta, karrays = self.knn.to_state()
                 (directory / "knn.json").write_text(json.dumps(kmeta), "utf-8")
                 np.savez_compressed(directory / "knn.npz", **karrays)
+            if self.sentence is not None:
+                smeta, sarrays = self.sentence.to_state()
+                (directory / "sentence.json").write_text(json.dumps(smeta), "utf-8")
+                np.savez(directory / "sentence.npz", **sarrays)
         np.savez(
             directory / "precedents.npz",
             features=self.train_features.astype(np.float32),
@@ -868,7 +894,7 @@ class HSModel:
         network.load_state_dict(state)
         network.to(resolve_device(device))
         emb_path = directory / "embeddings.npy"
-        tfidf, mixture, knn, members = None, None, None, ()
+        tfidf, mixture, knn, sentence, members = None, None, None, None, ()
         if (directory / "tfidf.json").is_file():
             tmeta = json.loads((directory / "tfidf.json").read_text(encoding="utf-8"))
             with np.load(directory / "tfidf.npz", allow_pickle=False) as arrays:
@@ -878,9 +904,16 @@ class HSModel:
                 kmeta = json.loads((directory / "knn.json").read_text(encoding="utf-8"))
                 with np.load(directory / "knn.npz", allow_pickle=False) as arrays:
                     knn = TfidfKnn.from_state(kmeta, dict(arrays), tfidf)
+            if (directory / "sentence.json").is_file():
+                smeta = json.loads((directory / "sentence.json").read_text(encoding="utf-8"))
+                with np.load(directory / "sentence.npz", allow_pickle=False) as arrays:
+                    sentence = SentenceHead.from_state(smeta, dict(arrays))
         needed = dict(zip(members, mixture.needed(), strict=True)) if mixture else {}
-        if needed.get("knn") and knn is None:
-            raise ValueError(f"model at {directory}: the mixture needs knn.json / knn.npz")
+        for name, part in (("knn", knn), ("sentence", sentence)):
+            if needed.get(name) and part is None:
+                raise ValueError(
+                    f"model at {directory}: the mixture needs {name}.json / {name}.npz"
+                )
         companion = None
         if (directory / "companion" / "config.json").is_file():
             companion = cls.load(directory / "companion", device=device)
@@ -901,6 +934,7 @@ class HSModel:
             knn=knn,
             members=members,
             companion=companion,
+            sentence=sentence,
         )
         model.history = meta.get("history", {})
         model.top_calibration = TopLabelCalibrator.from_dict(meta.get("top_calibration"))
@@ -1380,27 +1414,41 @@ def _fit_top_calibration(model: HSModel, logits: np.ndarray, labels: np.ndarray)
         model.top_calibration = TopLabelCalibrator.fit(softmax(logits, model.temperature), labels)
 
 
-def _fit_tfidf_members(
-    model: HSModel, examples: Sequence[Example], with_knn: bool = True
-) -> tuple[TfidfSvm, TfidfKnn | None]:
-    """The TF-IDF SVM (and, when configured and ``with_knn``, the k-NN member on its features) on
-    these texts."""
+@dataclass
+class TextMembers:
+    """The ensemble members fitted on texts alone (no network)."""
+
+    svm: TfidfSvm
+    knn: TfidfKnn | None
+    sentence: SentenceHead | None
+
+    def attach(self, model: HSModel) -> None:
+        model.tfidf, model.knn, model.sentence = self.svm, self.knn, self.sentence
+
+
+def _fit_text_members(
+    model: HSModel, examples: Sequence[Example], with_knn: bool = True, with_sentence: bool = True
+) -> TextMembers:
+    """The TF-IDF SVM (on n-grams), and when configured (and wanted) the k-NN member on its
+    features and the sentence head on the encoder's vectors, all on these texts."""
     cfg = model.config
     y = model.label_indices([e.label for e in examples])
     texts = model._texts(model._items(examples))
-    svm = TfidfSvm(
-        C=cfg.ensemble_c,
-        seed=cfg.seed,
-        min_df=cfg.ensemble_min_df,
-        sentence_encoder=cfg.sentence_encoder,
-        sentence_weight=cfg.sentence_weight,
-    ).fit(texts, y)
+    svm = TfidfSvm(C=cfg.ensemble_c, seed=cfg.seed, min_df=cfg.ensemble_min_df).fit(texts, y)
     if not np.array_equal(svm.classes_, np.arange(len(model.labels))):
         raise RuntimeError("TF-IDF member: classes do not match the model's labels")
     knn = None
     if with_knn and "knn" in cfg.members:
         knn = TfidfKnn(k=cfg.knn_k).fit(svm, texts, y, len(model.labels))
-    return svm, knn
+    sentence = None
+    if with_sentence and "sentence" in cfg.members:
+        sentence = SentenceHead(
+            cfg.sentence_encoder,
+            hidden=cfg.sentence_hidden,
+            epochs=cfg.sentence_epochs,
+            seed=cfg.seed,
+        ).fit(texts, y, len(model.labels))
+    return TextMembers(svm, knn, sentence)
 
 
 def _fit_ensemble(
@@ -1425,8 +1473,10 @@ def _fit_ensemble(
     """
     cfg = model.config
     members = cfg.members
-    svm, knn = _fit_tfidf_members(model, train)
-    model.tfidf, model.knn, model.members = svm, knn, members
+    fitted = _fit_text_members(model, train)
+    fitted.attach(model)
+    model.members = members
+    svm = fitted.svm
     neural = model._run(va_all)[0]
     scores = model.member_scores(neural, model._items(val))
     y = model.label_indices([e.label for e in val])
@@ -1460,17 +1510,23 @@ def _fit_ensemble(
         else [],
     }
     # a member the mixture weighs 0 is never computed: drop it (model size, refit time). The
-    # network stays (precedents) and so does the SVM (it carries the TF-IDF vocabulary)
+    # network stays (precedents, saving) and so does the SVM (it carries the TF-IDF vocabulary)
     weight = dict(zip(members, mixture.weights, strict=True))
+    droppable = ("companion", "knn", "sentence")
     if weight.get("companion") == 0.0:
         model.companion = None
     if weight.get("knn") == 0.0:
         model.knn = None
-    history["ensemble"]["dropped"] = [m for m in ("companion", "knn") if weight.get(m) == 0.0]
+    if weight.get("sentence") == 0.0:
+        model.sentence = None
+    history["ensemble"]["dropped"] = [m for m in droppable if weight.get(m) == 0.0]
     if cfg.refit_members:
-        model.tfidf, model.knn = _fit_tfidf_members(
-            model, [*train, *val], with_knn=model.knn is not None
-        )
+        _fit_text_members(
+            model,
+            [*train, *val],
+            with_knn=model.knn is not None,
+            with_sentence=model.sentence is not None,
+        ).attach(model)
         history["ensemble"]["refit_on"] = len(train) + len(val)
     log.info("ensemble %s", history["ensemble"])
 

@@ -6,10 +6,12 @@ temperature and the top-label recalibration. That model is the one that is evalu
 never learns from its validation and test cases. ``refit(evaluated, examples)`` trains the same
 recipe on ``examples`` (normally every trainable case) and carries over what validation chose:
 
-- every network (the main one and, when the mixture weighs it, the companion) is trained for
-  its best epoch from the evaluated run, on a full one-cycle schedule, without early stopping;
-- the TF-IDF members (SVM, and the k-NN vote when the mixture weighs it) are refitted on
-  ``examples``;
+- every network the mixture weighs (the main one, the companion) is trained for its best
+  epoch from the evaluated run, on a full one-cycle schedule, without early stopping; a main
+  network the mixture weighs 0 adds nothing to any score, so it is kept as evaluated rather
+  than retrained (its features still index the precedents when there is no sentence encoder);
+- the text members (SVM, and the k-NN vote and the sentence head when the mixture weighs
+  them) are refitted on ``examples``;
 - the mixture (members, weights, member temperatures), the final temperature and the top-label
   calibrator are copied: they were fitted on out-of-sample scores of the evaluated model, so
   they stay honest; nothing is fitted on the refit data's own, in-sample scores;
@@ -32,7 +34,7 @@ from model.pipeline import (
     Example,
     HSModel,
     _fit,
-    _fit_tfidf_members,
+    _fit_text_members,
     _threads,
     _validate,
     resolve_device,
@@ -61,6 +63,12 @@ def refit(
     if len(labels) < 2:
         raise ValueError(f"refit needs at least two classes, got {labels}")
     config = replace(evaluated.config, epochs=_best_epoch(evaluated), early_stopping=False)
+    weight = (
+        dict(zip(evaluated.members, evaluated.mixture.weights, strict=True))
+        if evaluated.mixture is not None and evaluated.members
+        else {}
+    )
+    retrain_network = not weight or weight.get("network", 0.0) != 0.0
     companion = evaluated.companion
     comp_config = (
         replace(companion.config, epochs=_best_epoch(companion), early_stopping=False)
@@ -68,8 +76,11 @@ def refit(
         else None
     )
     # progress over both networks, in proportion to their epochs
-    weights = [config.epochs, comp_config.epochs if comp_config is not None else 0]
-    total = float(sum(weights))
+    weights = [
+        config.epochs if retrain_network else 0,
+        comp_config.epochs if comp_config is not None else 0,
+    ]
+    total = float(sum(weights)) or 1.0
 
     def stage(offset: float, share: float) -> Callable[[int, int], None]:
         def report(done: int, n: int) -> None:
@@ -82,18 +93,22 @@ def refit(
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     with _threads(config.num_threads):
-        model = _fit(
-            examples,
-            [],
-            config,
-            labels,
-            device,
-            stage(0.0, weights[0] / total),
-            extra_images,
-            None,
-            extra_texts,
-            refitting=True,
-        )
+        if retrain_network:
+            model = _fit(
+                examples,
+                [],
+                config,
+                labels,
+                device,
+                stage(0.0, weights[0] / total),
+                extra_images,
+                None,
+                extra_texts,
+                refitting=True,
+            )
+        else:  # the same network object: nothing scores with it, nothing changes it
+            model = copy.copy(evaluated)
+            model.companion = None
         timings = {"network_s": time.perf_counter() - t0}
         if comp_config is not None:
             t1 = time.perf_counter()
@@ -114,10 +129,17 @@ def refit(
             model.members = evaluated.members
             model.mixture = copy.deepcopy(evaluated.mixture)
             if evaluated.tfidf is not None:
-                model.tfidf, model.knn = _fit_tfidf_members(
-                    model, examples, with_knn=evaluated.knn is not None
-                )
+                _fit_text_members(
+                    model,
+                    examples,
+                    with_knn=evaluated.knn is not None,
+                    with_sentence=evaluated.sentence is not None,
+                ).attach(model)
             timings["members_s"] = time.perf_counter() - t1
+        if not retrain_network:
+            t1 = time.perf_counter()
+            model.set_precedents(examples)
+            timings["precedents_s"] = time.perf_counter() - t1
     model.temperature = evaluated.temperature
     model.top_calibration = copy.deepcopy(evaluated.top_calibration)
     if progress is not None:
@@ -126,17 +148,20 @@ def refit(
     history["refit"] = {
         "n_examples": len(examples),
         "labels": len(labels),
-        "epochs": config.epochs,
+        "epochs": config.epochs if retrain_network else None,
+        "network": "retrained"
+        if retrain_network
+        else "kept from the evaluated model: the mixture weighs it 0",
         "companion_epochs": comp_config.epochs if comp_config is not None else None,
         "kept_from_evaluated": ["epochs", "mixture", "temperature", "top_calibration"],
         "timings": timings | {"total_s": time.perf_counter() - t0},
     }
     model.history = history
     log.info(
-        "refit on %d cases (%d codes): %d epochs%s, %.0f s",
+        "refit on %d cases (%d codes): %s%s, %.0f s",
         len(examples),
         len(labels),
-        config.epochs,
+        f"network {config.epochs} epochs" if retrain_network else "network kept (weight 0)",
         f", companion {comp_config.epochs}" if comp_config is not None else "",
         time.perf_counter() - t0,
     )

@@ -13,6 +13,7 @@ from hscode.recommend import RequestInput
 from model.baseline import TfidfKnn, TfidfSvm
 from model.calibrate import Ensemble, fit_mixture, fit_temperature, mix_logits, softmax
 from model.pipeline import HSModel, ModelConfig, calibration_split, fit
+from model.sentence import SentenceHead
 from model.synthetic import PRODUCTS, make_cases
 
 TINY = {
@@ -56,14 +57,16 @@ def test_ensemble_on_and_off(models, data):
     test = data[2]
     assert on.config.ensemble == "tfidf+knn"  # the shipped default
     assert on.tfidf is not None and off.tfidf is None
-    assert on.members == ("network", "companion", "svm", "knn") and off.members == ()
+    assert on.members == ("network", "companion", "svm", "knn", "sentence")
+    assert off.members == ()
     # the companion (a second, text-only network) was trained; on this data the mixture
     # weighs it 0, so it is dropped, like any member weighted 0 (k-NN included)
     assert on.history["companion"]["best_epoch"] >= 1 and off.companion is None
     weight = dict(zip(on.members, on.mixture.weights, strict=True))
     assert weight["companion"] == 0.0 and weight["knn"] > 0.0  # what this fixture exercises
     assert on.companion is None and on.knn is not None
-    assert on.history["ensemble"]["dropped"] == ["companion"]
+    assert on.history["ensemble"]["dropped"][0] == "companion"
+    assert (on.sentence is None) == ("sentence" in on.history["ensemble"]["dropped"])
     assert on.history["ensemble"]["kind"] == "tfidf+knn" and "ensemble" not in off.history
     assert off.mixture is None
     assert sum(on.mixture.weights) == pytest.approx(1.0)
@@ -74,8 +77,15 @@ def test_ensemble_on_and_off(models, data):
     np.testing.assert_array_equal(off.logits(test), off.neural_logits(test))
     # logits are the documented mixture of the members
     texts = [e.title for e in test]
+    sentence = on.sentence.scores(texts) if on.sentence is not None else None
     expected = on.mixture.log_probs(
-        [on.neural_logits(test), None, on.tfidf.decision_scores(texts), on.knn.scores(texts)]
+        [
+            on.neural_logits(test),
+            None,
+            on.tfidf.decision_scores(texts),
+            on.knn.scores(texts),
+            sentence,
+        ]
     )
     np.testing.assert_allclose(on.logits(test), expected, atol=1e-5)
     proba = on.predict_proba(test)
@@ -86,7 +96,11 @@ def test_ensemble_on_and_off(models, data):
         ModelConfig(knn_k=0)
     with pytest.raises(ValueError, match="companion"):
         ModelConfig(companion="glove")
-    assert ModelConfig(inputs="title", companion="none").members == ("network", "svm", "knn")
+    assert ModelConfig(inputs="title", companion="none", sentence_encoder="none").members == (
+        "network",
+        "svm",
+        "knn",
+    )
     assert ModelConfig(inputs="image").members == ()
 
 
@@ -189,6 +203,15 @@ def test_mixture_is_cross_fitted_and_temperature_uses_all_validation(models, nor
         companion.neural_logits(val),
         m.tfidf.decision_scores(texts),
         m.knn.scores(texts),
+        # the sentence head, retrained exactly as fit did (it may have been dropped too)
+        SentenceHead(
+            m.config.sentence_encoder,
+            hidden=m.config.sentence_hidden,
+            epochs=m.config.sentence_epochs,
+            seed=m.config.seed,
+        )
+        .fit([e.title for e in train], m.label_indices([e.label for e in train]), len(m.labels))
+        .scores(texts),
     ]
     y = m.label_indices(labels)
     oof = np.zeros_like(scores[0], dtype=np.float64)

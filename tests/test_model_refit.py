@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
+from model.calibrate import Ensemble
 from model.pipeline import HSModel, ModelConfig, fit
 from model.refit import refit
 from model.synthetic import make_cases
@@ -39,13 +42,34 @@ def test_refit_keeps_what_validation_chose(fitted) -> None:
     assert served.temperature == evaluated.temperature
     assert served.top_calibration.to_dict() == evaluated.top_calibration.to_dict()
     info = served.history["refit"]
-    assert info["epochs"] == evaluated.history["best_epoch"]
     assert info["n_examples"] == len(everything)
     assert len(served.history["epochs"]) == len(evaluated.history["epochs"])  # evaluated run's
-    # weights were retrained, not copied
+
+
+def test_a_network_the_mixture_weighs_zero_is_kept_not_retrained(fitted) -> None:
+    evaluated, served, _ = fitted
+    weight = dict(zip(evaluated.members, evaluated.mixture.weights, strict=True))
+    assert weight["network"] == 0.0  # what this fixture exercises (the text members win)
+    assert served.network is evaluated.network
+    assert served.history["refit"]["epochs"] is None
+    assert "weighs it 0" in served.history["refit"]["network"]
+    # nothing scores with it, so scoring does not run it
+    assert not served._network_needed()
+
+
+def test_a_weighted_network_is_retrained_for_its_best_epoch(fitted) -> None:
+    evaluated, _, everything = fitted
+    weighted = copy.copy(evaluated)
+    weights = [0.5 if m == "network" else 0.0 for m in evaluated.members]
+    weights[evaluated.members.index("svm")] = 0.5
+    weighted.mixture = Ensemble(evaluated.mixture.temperatures, weights)
+    served = refit(weighted, everything)
+    info = served.history["refit"]
+    assert info["epochs"] == evaluated.history["best_epoch"] and info["network"] == "retrained"
     a = evaluated.network.state_dict()
     b = served.network.state_dict()
     assert any(not np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert served._network_needed()
 
 
 def test_refit_learns_from_every_case(fitted) -> None:

@@ -1,5 +1,5 @@
 """The frozen sentence encoder and the SVM member that uses it: meaning across languages,
-the cache, persistence, and a name the n-grams cannot place."""
+the cache, persistence, a name the n-grams cannot place, and the sentence head member."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model.baseline import TfidfSvm
-from model.sentence import SentenceEncoder, get_encoder
+from model.sentence import SentenceEncoder, SentenceHead, get_encoder
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,33 @@ def test_a_state_whose_shape_does_not_match_its_encoder_is_refused(pair):
     meta = {**meta, "sentence_encoder": "use-m3"}
     with pytest.raises(ValueError, match="sentence dimensions"):
         TfidfSvm.from_state(meta, arrays)
+
+
+@pytest.fixture(scope="module")
+def head() -> SentenceHead:
+    texts = [t for names in TRAIN.values() for t in names]
+    index = {code: i for i, code in enumerate(TRAIN)}
+    labels = [index[code] for code, names in TRAIN.items() for _ in names]
+    return SentenceHead("use-m3", hidden=64, epochs=60, batch_size=4).fit(texts, labels, 3)
+
+
+def test_the_sentence_head_places_names_in_other_languages(head):
+    # Korean and Chinese names that share no character with the English training names
+    scores = head.scores(["휴대폰", "手机", "냉동 소고기"])
+    assert scores.shape == (3, 3)
+    assert scores.argmax(axis=1).tolist() == [0, 0, 2]
+
+
+def test_the_sentence_head_state_round_trip_keeps_its_scores(head):
+    meta, arrays = head.to_state()
+    assert meta["encoder"] == "use-m3" and meta["n_classes"] == 3 and meta["encoder_version"]
+    clone = SentenceHead.from_state(meta, arrays)
+    probe = ["hex bolt M8", "휴대폰 케이스", ""]
+    np.testing.assert_allclose(clone.scores(probe), head.scores(probe), atol=1e-6)
+    with pytest.raises(ValueError, match="does not fit"):
+        SentenceHead.from_state({**meta, "n_classes": 4}, arrays)
+
+
+def test_the_sentence_head_refuses_labels_outside_its_classes():
+    with pytest.raises(ValueError, match="class indices"):
+        SentenceHead("use-m3").fit(["a", "b"], [0, 3], 2)
