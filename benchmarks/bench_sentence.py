@@ -1,6 +1,15 @@
 """Benchmark 10: the SVM member with and without the frozen sentence encoder (issue 19).
 
     python -m benchmarks.bench_sentence --k 100 --seeds 0 1
+    python -m benchmarks.bench_sentence --k 100 300 --seeds 1 2 --members
+
+``--members``: the product's text members on the same split instead of the weights: the
+n-gram SVM alone, the former design (the sentence vector appended to the SVM's features,
+weight 0.5; skipped for K > 300, where it takes over 19 minutes), the sentence head
+(``model.sentence.SentenceHead`` with ``ModelConfig``'s defaults) alone, and the SVM and the
+head mixed as ``hscode train`` mixes them (``model.calibrate.choose_mixture`` on the
+validation part, cross-fitted on its two stratified halves); top-1 / top-3 at 10, 6 and 4
+digits on test, and the fit seconds. ``--k 0`` is every code with >= 3 names.
 
 On the ghko99 names of the K most frequent codes: a title-grouped, label-stratified split
 (20% test, then 12.5% of the rest as validation: 70 / 10 / 20), per seed. The product's SVM
@@ -68,6 +77,138 @@ def run_seed(frame, seed: int, weights: tuple[float, ...]) -> list[dict]:
     return rows
 
 
+def _hits(scores: np.ndarray, y: np.ndarray, classes: list[str], k: int, digits: int) -> float:
+    top = np.argsort(-scores, axis=1)[:, :k]
+    prefix = np.array([c[:digits] for c in classes])
+    return float(np.mean((prefix[top] == prefix[y][:, None]).any(axis=1)))
+
+
+def run_members(frame, seed: int, k: int) -> dict:
+    """The product's text members and their mixture on one title-grouped 70/10/20 split."""
+    from model.baseline import TfidfSvm
+    from model.calibrate import choose_mixture
+    from model.pipeline import ModelConfig, calibration_split
+    from model.sentence import SentenceHead
+
+    cfg = ModelConfig()
+    names, labels = frame["name"].tolist(), frame["hscode"].tolist()
+    rest, test = group_stratified_split(names, labels, test_size=0.2, seed=seed)
+    sub_train, sub_val = group_stratified_split(
+        [names[i] for i in rest], [labels[i] for i in rest], test_size=0.125, seed=seed
+    )
+    train, val = rest[sub_train], rest[sub_val]
+    classes = sorted(set(labels))
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[c] for c in labels])
+    text = lambda idx: [names[i] for i in idx]
+    scored: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+
+    def timed(name, fit, score):
+        t0 = time.perf_counter()
+        model = fit()
+        seconds = time.perf_counter() - t0
+        scored[name] = (score(model, text(val)), score(model, text(test)), seconds)
+        log(f"seed {seed} K={k}: {name} fitted in {seconds:.0f} s")
+
+    svm_args = {"C": cfg.ensemble_c, "seed": cfg.seed, "min_df": cfg.ensemble_min_df}
+    timed(
+        "n-gram SVM",
+        lambda: TfidfSvm(**svm_args).fit(text(train), y[train]),
+        lambda m, t: m.decision_scores(t),
+    )
+    if 0 < k <= 300:
+        timed(
+            "SVM + appended sentence vector x 0.5 (former)",
+            lambda: TfidfSvm(**svm_args, sentence_encoder="use-m3", sentence_weight=0.5).fit(
+                text(train), y[train]
+            ),
+            lambda m, t: m.decision_scores(t),
+        )
+    head_args = {"hidden": cfg.sentence_hidden, "epochs": cfg.sentence_epochs, "seed": cfg.seed}
+    timed(
+        "sentence head",
+        lambda: SentenceHead(cfg.sentence_encoder, **head_args).fit(
+            text(train), y[train], len(classes)
+        ),
+        lambda m, t: m.scores(t),
+    )
+    svm_val, svm_test, svm_s = scored["n-gram SVM"]
+    head_val, head_test, head_s = scored["sentence head"]
+    parts = calibration_split([labels[i] for i in val], cfg.calibration_share, cfg.seed)
+    choice = choose_mixture([svm_val, head_val], y[val], parts)
+    mixed = (
+        choice.mixture.log_probs([svm_val, head_val]),
+        choice.mixture.log_probs([svm_test, head_test]),
+        svm_s + head_s,
+    )
+    scored[f"SVM + sentence head, mixed {choice.mixture.weights} (shipped)"] = mixed
+    rows = []
+    for name, (val_scores, test_scores, seconds) in scored.items():
+        row = {"seed": seed, "k": k, "model": name, "fit_s": seconds}
+        row["val_top1"] = _hits(val_scores, y[val], classes, 1, 10)
+        for digits in (10, 6, 4):
+            for top in (1, 3):
+                row[f"test_top{top}_{digits}"] = _hits(test_scores, y[test], classes, top, digits)
+        rows.append(row)
+    return {
+        "seed": seed,
+        "k": k,
+        "n": {"train": len(train), "val": len(val), "test": len(test), "codes": len(classes)},
+        "single_member": choice.single,
+        "rows": rows,
+    }
+
+
+def members_main(args) -> int:
+    all_names = load_ghko99_names()
+    results = []
+    for k in args.k:
+        if k > 0:
+            frame = top_codes(all_names, k)
+        else:
+            counts = all_names["hscode"].value_counts()
+            frame = all_names[all_names["hscode"].isin(counts[counts >= 3].index)]
+        results += [run_members(frame, seed, k) for seed in args.seeds]
+    table = []
+    for result in results:
+        base = result["rows"][0]
+        for r in result["rows"]:
+            table.append(
+                [
+                    result["k"] or "all",
+                    r["seed"],
+                    r["model"],
+                    f"{100 * r['val_top1']:.2f}",
+                    f"{100 * r['test_top1_10']:.2f}",
+                    f"{100 * (r['test_top1_10'] - base['test_top1_10']):+.2f}",
+                    f"{100 * r['test_top3_10']:.2f}",
+                    f"{100 * r['test_top1_6']:.2f}",
+                    f"{100 * r['test_top1_4']:.2f}",
+                    f"{r['fit_s']:.0f}",
+                ]
+            )
+    print(
+        markdown_table(
+            [
+                "K",
+                "seed",
+                "members",
+                "val top-1",
+                "test top-1",
+                "vs SVM",
+                "test top-3",
+                "top-1 @6",
+                "top-1 @4",
+                "fit s",
+            ],
+            table,
+        )
+    )
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / "bench_sentence_members.json").write_text(json.dumps(results, indent=2), "utf-8")
+    return 0
+
+
 def familiarity(all_names, frame, seed: int, threshold: float, n_unfamiliar: int = 2000) -> dict:
     """Nearest-training-name similarity in the encoder's space for held-out names of the K
     codes (familiar) and names whose heading is none of theirs (unfamiliar): the share below
@@ -107,11 +248,19 @@ def familiarity(all_names, frame, seed: int, threshold: float, n_unfamiliar: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--k", type=int, nargs="+", default=[100])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
     parser.add_argument("--familiarity-only", action="store_true", help="skip the SVM fits")
+    parser.add_argument(
+        "--members", action="store_true", help="the product's text members and their mixture"
+    )
     args = parser.parse_args(argv)
+    if args.members:
+        return members_main(args)
+    if len(args.k) != 1:
+        parser.error("--k takes one value without --members")
+    args.k = args.k[0]
 
     from model.sentence import SentenceEncoder
 

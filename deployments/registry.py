@@ -90,6 +90,36 @@ def code_version() -> str:
             return "unknown"
 
 
+_WEEKDAYS = ("Sundays", "Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays")
+
+
+def schedule_label(schedule: Schedule) -> str:
+    """A schedule in words with its time zone and the UTC time, e.g. ``01:00 daily, Asia/Seoul
+    (UTC+09:00; 16:00 UTC)``; any cron this registry does not spell out is shown as is."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    zone = schedule.timezone or "UTC"
+    fields = (schedule.cron or "").split()
+    inactive = "" if schedule.active else " (inactive)"
+    if len(fields) != 5 or not (fields[0].isdigit() and fields[1].isdigit()):
+        return f"cron '{schedule.cron}', {zone}{inactive}"
+    minute, hour, dom, month, dow = fields
+    if dom != "*" or month != "*" or not (dow == "*" or (dow.isdigit() and int(dow) < 7)):
+        return f"cron '{schedule.cron}', {zone}{inactive}"
+    local = datetime(2026, 1, 4, int(hour), int(minute), tzinfo=ZoneInfo(zone))  # a Sunday
+    offset = local.utcoffset() or timedelta(0)
+    sign = "-" if offset < timedelta(0) else "+"
+    hours, rest = divmod(abs(int(offset.total_seconds())), 3600)
+    utc = local.astimezone(ZoneInfo("UTC"))
+    day = "daily" if dow == "*" else _WEEKDAYS[int(dow)]
+    shift = {-1: " the day before", 1: " the day after"}.get((utc.date() - local.date()).days, "")
+    return (
+        f"{int(hour):02d}:{int(minute):02d} {day}, {zone} (UTC{sign}{hours:02d}:{rest // 60:02d}; "
+        f"{utc:%H:%M} UTC{shift}){inactive}"
+    )
+
+
 @dataclass(frozen=True)
 class DeploymentSpec:
     """One deployment: which flow, where it runs, when, and with what defaults."""
@@ -107,6 +137,14 @@ class DeploymentSpec:
     @property
     def flow_name(self) -> str:
         return self.load_flow().name
+
+    @property
+    def full_description(self) -> str:
+        """The description, with each schedule in words and its time zone (what the UI shows
+        beside the deployment)."""
+        if not self.schedules:
+            return self.description
+        return f"{self.description} Schedule: " + "; ".join(map(schedule_label, self.schedules))
 
     @property
     def full_name(self) -> str:
@@ -262,7 +300,7 @@ def to_runner_deployment(
     version = code_version()
     return spec.load_flow().to_deployment(
         name=spec.name,
-        description=spec.description,
+        description=spec.full_description,
         parameters=spec.parameters,
         schedules=list(spec.schedules),
         triggers=list(spec.triggers),

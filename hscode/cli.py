@@ -387,10 +387,13 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.db_cmd == "analyst-login":
         from hscode.db import create_analyst_login, login_uri
 
+        import secrets
+
         engine = get_engine(settings)
         migrate(engine)
+        password = args.password if args.password is not None else secrets.token_urlsafe(18)
         try:
-            create_analyst_login(engine, args.name, args.password)
+            create_analyst_login(engine, args.name, password)
         except ValueError as exc:
             raise CliError(str(exc), EXIT_BAD_INPUT) from exc
         print(
@@ -400,8 +403,8 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"connect with: psql '{login_uri(settings, args.name)}'")
         if args.password is not None:
             print("  psql asks for the password given with --password (or set PGPASSWORD)")
-        else:
-            print("  no password set: it connects only where the server trusts it without one")
+        else:  # generated: shown this once, stored only as a scram verifier
+            print(f"  password (shown once; psql asks for it): {password}")
     return EXIT_OK
 
 
@@ -567,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("migrate", help="apply pending migrations")
     q = db_sub.add_parser("analyst-login", help="create a read-only login for the analyst views")
     q.add_argument("name")
-    q.add_argument("--password", help="only for servers with password authentication")
+    q.add_argument("--password", help="the login's password (default: a generated one, shown once)")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("tariff", help="tariff code names")

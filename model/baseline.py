@@ -24,8 +24,10 @@ class TfidfSvm:
     Character n-grams carry most of the signal on short, misspelt, mixed-script names; word
     n-grams add phrases ('of plastics'). With ``sentence_encoder`` (``"use-m3"``,
     :mod:`model.sentence`) the frozen encoder's L2-normalised vector, times
-    ``sentence_weight``, is appended to the sparse features: the meaning of a name the
-    n-grams have not seen. Picklable (plain sklearn objects); or, without pickle,
+    ``sentence_weight``, is appended to the sparse features. The product no longer fits it
+    that way (the solver's cost grows with the 512 dense columns in every row: over 19
+    minutes at every code; the sentence head member replaced it at the same accuracy), but
+    models saved that way still load and score. Picklable (plain sklearn objects); or, without pickle,
     :meth:`to_state` / :meth:`from_state`.
     """
 

@@ -15,8 +15,10 @@
   4. ensemble (text inputs; ``ensemble="tfidf+knn"``, the default, or ``"tfidf"``): a second,
      text-only network (``config.companion``, by default fastText with the subword layer;
      trained like step 3 on its own embeddings), a char_wb 1-4 + word 1-2 TF-IDF linear SVM
-     (``model.baseline.TfidfSvm``) and a cosine k-NN vote on the same TF-IDF features
-     (``model.baseline.TfidfKnn``), trained on the training texts;
+     (``model.baseline.TfidfSvm``), a cosine k-NN vote on the same TF-IDF features
+     (``model.baseline.TfidfKnn``) and, with a sentence encoder, a classifier on its frozen
+     vectors (``model.sentence.SentenceHead``, member "sentence"), trained on the training
+     texts;
      the members' temperature-scaled log-probabilities are mixed geometrically
      (``model.calibrate.Ensemble``) with weights and temperatures chosen on validation;
   5. fit a temperature on the final (mixed) logits: the mixture is cross-fitted on the two
@@ -36,7 +38,8 @@ plain files: ``config.json``, ``vocab.json``, ``weights.pt`` (state dicts only),
 ``embeddings.npy``, ``precedents.npz`` and, with the ensemble, ``tfidf.json`` (vocabularies,
 member names, mixture) + ``tfidf.npz`` (idf weights, linear coefficients) and ``knn.json`` +
 ``knn.npz`` (the k-NN member's L2-normalised sparse TF-IDF matrix of the training texts, as
-CSR arrays), and the companion network as a model directory of its own, ``companion/`` (no
+CSR arrays), ``sentence.json`` + ``sentence.npz`` (the sentence head's layers), and the
+companion network as a model directory of its own, ``companion/`` (no
 pickled objects).
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,10 @@ def test_db_url_migrate_and_analyst_login_on_embedded_postgres(capsys):
         assert printed, out
         analyst_uri = printed.group(1)
         assert analyst_uri == re.sub(r"^postgresql://[^@/]*@", "postgresql://ana@", uri)
+        # the server requires passwords: a generated one, shown once, not in the URI
+        generated = re.search(r"password \(shown once; psql asks for it\): (\S+)$", out, re.M)
+        assert generated, out
+        assert generated.group(1) not in analyst_uri
         args = ["--data-dir", str(data_dir), "db", "analyst-login", "bob", "--password", "pw-1"]
         assert main(args) == EXIT_OK
         out = capsys.readouterr().out
@@ -147,20 +152,36 @@ def test_db_url_migrate_and_analyst_login_on_embedded_postgres(capsys):
             EXIT_BAD_INPUT
         )
         # psql accepts the URI: the login reads a view and is refused a base table
-        view = subprocess.run(
-            ["psql", analyst_uri, "-Atc", "select count(*) from latest_predictions"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        table = subprocess.run(
-            ["psql", analyst_uri, "-Atc", "select count(*) from requests"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        def psql(target: str, *sql: str, password: str | None = None):
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+            if password is not None:
+                env["PGPASSWORD"] = password
+            return subprocess.run(
+                ["psql", "-w", target, "-Atc", *sql],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=env,
+            )
+
+        ana = generated.group(1)
+        view = psql(analyst_uri, "select count(*) from latest_predictions", password=ana)
+        table = psql(analyst_uri, "select count(*) from requests", password=ana)
         assert view.returncode == 0 and view.stdout.strip() == "0", view.stderr
         assert table.returncode != 0 and "permission denied" in table.stderr
+        # the analyst cannot become the superuser: not by connecting as it (its password is
+        # owner-only beside the data dir), not by SET ROLE
+        superuser = re.sub(r"^postgresql://ana@", "postgresql://postgres@", analyst_uri)
+        for password in (ana, None):
+            as_postgres = psql(superuser, "select 1", password=password)
+            assert as_postgres.returncode != 0
+            assert "password authentication failed" in as_postgres.stderr or (
+                "no password supplied" in as_postgres.stderr
+            ), as_postgres.stderr
+        switched = psql(analyst_uri, "set role postgres", password=ana)
+        assert switched.returncode != 0 and "permission denied" in switched.stderr
+        secret = data_dir / "pg.superuser-secret"
+        assert secret.is_file() and secret.stat().st_mode & 0o077 == 0
     finally:
         stop_embedded(data_dir)
 

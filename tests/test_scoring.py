@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from hscode.db import record_model_version
+from hscode.hs import format_hs10
 from hscode.intake import submit_requests
 from hscode.recommend import Candidate, Precedent, Recommendation, RequestInput
 from hscode.scoring import ScoringError, count_pending, score_pending
@@ -366,6 +367,16 @@ def test_analyst_views_show_the_champions_answers_with_names(engine, settings):
         f"소호 {top['top_hs10'][:6]}",
     )
     assert top["top_hs4_name_en"] is None and top["top_hs6_name_en"] is None  # none loaded
+    # one code format: ten digits in data, the portal's spelling (format_hs10) for people
+    assert top["top_hs10_display"] == format_hs10(top["top_hs10"])
+    assert top["candidates_display"] == [format_hs10(c) for c in top["candidates"]]
+    assert first["hs10_display"] == format_hs10(first["hs10"])
+    assert first["hs6_display"] == f"{first['hs6'][:4]}.{first['hs6'][4:]}"
+    with engine.connect() as conn:
+        shown = conn.execute(
+            text("select hs_display('3304101000'), hs_display('330410'), hs_display('3304')")
+        ).one()
+    assert tuple(shown) == ("3304.10-1000", "3304.10", "3304")
     assert (
         sum(v["requests"] for v in volumes) == 4
         and sum(v["flagged_for_review"] for v in volumes) == 4

@@ -287,6 +287,31 @@ def test_deployment_names_are_unique():
     assert len(set(names)) == len(names), names
 
 
+def test_every_schedule_is_labelled_with_its_time_zone():
+    from prefect.schedules import Cron
+
+    from deployments.registry import DEPLOYMENTS, TIMEZONE, schedule_label
+
+    for spec in DEPLOYMENTS:
+        for schedule in spec.schedules:
+            label = schedule_label(schedule)
+            assert TIMEZONE in label and "UTC" in label and label in spec.full_description
+    assert schedule_label(Cron("0 1 * * *", timezone="Asia/Seoul")) == (
+        "01:00 daily, Asia/Seoul (UTC+09:00; 16:00 UTC the day before)"
+    )
+    assert schedule_label(Cron("30 3 * * 0", timezone="Asia/Seoul", active=False)) == (
+        "03:30 Sundays, Asia/Seoul (UTC+09:00; 18:30 UTC the day before) (inactive)"
+    )
+    assert (
+        schedule_label(Cron("0 12 * * *", timezone="UTC"))
+        == "12:00 daily, UTC (UTC+00:00; 12:00 UTC)"
+    )
+    assert (
+        schedule_label(Cron("*/5 * * * *", timezone="Asia/Seoul"))
+        == "cron '*/5 * * * *', Asia/Seoul"
+    )
+
+
 def test_every_deployment_parameter_is_described_for_the_ui():
     from prefect.utilities.callables import parameter_schema
 
