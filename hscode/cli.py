@@ -385,9 +385,9 @@ def cmd_db(args: argparse.Namespace) -> int:
         applied = migrate(get_engine(settings))
         print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
     elif args.db_cmd == "analyst-login":
-        from hscode.db import create_analyst_login, login_uri
-
         import secrets
+
+        from hscode.db import create_analyst_login, login_uri
 
         engine = get_engine(settings)
         migrate(engine)

@@ -141,7 +141,9 @@ def test_db_url_migrate_and_analyst_login_on_embedded_postgres(capsys):
         analyst_uri = printed.group(1)
         assert analyst_uri == re.sub(r"^postgresql://[^@/]*@", "postgresql://ana@", uri)
         # the server requires passwords: a generated one, shown once, not in the URI
-        generated = re.search(r"password \(shown once; psql asks for it\): (\S+)$", out, re.M)
+        generated = re.search(
+            r"password \(shown once; psql asks for it\): (\S+)$", out, re.MULTILINE
+        )
         assert generated, out
         assert generated.group(1) not in analyst_uri
         args = ["--data-dir", str(data_dir), "db", "analyst-login", "bob", "--password", "pw-1"]
@@ -151,6 +153,7 @@ def test_db_url_migrate_and_analyst_login_on_embedded_postgres(capsys):
         assert main(["--data-dir", str(data_dir), "db", "analyst-login", "Robert'); drop"]) == (
             EXIT_BAD_INPUT
         )
+
         # psql accepts the URI: the login reads a view and is refused a base table
         def psql(target: str, *sql: str, password: str | None = None):
             env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
