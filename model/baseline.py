@@ -41,6 +41,7 @@ class TfidfSvm:
         min_df: int = 1,
         sentence_encoder: str = "none",
         sentence_weight: float = 0.5,
+        max_coef_mb: float | None = None,
     ) -> None:
         if sentence_weight <= 0:
             raise ValueError("sentence_weight must be > 0")
@@ -50,6 +51,9 @@ class TfidfSvm:
             get_encoder(sentence_encoder)  # an unknown name fails here, not after fitting
         self.C = C
         self.min_df = min_df
+        # with a budget: when the coefficients (terms x classes, float32) at ``min_df`` would
+        # exceed it, terms seen only once are dropped as well (min_df 2), once
+        self.max_coef_mb = max_coef_mb
         self.char_ngrams = char_ngrams
         self.word_ngrams = word_ngrams
         self.max_features = max_features
@@ -95,6 +99,19 @@ class TfidfSvm:
         if len(set(labels)) < 2:
             raise ValueError("TfidfSvm needs at least two classes")
         texts = [t if isinstance(t, str) else "" for t in texts]
+        self._fit_vectorizers(texts)
+        n_classes = len(set(labels))
+        if self.max_coef_mb is not None and self.min_df < 2:
+            n_terms = len(self.char_vectorizer.vocabulary_) + len(self.word_vectorizer.vocabulary_)
+            if n_terms * n_classes * 4 / 2**20 > self.max_coef_mb:
+                self.min_df = 2
+                self._fit_vectorizers(texts)
+        self.svm = LinearSVC(C=self.C, random_state=self.seed)
+        self.svm.fit(self._features(texts), np.asarray(labels))
+        self._set_linear(self.svm.coef_, self.svm.intercept_, self.svm.classes_)
+        return self
+
+    def _fit_vectorizers(self, texts: list[str]) -> None:
         self.char_vectorizer = TfidfVectorizer(
             analyzer="char_wb",
             ngram_range=self.char_ngrams,
@@ -113,10 +130,6 @@ class TfidfSvm:
         )
         self.char_vectorizer.fit(texts)
         self.word_vectorizer.fit(texts)
-        self.svm = LinearSVC(C=self.C, random_state=self.seed)
-        self.svm.fit(self._features(texts), np.asarray(labels))
-        self._set_linear(self.svm.coef_, self.svm.intercept_, self.svm.classes_)
-        return self
 
     def _set_linear(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> None:
         coef = np.asarray(coef, dtype=np.float32)

@@ -70,3 +70,15 @@ def test_binary_and_bad_input():
         TfidfSvm().fit(["a", "b"], ["x"])
     with pytest.raises(RuntimeError, match="not fitted"):
         TfidfSvm().decision_scores(["a"])
+
+
+def test_a_coefficient_budget_drops_terms_seen_once():
+    texts, labels = _cases(200, seed=3)
+    every = TfidfSvm(min_df=1).fit(texts, labels)
+    n_terms = len(every.char_vectorizer.vocabulary_) + len(every.word_vectorizer.vocabulary_)
+    coef_mb = n_terms * 4 * 4 / 2**20  # 4 classes, float32
+    roomy = TfidfSvm(min_df=1, max_coef_mb=coef_mb * 1.01).fit(texts, labels)
+    tight = TfidfSvm(min_df=1, max_coef_mb=coef_mb * 0.99).fit(texts, labels)
+    assert roomy.min_df == 1 and roomy.coef.shape == every.coef.shape
+    assert tight.min_df == 2 and tight.coef.shape[0] < n_terms  # the model numbers went
+    assert TfidfSvm.from_state(*tight.to_state()).min_df == 2
