@@ -72,7 +72,9 @@ def nightly_flow(
     summary["crawl"] = crawl_flow(
         since=since, until=until, series=series, settings_overrides=overrides
     )
-    summary["normalize"] = normalize_flow(settings_overrides=overrides)
+    # the chain trains and scores itself: its steps announce nothing that would start the
+    # train or the score deployment a second time
+    summary["normalize"] = normalize_flow(settings_overrides=overrides, announce_training_due=False)
     if train == "auto":
         due, why = decide_training(settings, min_new_cases, retrain_days)
     else:
@@ -86,6 +88,7 @@ def nightly_flow(
             force=train == "always",
             train_overrides=train_overrides,
             settings_overrides=overrides,
+            announce=False,
         )
         if due
         else {"trained": False, "reason": why}

@@ -20,6 +20,7 @@ from tasks.cases import (
 def normalize_flow(
     min_new_cases: int = 200,
     settings_overrides: dict[str, Any] | None = None,
+    announce_training_due: bool = True,
 ) -> dict[str, Any]:
     """Parse every raw response not yet normalized into the cases dataset; report quality.
 
@@ -30,6 +31,8 @@ def normalize_flow(
     Args:
         min_new_cases: new trainable cases since the champion that make training due.
         settings_overrides: other ``Settings`` fields (e.g. ``{"data_dir": "/srv/hscode"}``).
+        announce_training_due: say in the event when training is due (which starts the train
+            deployment); the nightly chain, which trains itself next, passes False.
     """
     settings = resolve_settings(settings_overrides)
     report = normalize_cases(settings)
@@ -40,13 +43,17 @@ def normalize_flow(
         champion_info(settings), trainable, dt.datetime.now(dt.UTC), min_new_cases, 10**6
     )
     new_cases = _first_int(report, "inserted", "new_cases", "added", "upserted")
-    announce_normalized(new_cases, trainable, due, why)
+    announced = due and announce_training_due
+    if due and not announce_training_due:
+        why = f"{why}; not announced: the caller trains itself"
+    announce_normalized(new_cases, trainable, announced, why)
     return {
         "normalize": report,
         "quality": quality,
         "new_cases": new_cases,
         "trainable_cases": trainable,
         "training_due": due,
+        "announced_training_due": announced,
         "why": why,
     }
 

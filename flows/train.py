@@ -18,6 +18,7 @@ def train_flow(
     force: bool = False,
     train_overrides: dict[str, Any] | None = None,
     settings_overrides: dict[str, Any] | None = None,
+    announce: bool = True,
 ) -> dict[str, Any]:
     """Train a candidate on the current cases; it becomes champion only if it is not worse than
     the champion on test cases neither learned from (then it is refitted on every case).
@@ -29,6 +30,8 @@ def train_flow(
         force: train even when the champion was trained on exactly the current cases.
         train_overrides: other ``TrainConfig`` fields (e.g. small settings for a demo).
         settings_overrides: ``Settings`` fields (e.g. ``{"device": "cuda"}``).
+        announce: emit ``hscode.model.promoted`` on a promotion (which starts the score
+            deployment); the nightly chain, which scores itself next, passes False.
     """
     settings = resolve_settings(settings_overrides)
     if not force:
@@ -40,9 +43,10 @@ def train_flow(
     config = dict(train_overrides or {})
     config.update({"top_codes": top_codes, "inputs": inputs, "epochs": epochs})
     outcome = train_model(settings, config)
-    if outcome["promoted"]:
+    announced = bool(outcome["promoted"] and announce)
+    if announced:
         announce_promotion(outcome["version"], outcome["metrics"])
-    return {"trained": True, **outcome}
+    return {"trained": True, "announced": announced, **outcome}
 
 
 def _current_snapshot(settings: Any) -> str | None:

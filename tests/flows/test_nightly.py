@@ -106,6 +106,11 @@ def test_crawl_survived_faults_and_normalized_every_case(nightly_run, tiny_corpu
     corpus, _ = tiny_corpus
     assert faults > 0  # the crawl really was exercised against failures
     assert summary["normalize"]["trainable_cases"] == len(corpus)
+    # the chain trains and scores itself: it announces neither a due training nor the
+    # promotion, so the train and score deployments' triggers do not run them a second time
+    assert summary["normalize"]["training_due"] is True
+    assert summary["normalize"]["announced_training_due"] is False
+    assert summary["train"]["promoted"] is True and summary["train"]["announced"] is False
     assert summary["score"]["model_version"] == summary["train"]["version"]
 
 
