@@ -325,3 +325,16 @@ def test_subword_text_model_embeds_unseen_words_and_round_trips(text_data, tmp_p
         ModelConfig(embedding="word2vec", subword=True)
     w2v = ModelConfig(embedding="word2vec")
     assert not w2v.uses_subword and ModelConfig(subword=False).uses_subword is False
+
+
+def test_precedents_compare_titles_so_a_bare_title_finds_its_described_ruling(text_model):
+    """A title+description model: rulings carry long descriptions, requests often a title
+    alone. The precedent space compares titles, so the request finds the ruling."""
+    assert text_model.config.uses_description and text_model.train_sentences is not None
+    title = text_model.train_titles[0]
+    rec = text_model.recommend(
+        [RequestInput("bare", title)], top_k=1, n_precedents=3, review_threshold=0.0
+    )[0]
+    assert rec.precedents and rec.precedents[0].title == title
+    assert rec.precedents[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert not (rec.review_reason or "").startswith("unlike any known case")
