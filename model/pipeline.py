@@ -162,7 +162,8 @@ class ModelConfig:
     ensemble: str = "tfidf+knn"
     ensemble_c: float = 0.5  # the SVM's C
     # TF-IDF terms in fewer training texts are dropped. 1 (every term, as the TF-IDF + SVM
-    # peer) gains 0.25 top-1 and 0.7 top-3 over 2 on the ghko99 K = 100 names; when the
+    # peer) against 2, on the ghko99 K = 100 / 300 names, two seeds each: top-3 +0.2 to +0.6,
+    # top-1 -0.6 to +0.8 (level on average; `bench_sentence --members`, section 10e); when the
     # coefficients (terms x codes, float32) would exceed ensemble_max_coef_mb, terms seen
     # once are dropped after all (at every code: ~300,000 terms x 1,910 codes = 2.3 GB at
     # min_df 1, 0.86 GB at 2)
