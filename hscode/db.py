@@ -187,11 +187,18 @@ def superuser_secret_path(pg_dir: Path) -> Path:
     return pg_dir.with_name(pg_dir.name + ".superuser-secret")
 
 
-def _superuser_secret(pg_dir: Path) -> str:
-    """The superuser password, created once (owner-only; concurrent creators agree)."""
+def _superuser_secret(pg_dir: Path, create: bool = False) -> str:
+    """The superuser password; with ``create``, made when missing (owner-only; concurrent
+    creators agree). Only the process that switches a cluster to passwords creates it."""
     import secrets
 
     path = superuser_secret_path(pg_dir)
+    if not path.exists() and not create:
+        raise DatabaseError(
+            f"the embedded server in {Path(pg_dir)} requires passwords but its superuser's, "
+            f"{path}, is gone: restore that file (or remove the whole data directory to start "
+            "afresh)"
+        )
     if not path.exists():
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -217,8 +224,9 @@ def _require_passwords(pg_dir: Path, server: Any) -> None:
 
     hba = pg_dir / "pg_hba.conf"
     if hba.read_text().startswith(HBA_MARKER):
+        _superuser_secret(pg_dir)  # a clear error now if it is gone
         return
-    secret = _superuser_secret(pg_dir)
+    secret = _superuser_secret(pg_dir, create=True)
     info = server.get_postmaster_info()
     with psycopg.connect(
         host=str(info.socket_dir or info.hostname),

@@ -185,6 +185,11 @@ def test_db_url_migrate_and_analyst_login_on_embedded_postgres(capsys):
         assert switched.returncode != 0 and "permission denied" in switched.stderr
         secret = data_dir / "pg.superuser-secret"
         assert secret.is_file() and secret.stat().st_mode & 0o077 == 0
+        # the secret gone: a clear error that says what to do, not a failed login
+        secret.rename(secret.with_name("moved-away"))
+        assert main(["--data-dir", str(data_dir), "db", "url"]) != EXIT_OK
+        assert "superuser-secret, is gone: restore that file" in capsys.readouterr().err
+        secret.with_name("moved-away").rename(secret)
     finally:
         stop_embedded(data_dir)
 
