@@ -68,7 +68,10 @@ def refit(
         if evaluated.mixture is not None and evaluated.members
         else {}
     )
-    retrain_network = not weight or weight.get("network", 0.0) != 0.0
+    # kept only when it adds nothing to any score and already knows every label of examples
+    retrain_network = (
+        not weight or weight.get("network", 0.0) != 0.0 or list(evaluated.labels) != labels
+    )
     companion = evaluated.companion
     comp_config = (
         replace(companion.config, epochs=_best_epoch(companion), early_stopping=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.calibrate import Ensemble
-from model.pipeline import HSModel, ModelConfig, fit
+from model.pipeline import Example, HSModel, ModelConfig, fit
 from model.refit import refit
 from model.synthetic import make_cases
 
@@ -97,3 +97,16 @@ def test_refit_needs_two_classes(fitted) -> None:
     one = [e for e in everything if e.label == everything[0].label]
     with pytest.raises(ValueError, match="two classes"):
         refit(evaluated, one)
+
+
+def test_a_zero_weight_network_is_retrained_when_the_refit_brings_new_codes(fitted) -> None:
+    evaluated, _, everything = fitted
+    extra = [
+        Example(f"new-{i}", f"titanium bicycle frame size {i}", label="8714910000")
+        for i in range(6)
+    ]
+    served = refit(evaluated, [*everything, *extra])
+    assert "8714910000" in served.labels and served.labels != evaluated.labels
+    assert served.network is not evaluated.network
+    assert served.history["refit"]["network"] == "retrained"
+    assert served.predict_proba(extra[:2]).shape == (2, len(served.labels))
