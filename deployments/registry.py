@@ -43,14 +43,13 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Schedule
 
+from tasks.events import CASES_RESOURCE, NORMALIZED_EVENT, PROMOTED_EVENT, TRAINING_DUE_LABEL
+
 TIMEZONE = "Asia/Seoul"
 CPU_POOL = "cpu"
 GPU_POOL = "gpu"
 POOLS = (CPU_POOL, GPU_POOL)
 
-PROMOTED_EVENT = "hscode.model.promoted"
-NORMALIZED_EVENT = "hscode.cases.normalized"
-TRAINING_DUE_LABEL = "hscode.training.due"
 
 # Tags carried by the tasks that must never run twice at once, with their global limit.
 CRAWL_SLOT_TAG = "crawl-slot"
@@ -216,7 +215,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
             DeploymentEventTrigger(
                 name="train when enough new cases",
                 expect={NORMALIZED_EVENT},
-                match={"prefect.resource.id": "hscode.cases", TRAINING_DUE_LABEL: "true"},
+                match={"prefect.resource.id": CASES_RESOURCE, TRAINING_DUE_LABEL: "true"},
             ),
         ),
         tags=("train", "gpu"),

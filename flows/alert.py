@@ -16,8 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from flows._common import resolve_settings
-
-FAILED_EVENT = "hscode.run.failed"
+from tasks.events import FAILED_EVENT
 
 
 def failure_text(run: dict[str, Any]) -> str:

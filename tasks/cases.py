@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hscode.settings import Settings
 from tasks._util import jsonable, markdown_table, scalar_rows
+from tasks.events import CASES_RESOURCE, NORMALIZED_EVENT, TRAINING_DUE_LABEL
 
 
 # Normalizing upserts by case key, so re-running it never duplicates cases.
@@ -54,9 +55,6 @@ def count_trainable_cases(settings: Settings) -> int:
     return int(table.num_rows - table.column("hs10").null_count)
 
 
-NORMALIZED_EVENT = "hscode.cases.normalized"
-
-
 @task(name="announce-normalized", tags=["normalize", "events"], cache_policy=NO_CACHE)
 def announce_normalized(new_cases: int, total_cases: int, training_due: bool, why: str) -> bool:
     """Emit ``hscode.cases.normalized``; the train deployment triggers on ``hscode.training.due``."""
@@ -65,8 +63,8 @@ def announce_normalized(new_cases: int, total_cases: int, training_due: bool, wh
     event = emit_event(
         event=NORMALIZED_EVENT,
         resource={
-            "prefect.resource.id": "hscode.cases",
-            "hscode.training.due": "true" if training_due else "false",
+            "prefect.resource.id": CASES_RESOURCE,
+            TRAINING_DUE_LABEL: "true" if training_due else "false",
         },
         payload={"new_cases": int(new_cases), "total_cases": int(total_cases), "why": why},
     )

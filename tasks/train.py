@@ -14,8 +14,7 @@ from hscode.settings import Settings
 from tasks._logs import relay_logs
 from tasks._progress import ArtifactProgress
 from tasks._util import jsonable
-
-PROMOTED_EVENT = "hscode.model.promoted"
+from tasks.events import PROMOTED_EVENT
 
 
 # No retries: a failed training is worth a human look, and a retry would burn the GPU
