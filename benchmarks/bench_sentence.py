@@ -48,18 +48,24 @@ def _accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     return float(np.mean((top == y[:, None]).any(axis=1)))
 
 
-def run_seed(frame, seed: int, weights: tuple[float, ...]) -> list[dict]:
-    from model.baseline import TfidfSvm
-
+def _split(frame, seed: int):
+    """(names, labels, classes, class index per name, train, val, test): the title-grouped,
+    label-stratified 70 / 10 / 20 split every part of this benchmark uses."""
     names, labels = frame["name"].tolist(), frame["hscode"].tolist()
     rest, test = group_stratified_split(names, labels, test_size=0.2, seed=seed)
     sub_train, sub_val = group_stratified_split(
         [names[i] for i in rest], [labels[i] for i in rest], test_size=0.125, seed=seed
     )
-    train, val = rest[sub_train], rest[sub_val]
     classes = sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels])
+    return names, labels, classes, y, rest[sub_train], rest[sub_val], test
+
+
+def run_seed(frame, seed: int, weights: tuple[float, ...]) -> list[dict]:
+    from model.baseline import TfidfSvm
+
+    names, _, _, y, train, val, test = _split(frame, seed)
     rows = []
     for encoder, weight in [("none", None), *(("use-m3", w) for w in weights)]:
         t0 = time.perf_counter()
@@ -92,15 +98,7 @@ def run_members(frame, seed: int, k: int) -> dict:
     from model.sentence import SentenceHead
 
     cfg = ModelConfig()
-    names, labels = frame["name"].tolist(), frame["hscode"].tolist()
-    rest, test = group_stratified_split(names, labels, test_size=0.2, seed=seed)
-    sub_train, sub_val = group_stratified_split(
-        [names[i] for i in rest], [labels[i] for i in rest], test_size=0.125, seed=seed
-    )
-    train, val = rest[sub_train], rest[sub_val]
-    classes = sorted(set(labels))
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[c] for c in labels])
+    names, labels, classes, y, train, val, test = _split(frame, seed)
     text = lambda idx: [names[i] for i in idx]
     scored: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
 

@@ -165,15 +165,15 @@ class ModelConfig:
     # peer) against 2, on the ghko99 K = 100 / 300 names, two seeds each: top-3 +0.2 to +0.6,
     # top-1 -0.6 to +0.8 (level on average; `bench_sentence --members`, section 10e); when the
     # coefficients (terms x codes, float32) would exceed ensemble_max_coef_mb, terms seen
-    # once are dropped after all (at every code: ~300,000 terms x 1,910 codes = 2.3 GB at
-    # min_df 1, 0.86 GB at 2)
+    # once are dropped after all (at every code, min_df 2: 112,527 terms x 1,910 codes =
+    # 0.86 GB, measured; min_df 1 keeps more terms than that)
     ensemble_min_df: int = 1
     ensemble_max_coef_mb: float = 512.0
     # a frozen multilingual sentence encoder shipped in its wheel ("use-m3", model.sentence):
     # the ensemble member "sentence" (a classifier on its vectors, model.sentence.SentenceHead)
-    # and the precedent space; "none" for neither. Mixed with the SVM it adds 0.5-0.9 points
-    # top-1 and 1-1.5 points top-3 on the ghko99 K = 100 / 300 names (docs/benchmarks.md
-    # section 10)
+    # and the precedent space; "none" for neither. Mixed with the SVM it adds 0.6-1.1 points
+    # top-1 and 1.2-1.3 points top-3 on the ghko99 K = 100 / 300 names, two seeds each
+    # (`bench_sentence --members`, docs/benchmarks.md section 10e)
     sentence_encoder: str = "use-m3"
     sentence_hidden: int = 1024  # the head's hidden layer
     sentence_epochs: int = 20

@@ -10,9 +10,10 @@ model, and the same wheel version always gives the same vectors (the version is 
 The encoder is frozen. :class:`SentenceHead`, a small classifier trained on its vectors, is
 the ensemble member ``"sentence"`` (``model.pipeline``): the meaning of a name whose n-grams
 the TF-IDF SVM has not seen. A head of its own, mixed with the SVM by the cross-fitted
-mixture, ranks as well as appending the vectors to the SVM's features did, at a fraction of
-the cost (the SVM's solver pays for 512 dense columns in every row and every class: over
-19 minutes instead of 6 at every code). The encoder runs at about 600 names a second on two
+mixture, ranks about as well as appending the vectors to the SVM's features did, without its
+cost at every code (the SVM's solver pays for 512 dense columns in every row and every
+class: that fit did not finish in 19 minutes; the SVM alone takes 252 s and the head 117 s,
+docs/benchmarks.md section 10e). The encoder runs at about 600 names a second on two
 CPU threads (docs/benchmarks.md section 10).
 """
 
