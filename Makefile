@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 serve: $(STAMP)
 	$(BIN)/hscode serve

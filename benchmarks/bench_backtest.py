@@ -4,7 +4,7 @@ For each month M (ascending, from the first month with at least ``--min-history`
 cases decided before it), in ONE data dir:
 
   1. the cases decided before M that are not in the dataset yet are upserted
-     (``hscode.cases.make_case`` + ``upsert_cases``), as a nightly normalize would;
+     (``hscode.case_records.make_case`` + ``upsert_cases``), as a nightly normalize would;
   2. ``hscode.training.train_and_register`` trains a candidate and gates it against the
      champion (stable hash / date roles, leak-free paired-bootstrap comparison); a promoted
      candidate is refitted on every selected case and served;
@@ -17,7 +17,7 @@ cases decided before it), in ONE data dir:
      could see and scored on M the same way;
   5. the old gate's bias: when a champion existed before training, the PREVIOUS champion's
      served model (refitted on all its cases) is scored on the candidate's test cases, split
-     into those it trained on (its ``train_keys``) and those it did not. The candidate's
+     into those it trained on (its ``precedents.keys``) and those it did not. The candidate's
      evaluated model (which trained on none of them) is scored on the same two parts, so the
      difference of the two gaps is what memorisation adds: how much a gate comparing with the
      served champion on a reshuffled test set would overstate the champion.
@@ -103,7 +103,7 @@ class CorpusInfo:
 def load_corpus(args: argparse.Namespace) -> tuple[list[Case], CorpusInfo]:
     """The corpus as dated cases (``make_case`` records), oldest first, with a summary."""
     from emulator.corpus import demo_corpus, kcs_corpus
-    from hscode.cases import CaseRejected, make_case
+    from hscode.case_records import CaseRejected, make_case
 
     if args.corpus == "kcs":
         if not args.kcs_dir.is_dir():
@@ -237,7 +237,7 @@ def summarise(hits: dict[str, list[bool] | None]) -> dict[str, float | None]:
 
 
 def examples_of(cases: Sequence[Case], inputs: str, digits: int) -> list[Any]:
-    from model.pipeline import Example
+    from model.records import Example
 
     return [
         Example(
@@ -334,8 +334,8 @@ def bias_row(
     test = outcome.report["test"]
     prev = registry.load(prev_version)  # served: refitted on all its cases
     cand = registry.load(outcome.version, evaluated=True)
-    seen = set(prev.train_keys)
-    if set(test["keys"]) & set(cand.train_keys):
+    seen = set(prev.precedents.keys)
+    if set(test["keys"]) & set(cand.precedents.keys):
         raise AssertionError(f"candidate {outcome.version} trained on some of its test cases")
     cases = [by_key[k] for k in test["keys"]]
     examples = examples_of(cases, inputs, digits)
@@ -449,11 +449,11 @@ def run_month(
 
     t0 = time.perf_counter()
     served = registry.load(champion.version)
-    leaked = {c.key for c in month} & set(served.train_keys)
+    leaked = {c.key for c in month} & set(served.precedents.keys)
     if leaked:  # the forward-looking test must be unseen; anything else is a bug upstream
         raise AssertionError(f"{row['month']}: {len(leaked)} month cases in the champion's data")
     product = score_model(served, month, args.inputs, digits)
-    row["champion_n_train_cases"] = len(served.train_keys)
+    row["champion_n_train_cases"] = len(served.precedents.keys)
     row["product"] = product["acc"]
     row["product_known"] = product["known"]
     row["product_hits"] = {k: v for k, v in product["hits"].items() if v is not None}

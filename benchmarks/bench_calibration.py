@@ -3,7 +3,7 @@ versus coverage, on real names (ghko99, the K most frequent codes), for one or m
 
 For each seed: the 70:30 grouped split of benchmark 1 (made on this K with this seed); 10% of
 the training part (grouped) is the validation set. Scorers:
-  pipeline         model.pipeline.fit with the shipped default ModelConfig (fastText + subword
+  pipeline         model.fit.fit with the shipped default ModelConfig (fastText + subword
                    BiLSTM mixed with the TF-IDF SVM and k-NN members), name only. The pipeline
                    splits validation in two stratified parts: early stopping uses one; the
                    mixture is cross-fitted on both parts and the final temperature is fitted on
@@ -81,7 +81,10 @@ def run_seed(frame, args: argparse.Namespace, seed: int) -> dict:
         nll,
         softmax,
     )
-    from model.pipeline import Example, ModelConfig, calibration_split, fit
+    from model.config import ModelConfig
+    from model.fit import fit
+    from model.records import Example
+    from model.validation import calibration_split
 
     data = top_codes(frame, args.k)
     names, labels = data["name"].tolist(), data["hscode"].tolist()
@@ -98,7 +101,7 @@ def run_seed(frame, args: argparse.Namespace, seed: int) -> dict:
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels])
     results: dict = {}
-    cfg = ModelConfig(
+    cfg = ModelConfig.from_flat(
         inputs="title",
         epochs=args.epochs,
         device="cpu",
@@ -154,21 +157,23 @@ def run_seed(frame, args: argparse.Namespace, seed: int) -> dict:
     log(f"pipeline: { {k: v for k, v in results['pipeline'].items() if k != 'coverage'} }")
     # the network alone, calibrated on the calibration part of the validation set
     val_ex = [ex[i] for i in val_idx]
-    _, cal_rows = calibration_split([e.label for e in val_ex], cfg.calibration_share, cfg.seed)
+    _, cal_rows = calibration_split([e.label for e in val_ex], cfg.calibration.share, cfg.seed)
     cal_ex = [val_ex[i] for i in cal_rows]
     neural = copy.copy(model)
-    neural.mixture, neural.members = None, ()
+    neural.mixture, neural.member_names = None, ()
     cal_logits = neural.neural_logits(cal_ex)
     y_cal = neural.label_indices([e.label for e in cal_ex])
     neural.temperature = fit_temperature(cal_logits, y_cal)
     neural.top_calibration = TopLabelCalibrator.fit(softmax(cal_logits, neural.temperature), y_cal)
     results["pipeline_neural"] = entry(neural, cost.seconds)
-    from hscode.recommend import RequestInput
+    from hscode.recommend import recommend
+    from hscode.review import ReviewPolicy
+    from model.records import RequestInput
 
     requests = [RequestInput(str(i), e.title) for i, e in enumerate(test_ex)]
     for name, m in (("pipeline", model), ("pipeline_neural", neural)):
         t1 = time.perf_counter()
-        m.recommend(requests, top_k=5, n_precedents=3, review_threshold=0.5)
+        recommend(m, requests, top_k=5, n_precedents=3, policy=ReviewPolicy(0.5))
         results[name]["recommend_per_s"] = len(requests) / (time.perf_counter() - t1)
     log(f"pipeline_neural: top1 {results['pipeline_neural']['top1']:.4f}")
 

@@ -130,7 +130,7 @@ def write_inputs(source: pd.DataFrame, imported: np.ndarray, held: np.ndarray, f
 def cli_prefix() -> list[str]:
     """How a user calls the CLI: the ``hscode`` script beside this interpreter, else ``-m``."""
     script = Path(sys.executable).with_name("hscode")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "hscode.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "app.cli"]
 
 
 @dataclass

@@ -29,9 +29,10 @@ from typing import Any
 from benchmarks.common import OUT_DIR, SHARED_DATA
 from emulator.corpus import Corpus, demo_corpus, kcs_corpus
 from emulator.server import LIST_CUT, EmulatorServer
-from hscode.cases import read_cases, read_rejects
+from hscode.cases import read_cases
 from hscode.crawl import crawl
 from hscode.normalize import normalize
+from hscode.rejects import read_rejects
 from hscode.settings import Settings
 from hscode.text import clean_text
 

@@ -87,7 +87,8 @@ def check_cases(settings, corpus) -> dict[str, Any]:
     """Every served case stored once (row count over partition files) or rejected; images too."""
     import pyarrow.parquet as pq
 
-    from hscode.cases import read_cases, read_rejects
+    from hscode.cases import read_cases
+    from hscode.rejects import read_rejects
 
     rows: Counter[str] = Counter()
     for path in sorted(settings.cases_dir.glob("decision_year=*/part-0.parquet")):
@@ -452,7 +453,8 @@ class ScoreWorld:
     """One data dir with cases, a champion model and an embedded Postgres, shared by cases."""
 
     def __init__(self, work: Path, n_cases: int = 150) -> None:
-        from hscode.cases import synthetic_case_records, upsert_cases
+        from hscode.case_records import synthetic_case_records
+        from hscode.cases import upsert_cases
         from hscode.db import get_engine, migrate
         from hscode.registry import Registry
         from hscode.settings import Settings

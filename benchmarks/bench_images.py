@@ -38,7 +38,10 @@ import numpy as np
 import torch
 
 from benchmarks.common import OUT_DIR, SHARED_DATA, markdown_table, max_rss_mb
-from model.pipeline import Example, ModelConfig, fit, pretrain_image_encoder
+from model.config import ModelConfig
+from model.fit import fit
+from model.records import Example
+from model.train_loop import pretrain_image_encoder
 
 FASHION = SHARED_DATA / "fashion_small_hs"
 
@@ -243,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
     test_titles = [e.title.lower() for e in masked["test"]]
     leak = float(np.mean([any(w in words for w in re.findall(r"[a-z]+", t)) for t in test_titles]))
 
-    base = ModelConfig(
+    base = ModelConfig.from_flat(
         inputs="title+image",
         embed_dim=args.embed_dim,
         embed_epochs=5,
@@ -272,7 +275,7 @@ def run(args: argparse.Namespace) -> dict:
         row = {
             "experiment": name,
             "inputs": cfg.inputs,
-            "fusion": cfg.fusion if cfg.inputs == "title+image" else "-",
+            "fusion": cfg.image.fusion if cfg.inputs == "title+image" else "-",
             "top1": m["top1"],
             "top3": m["top3"],
             "ece_before": m["ece_before"],
@@ -292,14 +295,14 @@ def run(args: argparse.Namespace) -> dict:
     pretrain_s = time.perf_counter() - t_pre
     print(f"pre-trained on {len(pre_images)} photos in {pretrain_s:.0f}s", flush=True)
 
-    image_cfg = dataclasses.replace(base, inputs="image", epochs=args.image_epochs)
-    record("image, direct", plain, dataclasses.replace(image_cfg, pretrain_epochs=0))
+    image_cfg = base.with_flat(inputs="image", epochs=args.image_epochs)
+    record("image, direct", plain, image_cfg.with_flat(pretrain_epochs=0))
     record("image, pretrain+finetune", plain, image_cfg, image_init=init)
-    record("title", plain, dataclasses.replace(base, inputs="title"))
+    record("title", plain, base.with_flat(inputs="title"))
     record("title+image (joint)", plain, base, image_init=init)
-    record("masked title", masked, dataclasses.replace(base, inputs="title"))
+    record("masked title", masked, base.with_flat(inputs="title"))
     for fusion in ("joint", "concat", "late"):
-        cfg = dataclasses.replace(base, fusion=fusion)
+        cfg = base.with_flat(fusion=fusion)
         record(f"masked title+image ({fusion})", masked, cfg, image_init=init)
     half = {k: drop_photos(v, 0.5, args.seed + i) for i, (k, v) in enumerate(masked.items())}
     record("masked title, half photos: title+image (joint)", half, base, image_init=init)

@@ -9,8 +9,8 @@ names in one fold, seeded (hscode.training.grouped_folds).
 Models per fold and level:
   svm_title        TF-IDF + linear SVM on the name
   svm_title_desc   the same on name + description
-  bilstm_title     model.pipeline (the product model: fastText + BiLSTM), name only
-  bilstm_title_desc  model.pipeline, name + description (the paper's Table 5 model)
+  bilstm_title     model.fit (the product model: fastText + BiLSTM), name only
+  bilstm_title_desc  model.fit, name + description (the paper's Table 5 model)
   ensemble         geometric mixture of svm_title_desc and bilstm_title_desc (weights and
                    temperatures chosen on the validation part of the training folds)
 
@@ -76,7 +76,9 @@ def run_level(rows: list[dict], level: int, args: argparse.Namespace) -> dict:
     from hscode.training import grouped_folds, grouped_stratified_split
     from model.baseline import TfidfSvm
     from model.calibrate import Ensemble
-    from model.pipeline import Example, ModelConfig, fit
+    from model.config import ModelConfig
+    from model.fit import fit
+    from model.records import Example
 
     counts = Counter(r["hs10"][:level] for r in rows)
     keep = [r for r in rows if counts[r["hs10"][:level]] >= args.min_cases]
@@ -116,7 +118,7 @@ def run_level(rows: list[dict], level: int, args: argparse.Namespace) -> dict:
                 svm.decision_scores([texts[i] for i in va]), svm.classes_, len(classes)
             )
         for name, inputs in (("bilstm_title", "title"), ("bilstm_title_desc", "title+description")):
-            cfg = ModelConfig(
+            cfg = ModelConfig.from_flat(
                 inputs=inputs,
                 epochs=args.epochs,
                 device="cpu",

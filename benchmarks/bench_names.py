@@ -7,7 +7,7 @@ code with identical names (case/width/spacing ignored) kept on one side, seeded.
 Every row is a model the product code builds, on the same split:
   tfidf_svm          model.baseline.TfidfSvm (char_wb 1-4 + word 1-2 TF-IDF, LinearSVC), trained
                      on the full 70% training part
-  w2v_bilstm         model.pipeline.fit, embedding=word2vec, no subword, ensemble none: the
+  w2v_bilstm         model.fit.fit, embedding=word2vec, no subword, ensemble none: the
                      paper's word2vec -> BiLSTM (512-d feature) -> softmax
   ft_subword_bilstm  fastText + subword embedding layer (word + hashed char n-gram vectors,
                      fine-tuned; unseen words get vectors from their n-grams), ensemble none:
@@ -16,10 +16,10 @@ Every row is a model the product code builds, on the same split:
                      fit drops it) or with --models ft_subword_bilstm
   ft_bilstm          the network of the `best` fit alone: fastText-initialised embeddings ->
                      BiLSTM, exactly what ensemble=none trains (the network does not depend on
-                     the ensemble; tests/test_model_ensemble.py)
+                     the ensemble; tests/model/test_model_ensemble.py)
   tfidf_knn          the k-NN member of the `best` fit alone (cosine k-NN vote on TF-IDF); no
                      row when the mixture weighs it 0 (the fit drops it)
-  best               model.pipeline.fit with the shipped default ModelConfig (fastText BiLSTM
+  best               model.fit.fit with the shipped default ModelConfig (fastText BiLSTM
                      mixed with the fastText-subword companion BiLSTM and the TF-IDF SVM and
                      k-NN members; mixture, temperature and
                      top-label recalibration chosen on validation only), i.e. what `hscode train`
@@ -56,17 +56,17 @@ from benchmarks.common import (
     markdown_table,
     max_rss_mb,
     measure,
-    name_key,
     top_codes,
     topk_accuracy,
 )
+from hscode.text import title_key
 
 MODELS = ("tfidf_svm", "tfidf_knn", "w2v_bilstm", "ft_bilstm", "ft_subword_bilstm", "best")
 
 
 def config_for(name: str, args: argparse.Namespace):
     """The ModelConfig of a pipeline row: the shipped defaults, sized by the command line."""
-    from model.pipeline import ModelConfig
+    from model.config import ModelConfig
 
     size = {
         "inputs": "title",
@@ -81,17 +81,19 @@ def config_for(name: str, args: argparse.Namespace):
     if args.lr is not None:
         size["lr"] = args.lr
     if name == "w2v_bilstm":
-        return ModelConfig(embedding="word2vec", subword=False, ensemble="none", **size)
+        return ModelConfig.from_flat(embedding="word2vec", subword=False, ensemble="none", **size)
     if name == "ft_subword_bilstm":
-        return ModelConfig(embedding="fasttext", subword=True, ensemble="none", **size)
+        return ModelConfig.from_flat(embedding="fasttext", subword=True, ensemble="none", **size)
     if name == "best":
-        return ModelConfig(**size)
+        return ModelConfig.from_flat(**size)
     raise ValueError(name)
 
 
 def run_k(top, k: int, args: argparse.Namespace, kvs: dict) -> dict:
     from model.baseline import TfidfSvm
-    from model.pipeline import Example, fit
+    from model.encoding import items_of
+    from model.fit import fit
+    from model.records import Example
 
     data = top_codes(top, k)  # the K most frequent codes; rows keep their side of the split
     names = data["name"].tolist()
@@ -159,7 +161,7 @@ def run_k(top, k: int, args: argparse.Namespace, kvs: dict) -> dict:
                 "temperature": evaluation["temperature"],
                 "hs6_top1": evaluation.get("hs6_top1"),
                 "hs4_top1": evaluation.get("hs4_top1"),
-                "vocab": len(model.vocab),
+                "vocab": len(model.network.vocab),
             }
         )
         result["models"][name] = entry
@@ -171,15 +173,18 @@ def run_k(top, k: int, args: argparse.Namespace, kvs: dict) -> dict:
             neural["val_top1_history"] = [e.get("val_top1") for e in model.history["epochs"]]
             result["models"]["ft_bilstm"] = neural
             _log_row(k, "ft_bilstm", neural)
-            if model.companion is not None:
-                comp = _entry(model.companion.neural_logits(test_ex), y[test_idx], cost)
+            companion = model.member("companion")
+            if companion is not None:
+                comp = _entry(companion.network.logits(items_of(test_ex)), y[test_idx], cost)
                 comp["note"] = "the companion network of the best fit"
                 result["models"]["ft_subword_bilstm"] = comp
                 _log_row(k, "ft_subword_bilstm", comp)
             elif "ft_subword_bilstm" not in queue:
                 queue.append("ft_subword_bilstm")  # weighted 0 and dropped: fit it alone
-            if model.knn is not None:  # (a k-NN member weighted 0 is dropped: no row)
-                knn = _entry(model.knn.scores([e.title for e in test_ex]), y[test_idx], cost)
+            knn_member = model.member("knn")
+            if knn_member is not None:  # (a k-NN member weighted 0 is dropped: no row)
+                texts = [e.title for e in test_ex]
+                knn = _entry(knn_member.knn.scores(texts), y[test_idx], cost)
                 knn["note"] = "the k-NN member of the best fit (index: full training part)"
                 result["models"]["tfidf_knn"] = knn
         del model
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     frame = load_ghko99_names()
     unique = sorted(set(frame["name"]))
-    tokenizer = config_for("best", args).tokenizer  # the pipeline's tokenizer
+    tokenizer = config_for("best", args).network.tokenizer  # the pipeline's tokenizer
     log(f"{len(frame)} rows, {len(unique)} distinct names; tokenizing ({tokenizer})")
     token_of = dict(zip(unique, Tokenizer(tokenizer).tokenize_many(unique), strict=True))
     # One split, made on the largest K: the smaller Ks are its restriction to their codes (still
@@ -328,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     side[test_idx] = "test"
     side[train_idx[val_pos]] = "val"
     top["side"] = side
-    test_keys = {name_key(names[i]) for i in test_idx}
-    corpus = [token_of[n] for n in unique if name_key(n) not in test_keys]
-    kinds = {config_for(m, args).embedding for m in args.models}
+    test_keys = {title_key(names[i]) for i in test_idx}
+    corpus = [token_of[n] for n in unique if title_key(n) not in test_keys]
+    kinds = {str(config_for(m, args).network.embedding) for m in args.models}
     kvs, embed_cost = {}, {}
     for kind in sorted(kinds):
         with measure() as cost:

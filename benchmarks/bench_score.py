@@ -1,6 +1,6 @@
 """Scoring throughput into the embedded Postgres, idempotent re-runs, and kill-and-resume.
 
-    python -m benchmarks.bench_score --n 100000            # model.pipeline (BiLSTM), title only
+    python -m benchmarks.bench_score --n 100000            # model.fit HSModel (BiLSTM), title only
     python -m benchmarks.bench_score --n 100000 --model tfidf
 
 1. trains a model at test size (real ghko99 product names of the most frequent codes when
@@ -41,7 +41,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 GHKO99_CSV = SHARED_DATA / "ghko99_hscode" / "dataset.csv"
 OUT_DIR = Path(__file__).resolve().parent / "out"
 
-# "Test size": like tests/test_model_pipeline.py's TINY config, a little wider.
+# "Test size": like tests/model/test_model_pipeline.py's TINY config, a little wider.
 PIPELINE_CONFIG = {
     "inputs": "title",
     "embed_dim": 32,
@@ -60,8 +60,8 @@ PIPELINE_CONFIG = {
 
 
 def _training_cases(n_codes: int, train_size: int, seed: int) -> tuple[list, list, str]:
-    """(train, val) of model.pipeline.Example, and where they came from."""
-    from model.pipeline import Example
+    """(train, val) of model.records.Example, and where they came from."""
+    from model.records import Example
 
     rng = random.Random(seed)
     if GHKO99_CSV.is_file():
@@ -113,7 +113,8 @@ def _request_titles(n: int, seed: int) -> tuple[list[str], str]:
 
 class TfidfRecommender:
     """model.baseline.TfidfSvm behind the Recommender protocol (softmax of the margins as
-    scores, cosine similarity of TF-IDF features for precedents)."""
+    scores, cosine similarity of TF-IDF features for precedents; no similarity floor, so the
+    review policy applied by scoring makes no familiarity claim)."""
 
     def __init__(self, svm: Any, train: Sequence[Any], version: str) -> None:
         from sklearn.preprocessing import normalize
@@ -126,10 +127,10 @@ class TfidfRecommender:
         self.train_features = normalize(svm._features(self.train_titles)).T.tocsr()
         self.classes = [str(c) for c in svm.classes_]
 
-    def recommend(self, requests, *, top_k, n_precedents, review_threshold):
+    def rank(self, requests, *, top_k, n_precedents):
         from sklearn.preprocessing import normalize
 
-        from hscode.recommend import Candidate, Precedent, Recommendation
+        from model.records import Candidate, Precedent, Ranking
 
         if not requests:
             return []
@@ -157,9 +158,7 @@ class TfidfRecommender:
                     )
                     for j in near
                 ]
-            review = cands[0].score < review_threshold
-            reason = f"low confidence {cands[0].score:.2f}" if review else None
-            out.append(Recommendation(req.request_id, cands, cands[0].score, review, reason, precs))
+            out.append(Ranking(req.request_id, cands, precs))
         return out
 
 
@@ -169,9 +168,10 @@ def train_model(
     train, val, source = _training_cases(n_codes, train_size, seed)
     started = time.perf_counter()
     if kind == "pipeline":
-        from model.pipeline import ModelConfig, fit
+        from model.config import ModelConfig
+        from model.fit import fit
 
-        model = fit(train, val, ModelConfig(**PIPELINE_CONFIG, num_threads=1))
+        model = fit(train, val, ModelConfig.from_flat(**PIPELINE_CONFIG, num_threads=1))
         model.save(model_dir)
         # members refitted on train + val make scoring val in-sample: use the out-of-fold figure
         top1 = (model.history.get("ensemble") or {}).get("val_top1_mixed_out_of_fold")
@@ -198,12 +198,12 @@ def train_model(
 
 def load_model(kind: str, model_dir: Path, version: str) -> Any:
     if kind == "pipeline":
-        from model.pipeline import HSModel
+        from model.hsmodel import HSModel
 
         model = HSModel.load(model_dir)
         model.version = version
         return model
-    from model.pipeline import Example
+    from model.records import Example
 
     with (model_dir / "tfidf.pkl").open("rb") as fh:
         data = pickle.load(fh)

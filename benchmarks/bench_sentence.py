@@ -19,8 +19,9 @@ part with n-grams only and with the ``use-m3`` sentence vector at several weight
 top-3 on validation and test, fit seconds, and the encoder's speed on every distinct name
 (cold cache, 2 threads). Then what the precedent threshold does: the share of held-out
 names of the K codes and of names of other headings whose nearest training name is below
-``ModelConfig.precedent_min_similarity`` (flagged "unlike any known case"), and the AUROC of
-that similarity for known against unknown. Writes benchmarks/out/bench_sentence.json.
+``ModelConfig.calibration.precedent_min_similarity`` (flagged "unlike any known case"), and
+the AUROC of that similarity for known against unknown. Writes
+benchmarks/out/bench_sentence.json.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ def run_members(frame, seed: int, k: int) -> dict:
     """The product's text members and their mixture on one title-grouped 70/10/20 split."""
     from model.baseline import TfidfSvm
     from model.calibrate import choose_mixture
-    from model.pipeline import ModelConfig, calibration_split
+    from model.config import ModelConfig
     from model.sentence import SentenceHead
+    from model.validation import calibration_split
 
     cfg = ModelConfig()
     names, labels, classes, y, train, val, test = _split(frame, seed)
@@ -110,10 +112,10 @@ def run_members(frame, seed: int, k: int) -> dict:
         log(f"seed {seed} K={k}: {name} fitted in {seconds:.0f} s")
 
     svm_args = {
-        "C": cfg.ensemble_c,
+        "C": cfg.ensemble.c,
         "seed": cfg.seed,
-        "min_df": cfg.ensemble_min_df,
-        "max_coef_mb": cfg.ensemble_max_coef_mb,
+        "min_df": cfg.ensemble.min_df,
+        "max_coef_mb": cfg.ensemble.max_coef_mb,
     }
     if 0 < k <= 300:  # at every code the budget makes the shipped SVM min_df 2 anyway
         timed(
@@ -134,17 +136,21 @@ def run_members(frame, seed: int, k: int) -> dict:
             ).fit(text(train), y[train]),
             lambda m, t: m.decision_scores(t),
         )
-    head_args = {"hidden": cfg.sentence_hidden, "epochs": cfg.sentence_epochs, "seed": cfg.seed}
+    head_args = {
+        "hidden": cfg.ensemble.sentence_hidden,
+        "epochs": cfg.ensemble.sentence_epochs,
+        "seed": cfg.seed,
+    }
     timed(
         "sentence head",
-        lambda: SentenceHead(cfg.sentence_encoder, **head_args).fit(
+        lambda: SentenceHead(cfg.ensemble.sentence_encoder, **head_args).fit(
             text(train), y[train], len(classes)
         ),
         lambda m, t: m.scores(t),
     )
     svm_val, svm_test, svm_s = scored["n-gram SVM"]
     head_val, head_test, head_s = scored["sentence head"]
-    parts = calibration_split([labels[i] for i in val], cfg.calibration_share, cfg.seed)
+    parts = calibration_split([labels[i] for i in val], cfg.calibration.share, cfg.seed)
     choice = choose_mixture([svm_val, head_val], y[val], parts)
     mixed = (
         choice.mixture.log_probs([svm_val, head_val]),
@@ -317,9 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         f"\nsentence encoder: {len(distinct)} distinct names in {encode_s:.1f} s "
         f"({len(distinct) / encode_s:.0f} names/s, 2 threads, cold cache)"
     )
-    from model.pipeline import ModelConfig
+    from model.config import ModelConfig
 
-    threshold = ModelConfig().precedent_min_similarity
+    threshold = ModelConfig().calibration.precedent_min_similarity
     familiar = [familiarity(all_names, frame, seed, threshold) for seed in args.seeds]
     print(
         markdown_table(

@@ -26,7 +26,7 @@ triggers match both the deployment's name and its flow's name.
 
 Two crawls or two trainings never overlap: each deployment has a concurrency limit of
 one, and the crawl and train tasks carry tags with a global concurrency limit of one
-(``TAG_CONCURRENCY``), which also covers the same steps run inside ``nightly/chain``.
+(``tasks.tags.TAG_CONCURRENCY``), which also covers the same steps run inside ``nightly/chain``.
 """
 
 from __future__ import annotations
@@ -43,18 +43,23 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Schedule
 
-from tasks.events import CASES_RESOURCE, NORMALIZED_EVENT, PROMOTED_EVENT, TRAINING_DUE_LABEL
+from tasks.events import (
+    CASES_RESOURCE,
+    FLOW_RUN_COMPLETED,
+    FLOW_RUN_CRASHED,
+    FLOW_RUN_FAILED,
+    MODEL_RESOURCE,
+    NORMALIZED_EVENT,
+    PROMOTED_EVENT,
+    TRAINING_DUE_LABEL,
+)
+from tasks.tags import TAG_CONCURRENCY
 
 TIMEZONE = "Asia/Seoul"
 CPU_POOL = "cpu"
 GPU_POOL = "gpu"
 POOLS = (CPU_POOL, GPU_POOL)
 
-
-# Tags carried by the tasks that must never run twice at once, with their global limit.
-CRAWL_SLOT_TAG = "crawl-slot"
-TRAIN_SLOT_TAG = "train-slot"
-TAG_CONCURRENCY = {CRAWL_SLOT_TAG: 1, TRAIN_SLOT_TAG: 1}
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,7 +173,7 @@ def _after_deployment_completed(
     """
     return DeploymentEventTrigger(
         name=name,
-        expect={"prefect.flow-run.Completed"},
+        expect={FLOW_RUN_COMPLETED},
         match_related=[
             {"prefect.resource.role": "deployment", "prefect.resource.name": deployment_name},
             {"prefect.resource.role": "flow", "prefect.resource.name": flow_name},
@@ -231,7 +236,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
             DeploymentEventTrigger(
                 name="score when a model is promoted",
                 expect={PROMOTED_EVENT},
-                match={"prefect.resource.id": "hscode.model.*"},
+                match={"prefect.resource.id": f"{MODEL_RESOURCE}.*"},
             ),
         ),
         tags=("score",),
@@ -248,7 +253,7 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         triggers=(
             DeploymentEventTrigger(
                 name="alert when a project run fails or crashes",
-                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+                expect={FLOW_RUN_FAILED, FLOW_RUN_CRASHED},
                 match_related={
                     "prefect.resource.role": "flow",
                     "prefect.resource.name": list(ALERTED_FLOWS),

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hscode.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from hscode.registry import ModelVersion
+
+
+@dataclass(frozen=True)
+class TrainingDecision:
+    """Whether to retrain tonight, and why (in words, for the log and the event)."""
+
+    due: bool
+    why: str
 
 
 def resolve_settings(settings_overrides: dict[str, Any] | None = None, **explicit: Any) -> Settings:
@@ -20,34 +31,35 @@ def resolve_settings(settings_overrides: dict[str, Any] | None = None, **explici
     return get_settings(**overrides)
 
 
-def champion_info(settings: Settings) -> dict[str, Any] | None:
+def champion_info(settings: Settings) -> ModelVersion | None:
     """The champion's registry record (version, created_at, n_cases, data_hash, metrics...)."""
     from hscode.registry import Registry
 
-    champion = Registry.from_settings(settings).champion()
-    return None if champion is None else dataclasses.asdict(champion)
+    return Registry.from_settings(settings).champion()
 
 
 def training_due(
-    champion: dict[str, Any] | None,
+    champion: ModelVersion | None,
     trainable_cases: int,
     now: dt.datetime,
     min_new_cases: int,
     retrain_days: int,
-) -> tuple[bool, str]:
+) -> TrainingDecision:
     """Whether to retrain tonight, and why: no champion, enough new cases, or it is a week old."""
     if champion is None:
-        return True, "no champion yet"
-    trained_on = champion.get("n_cases")
+        return TrainingDecision(True, "no champion yet")
+    trained_on = champion.n_cases
     if trained_on is not None and trainable_cases - trained_on >= min_new_cases:
-        return (
+        return TrainingDecision(
             True,
             f"{trainable_cases - trained_on} new cases since the champion (>= {min_new_cases})",
         )
-    created = _when(champion.get("created_at"))
+    created = _when(champion.created_at)
     if created is not None and now - created >= dt.timedelta(days=retrain_days):
-        return True, f"champion is {(now - created).days} days old (>= {retrain_days})"
-    return False, "champion is recent and few new cases arrived"
+        return TrainingDecision(
+            True, f"champion is {(now - created).days} days old (>= {retrain_days})"
+        )
+    return TrainingDecision(False, "champion is recent and few new cases arrived")
 
 
 def _when(value: Any) -> dt.datetime | None:

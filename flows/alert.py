@@ -16,7 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from flows._common import resolve_settings
-from tasks.events import FAILED_EVENT
+from tasks.events import FAILED_EVENT, RUN_RESOURCE
 
 
 def failure_text(run: dict[str, Any]) -> str:
@@ -81,7 +81,7 @@ def failure_alert_flow(
     create_markdown_artifact(key="failed-run", markdown=text, description="a run that failed")
     emit_event(
         event=FAILED_EVENT,
-        resource={"prefect.resource.id": f"hscode.run.{flow_run_id}"},
+        resource={"prefect.resource.id": f"{RUN_RESOURCE}.{flow_run_id}"},
         payload=run,
     )
     notified = False

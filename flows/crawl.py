@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows._common import resolve_settings
+from hscode.summaries import jsonable
 from tasks.crawl import crawl_portal
 
 
@@ -29,4 +30,4 @@ def crawl_flow(
         settings_overrides: other ``Settings`` fields, e.g. ``{"request_rate": 0.5}``.
     """
     settings = resolve_settings(settings_overrides, portal_url=portal_url)
-    return crawl_portal(settings, since, until, series)
+    return jsonable(crawl_portal(settings, since, until, series))

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows._common import champion_info, resolve_settings, training_due
+from flows._common import TrainingDecision, champion_info, resolve_settings, training_due
 from flows.crawl import crawl_flow
 from flows.normalize import normalize_flow
 from flows.score import score_flow
@@ -17,7 +17,7 @@ from hscode.settings import Settings
 
 
 @task(name="decide-training", tags=["train"], cache_policy=NO_CACHE)
-def decide_training(settings: Settings, min_new_cases: int, retrain_days: int) -> tuple[bool, str]:
+def decide_training(settings: Settings, min_new_cases: int, retrain_days: int) -> TrainingDecision:
     from tasks.cases import count_trainable_cases
 
     return training_due(
@@ -76,9 +76,10 @@ def nightly_flow(
     # train or the score deployment a second time
     summary["normalize"] = normalize_flow(settings_overrides=overrides, announce_training_due=False)
     if train == "auto":
-        due, why = decide_training(settings, min_new_cases, retrain_days)
+        decision = decide_training(settings, min_new_cases, retrain_days)
     else:
-        due, why = train == "always", f"train={train}"
+        decision = TrainingDecision(train == "always", f"train={train}")
+    due, why = decision.due, decision.why
     print(f"training {'due' if due else 'not due'}: {why}")
     summary["train"] = (
         train_flow(

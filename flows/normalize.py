@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows._common import champion_info, resolve_settings, training_due
+from hscode.summaries import jsonable
 from tasks.cases import (
     announce_normalized,
     case_quality_report,
@@ -39,27 +40,21 @@ def normalize_flow(
     quality = case_quality_report(settings)
     trainable = count_trainable_cases(settings)
     # age never makes training due here: the weekly schedule covers that
-    due, why = training_due(
+    decision = training_due(
         champion_info(settings), trainable, dt.datetime.now(dt.UTC), min_new_cases, 10**6
     )
-    new_cases = _first_int(report, "inserted", "new_cases", "added", "upserted")
+    due, why = decision.due, decision.why
+    new_cases = report.new_cases
     announced = due and announce_training_due
     if due and not announce_training_due:
         why = f"{why}; not announced: the caller trains itself"
     announce_normalized(new_cases, trainable, announced, why)
     return {
-        "normalize": report,
-        "quality": quality,
+        "normalize": jsonable(report),
+        "quality": jsonable(quality.metrics),
         "new_cases": new_cases,
         "trainable_cases": trainable,
         "training_due": due,
         "announced_training_due": announced,
         "why": why,
     }
-
-
-def _first_int(summary: dict[str, Any], *keys: str) -> int:
-    for key in keys:
-        if isinstance(summary.get(key), int):
-            return int(summary[key])
-    return 0

@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from flows._common import resolve_settings
 from hscode.settings import Settings
+from hscode.summaries import jsonable
 from tasks.score import import_inbox, record_champion, resolve_champion, score_pending_requests
 
 SUMMED = ("scored", "rejected", "batches", "pending_at_start")
@@ -40,7 +41,7 @@ def score_flow(
         settings_overrides: other ``Settings`` fields (e.g. ``{"dask_address": "local:2"}``).
     """
     settings = resolve_settings(settings_overrides)
-    intake = import_inbox(settings)
+    intake = jsonable(import_inbox(settings))
     version = model_version or resolve_champion(settings)
     if version is None:
         print("no champion model yet: requests stay pending until one is trained")
@@ -50,7 +51,7 @@ def score_flow(
     run_id = str(run_id) if run_id else None
     n_parts = partitions or settings.score_partitions
     if n_parts <= 1 and not settings.dask_address:
-        summary = score_pending_requests(settings, version, batch_size, run_id)
+        summary = jsonable(score_pending_requests(settings, version, batch_size, run_id))
     else:
         runner = dask_task_runner(settings.dask_address) if settings.dask_address else None
         partitioned = score_partitions_flow.with_options(
@@ -74,9 +75,9 @@ def score_partitions_flow(
         for i in range(n_parts)
     ]
     parts = [f.result() for f in futures]
-    total: dict[str, Any] = {key: sum(int(p.get(key) or 0) for p in parts) for key in SUMMED}
+    total: dict[str, Any] = {key: sum(int(getattr(p, key)) for p in parts) for key in SUMMED}
     total["partitions"] = n_parts
-    total["partition_seconds"] = [p.get("seconds") for p in parts]
+    total["partition_seconds"] = [round(p.seconds, 3) for p in parts]  # as ScoreSummary.as_dict
     context = FlowRunContext.get()
     total["runner"] = type(context.task_runner).__name__ if context else None
     print(f"scored {total['scored']} requests in {n_parts} partitions")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from prefect import flow
@@ -37,16 +38,16 @@ def train_flow(
     if not force:
         champion = champion_info(settings)
         current = _current_snapshot(settings)
-        if champion and current and champion.get("data_hash") == current:
-            print(f"champion {champion['version']} was trained on this exact data; skipping")
+        if champion and current and champion.data_hash == current:
+            print(f"champion {champion.version} was trained on this exact data; skipping")
             return {"trained": False, "reason": "no new data since the champion", "version": None}
     config = dict(train_overrides or {})
     config.update({"top_codes": top_codes, "inputs": inputs, "epochs": epochs})
     outcome = train_model(settings, config)
-    announced = bool(outcome["promoted"] and announce)
+    announced = bool(outcome.promoted and announce)
     if announced:
-        announce_promotion(outcome["version"], outcome["metrics"])
-    return {"trained": True, "announced": announced, **outcome}
+        announce_promotion(outcome.version, outcome.metrics)
+    return {"trained": True, "announced": announced, **dataclasses.asdict(outcome)}
 
 
 def _current_snapshot(settings: Any) -> str | None:

@@ -2,67 +2,47 @@
 
 Idempotent on ``request_id``: a request already present is left as it is (counted as a
 duplicate). Invalid rows (no id, empty title, oversize text, unreadable or oversize image)
-are refused with a reason, recorded in ``intake_rejects``, and the rest goes on; a row read
-from a file has its place in the reason (``line 3: text too long (...)``; ``row 7`` for
-Parquet). A file that cannot be read at all is an :class:`IntakeFileError`; in the inbox it
-is moved to ``inbox/failed`` with a ``.reason.txt`` beside it, while good files go to
-``inbox/done``.
-
-CSV cells may be as long as a good row can need (text plus a base64 image): the csv
-module's default limit of 131,072 characters per field used to fail the whole file for one
-long cell. Only a record beyond :func:`csv_record_limit` (far more than any good row, e.g.
-an unclosed quote running to the end of a huge file) still fails the file, with its line.
+are refused with a :class:`~hscode.rejects.Rejection` (its code in
+``intake_rejects.reason_code``, its message in ``intake_rejects.reason``) and the rest goes
+on; a row read from a file has its place in the message (``line 3: text too long (...)``;
+``row 7`` for Parquet). Files are read and rows checked by :mod:`hscode.request_rows` (as
+``hscode predict`` does). A file that cannot be read at all is an
+:class:`~hscode.request_rows.IntakeFileError`; in the inbox it is moved to ``inbox/failed``
+with a ``.reason.txt`` beside it, while good files go to ``inbox/done``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import csv
 import datetime as dt
-import hashlib
 import json
 import logging
-import math
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
 
+from hscode.rejects import Rejection, RejectReason
+from hscode.request_rows import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_TEXT_CHARS,
+    IntakeFileError,
+    ValidRequest,
+    read_request_file,
+    validate_request_row,
+)
 from hscode.settings import Settings
-from hscode.storage import image_problem
+from hscode.tabular import DEFAULT_MAX_CSV_RECORD_CHARS, csv_record_limit
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
 # Files still being written into the inbox (write then rename) are left alone.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 CHUNK_ROWS = 10_000
-MAX_REQUEST_ID_CHARS = 200
 MAX_SAMPLE_REJECTS = 20
-# The key under which the file readers give a row's place in its file ("line 3", "row 7").
-WHERE_KEY = "__where__"
-# Defaults for callers without settings: the Settings field defaults (not the environment).
-DEFAULT_MAX_TEXT_CHARS: int = Settings.model_fields["max_text_chars"].default
-DEFAULT_MAX_IMAGE_BYTES: int = Settings.model_fields["max_image_bytes"].default
-
-# Column names accepted for each field (case-insensitive), ours first.
-COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "request_id": ("request_id", "id", "requestid", "request"),
-    "title": ("title", "name", "product_name", "품명"),
-    "description": ("description", "desc", "물품설명"),
-    "image": ("image", "image_bytes"),
-    "image_path": ("image_path", "image_file"),
-    "image_base64": ("image_base64", "image_b64"),
-}
-
-
-class IntakeFileError(ValueError):
-    """A request file that cannot be read (format, encoding, missing columns)."""
 
 
 @dataclass
@@ -74,8 +54,8 @@ class IntakeSummary:
     # the first few duplicate request ids (already in the database, or repeated in the file)
     duplicate_ids: list[str] = field(default_factory=list)
     rejected: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)  # reject reason kind -> count
-    rejects: list[dict[str, Any]] = field(default_factory=list)  # first few, with reasons
+    reasons: dict[str, int] = field(default_factory=dict)  # reject reason code -> count
+    rejects: list[Rejection] = field(default_factory=list)  # the first few
     files: int = 0  # inbox only: files looked at
     files_done: list[str] = field(default_factory=list)
     files_failed: dict[str, str] = field(default_factory=dict)  # file name -> reason
@@ -89,7 +69,7 @@ class IntakeSummary:
             "duplicate_ids": list(self.duplicate_ids),
             "rejected": self.rejected,
             "reasons": dict(self.reasons),
-            "rejects": list(self.rejects),
+            "rejects": [r.as_dict() for r in self.rejects],
         }
         if self.files or self.files_done or self.files_failed:  # an inbox import
             data.update(
@@ -114,193 +94,21 @@ class IntakeSummary:
             self.rejects.extend(other.rejects[:room])
 
 
-@dataclass(frozen=True, slots=True)
-class ValidRequest:
-    request_id: str
-    title: str
-    description: str | None
-    image: bytes | None
-    image_sha256: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class RejectedRequest:
-    request_id: str | None
-    reason: str
-    kind: str
-    row: dict[str, Any]
-    where: str | None = None  # the row's place in its file ("line 3"), when read from one
-
-    @property
-    def located_reason(self) -> str:
-        """The reason with the row's place in its file in front, when known."""
-        return f"{self.where}: {self.reason}" if self.where else self.reason
-
-
-# ----------------------------------------------------------------- validation
-
-
-def check_image(data: bytes, max_bytes: int) -> str | None:
-    """Why an image is refused (oversize / not decodable), or None when it is fine."""
-    if len(data) > max_bytes:
-        return f"image too large ({len(data)} bytes > {max_bytes})"
-    if not data:
-        return "unreadable image: empty"
-    problem = image_problem(data, full_decode=False)
-    if problem is None:
-        return None
-    kind, detail = problem
-    return f"image too large ({detail})" if kind == "too_large" else f"unreadable image: {detail}"
-
-
-def read_image_path(
-    spec: str, base_dir: Path | None, max_bytes: int
-) -> tuple[bytes | None, str | None]:
-    """Read a request's image file: inside ``base_dir`` only (when given), a regular file,
-    at most ``max_bytes``. Returns (bytes, None) or (None, why it was refused)."""
-    try:
-        path = Path(spec)
-        if base_dir is not None:
-            folder = base_dir.resolve()
-            # resolve() follows symlinks: a link inside the folder to a file outside leaves it
-            resolved = (folder / path).resolve()
-            if not resolved.is_relative_to(folder):
-                return None, f"image path outside the request file's folder: {spec[:200]!r}"
-        else:
-            resolved = path.expanduser().resolve()
-        if not resolved.is_file():  # devices, pipes and folders are not images
-            return None, f"unreadable image: {spec[:200]!r} not found (or not a file)"
-        with resolved.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, long names, link loops
-        return None, f"unreadable image: path {spec[:200]!r} unusable ({exc})"
-    if len(data) > max_bytes:
-        return None, f"image too large (more than {max_bytes} bytes)"
-    return data, None
-
-
-def check_text(title: str, description: str | None, max_chars: int) -> str | None:
-    """Why a request's text is refused, or None."""
-    if not title.strip():
-        return "empty title"
-    n = len(title) + len(description or "")
-    if n > max_chars:
-        return f"text too long ({n} chars > {max_chars})"
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and math.isnan(value):  # NaN from data frames
-        return None
-    value = str(value).replace("\x00", "")  # Postgres text cannot hold NUL
-    return value
-
-
-def _field(row: Mapping[str, Any], name: str) -> Any:
-    for alias in COLUMN_ALIASES[name]:
-        if alias in row:
-            return row[alias]
-    return None
-
-
-def _row_for_log(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-able, size-bounded copy of a row for the rejects table (no image bytes)."""
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            out[str(key)] = f"<{len(value)} bytes>"
-        elif isinstance(value, str):
-            out[str(key)] = value if len(value) <= 300 else value[:300] + "..."
-        elif value is None or isinstance(value, (int, float, bool)):
-            out[str(key)] = None if isinstance(value, float) and math.isnan(value) else value
-        else:
-            out[str(key)] = str(value)[:300]
-    return out
-
-
-def validate_request_row(
-    row: Mapping[str, Any], base_dir: Path | None, max_text_chars: int, max_image_bytes: int
-) -> ValidRequest | RejectedRequest:
-    """Check one request row (column names per :data:`COLUMN_ALIASES`, case-insensitive).
-
-    Returns the cleaned request (``request_id``, ``title``, ``description``, ``image`` bytes,
-    ``image_sha256``) or a reject with its ``request_id`` (None when there is none), a
-    human-readable ``reason`` and a short ``kind``. ``image_path`` is read inside ``base_dir``
-    (when given); ``image`` bytes and ``image_base64`` are accepted too. A ``__error__`` row
-    (a line :func:`read_request_file` could not parse) is a reject. The row's place in its
-    file (:data:`WHERE_KEY`, set by :func:`read_request_file`) becomes the reject's ``where``.
-    Never raises for bad data. Used by the scoring intake and by ``hscode predict``.
-    """
-    row = {str(k).strip().lower(): v for k, v in row.items()}
-    where = row.pop(WHERE_KEY, None)
-    where = str(where) if where is not None else None
-
-    def reject(request_id: str | None, reason: str, kind: str) -> RejectedRequest:
-        return RejectedRequest(request_id, reason, kind, _row_for_log(row), where)
-
-    if "__error__" in row:  # a line of a file that could not be parsed
-        return reject(None, str(row["__error__"]), "invalid JSON")
-    request_id = (_text(_field(row, "request_id")) or "").strip()
-    if not request_id:
-        return reject(None, "missing request_id", "missing request_id")
-    if len(request_id) > MAX_REQUEST_ID_CHARS:
-        return reject(
-            request_id[:MAX_REQUEST_ID_CHARS], "request_id too long", "request_id too long"
-        )
-    title = (_text(_field(row, "title")) or "").strip()
-    description = _text(_field(row, "description"))
-    description = description.strip() or None if description is not None else None
-    problem = check_text(title, description, max_text_chars)
-    if problem:
-        return reject(request_id, problem, problem.split(" (")[0])
-
-    image: bytes | None = None
-    raw = _field(row, "image")
-    if isinstance(raw, (bytes, bytearray, memoryview)):
-        image = bytes(raw)
-    elif raw not in (None, ""):
-        return reject(
-            request_id, "image must be bytes (use image_path or image_base64)", "unreadable image"
-        )
-    b64 = _text(_field(row, "image_base64"))
-    if image is None and b64:
-        try:
-            image = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            return reject(request_id, f"unreadable image: bad base64 ({exc})", "unreadable image")
-    path_value = _text(_field(row, "image_path"))
-    if image is None and path_value and path_value.strip():
-        image, problem = read_image_path(path_value.strip(), base_dir, max_image_bytes)
-        if problem:
-            return reject(request_id, problem, problem.split(" (")[0].split(":")[0])
-    if image is not None:
-        problem = check_image(image, max_image_bytes)
-        if problem:
-            return reject(request_id, problem, problem.split(" (")[0].split(":")[0])
-    return ValidRequest(
-        request_id,
-        title,
-        description,
-        image,
-        hashlib.sha256(image).hexdigest() if image is not None else None,
-    )
-
-
 # ----------------------------------------------------------------- writing
 
 
 def submit_requests(
     engine: Engine,
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Mapping[str, Any] | Rejection],
     *,
     source: str | None = None,
     settings: Settings | None = None,
     base_dir: Path | None = None,
 ) -> IntakeSummary:
     """Validate and insert request rows (``request_id``, ``title``, optional ``description``,
-    ``image`` bytes, ``image_path`` or ``image_base64``). Idempotent on ``request_id``.
+    ``image`` bytes, ``image_path`` or ``image_base64``), or rejections already made (the
+    lines :func:`~hscode.request_rows.read_request_file` could not read). Idempotent on
+    ``request_id``.
 
     Limits come from ``settings`` (``max_text_chars``, ``max_image_bytes``), else the
     Settings defaults. ``image_path`` values are relative to ``base_dir`` when given.
@@ -308,7 +116,7 @@ def submit_requests(
     max_text = settings.max_text_chars if settings else DEFAULT_MAX_TEXT_CHARS
     max_image = settings.max_image_bytes if settings else DEFAULT_MAX_IMAGE_BYTES
     summary = IntakeSummary(source=source)
-    chunk: list[Mapping[str, Any]] = []
+    chunk: list[Mapping[str, Any] | Rejection] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) >= CHUNK_ROWS:
@@ -321,7 +129,7 @@ def submit_requests(
 
 def _submit_chunk(
     engine: Engine,
-    rows: list[Mapping[str, Any]],
+    rows: list[Mapping[str, Any] | Rejection],
     source: str | None,
     base_dir: Path | None,
     max_text: int,
@@ -329,19 +137,23 @@ def _submit_chunk(
 ) -> IntakeSummary:
     summary = IntakeSummary(source=source, received=len(rows))
     valid: dict[str, ValidRequest] = {}
-    rejects: list[RejectedRequest] = []
+    rejects: list[Rejection] = []
     repeated: list[str] = []
     for row in rows:
-        if not isinstance(row, Mapping):
+        if not isinstance(row, Mapping | Rejection):
             rejects.append(
-                RejectedRequest(
-                    None, "row is not a record", "row is not a record", {"row": str(row)[:300]}
+                Rejection(
+                    None,
+                    RejectReason.UNREADABLE_ROW,
+                    "row is not a record",
+                    source,
+                    row={"row": str(row)[:300]},
                 )
             )
             continue
         checked = validate_request_row(row, base_dir, max_text, max_image)
-        if isinstance(checked, RejectedRequest):
-            rejects.append(checked)
+        if isinstance(checked, Rejection):
+            rejects.append(replace(checked, source=source))
         elif checked.request_id in valid:
             repeated.append(checked.request_id)
         else:
@@ -380,9 +192,9 @@ def _submit_chunk(
             conn.execute(
                 text(
                     """
-                    insert into intake_rejects (request_id, source, reason, row_data)
+                    insert into intake_rejects (request_id, source, reason, reason_code, row_data)
                     select cast(:rid as text), cast(:src as text), cast(:reason as text),
-                           cast(:row as jsonb)
+                           cast(:code as text), cast(:row as jsonb)
                     where not exists (
                         select 1 from intake_rejects
                          where request_id is not distinct from cast(:rid as text)
@@ -392,10 +204,13 @@ def _submit_chunk(
                 ),
                 [
                     {
-                        "rid": r.request_id,
+                        "rid": r.key,
                         "src": source,
-                        "reason": r.located_reason,
-                        "row": json.dumps(r.row, ensure_ascii=False, default=str),
+                        "reason": r.located_message,
+                        "code": str(r.reason),
+                        "row": json.dumps(r.row, ensure_ascii=False, default=str)
+                        if r.row is not None
+                        else None,
                     }
                     for r in rejects
                 ],
@@ -405,190 +220,12 @@ def _submit_chunk(
     summary.duplicates = len(known) + len(repeated)
     summary.duplicate_ids = [*known, *repeated][:MAX_SAMPLE_REJECTS]
     summary.rejected = len(rejects)
-    summary.reasons = dict(Counter(r.kind for r in rejects))
-    summary.rejects = [
-        {"request_id": r.request_id, "reason": r.located_reason}
-        for r in rejects[:MAX_SAMPLE_REJECTS]
-    ]
+    summary.reasons = {str(code): n for code, n in Counter(r.reason for r in rejects).items()}
+    summary.rejects = rejects[:MAX_SAMPLE_REJECTS]
     return summary
 
 
 # ----------------------------------------------------------------- files
-
-
-def csv_record_limit(max_text_chars: int, max_image_bytes: int) -> int:
-    """The most characters one CSV record may have: twice what the largest good row needs
-    (its text and a base64 image), plus room for other columns."""
-    base64_chars = 4 * ((max_image_bytes + 2) // 3)
-    return 2 * (max_text_chars + base64_chars) + 65_536
-
-
-DEFAULT_MAX_CSV_RECORD_CHARS = csv_record_limit(DEFAULT_MAX_TEXT_CHARS, DEFAULT_MAX_IMAGE_BYTES)
-
-
-def read_request_file(
-    path: Path, *, max_record_chars: int = DEFAULT_MAX_CSV_RECORD_CHARS
-) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV (UTF-8, header row), JSON-lines or Parquet request file.
-
-    Each row carries its place in the file under :data:`WHERE_KEY` (``line 3``, ``lines 3-5``
-    for a quoted value spanning lines, ``row 7`` in Parquet; line numbers count the header).
-    A JSON line that is not an object is yielded as ``{"__error__": reason}`` so the row is
-    rejected while the rest of the file goes on. A CSV cell may be any length up to
-    ``max_record_chars`` for its whole record; a longer record is an :class:`IntakeFileError`.
-    """
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield from _read_csv(path, max_record_chars)
-    elif suffix in (".jsonl", ".ndjson"):
-        yield from _read_jsonl(path)
-    elif suffix == ".parquet":
-        yield from _read_parquet(path)
-    else:
-        raise IntakeFileError(
-            f"{path.name}: unsupported file type {suffix or '(none)'} "
-            f"(use {', '.join(SUPPORTED_SUFFIXES)})"
-        )
-
-
-def _require_columns(path: Path, columns: Iterable[str]) -> None:
-    present = {str(c).strip().lower() for c in columns}
-    for name in ("request_id", "title"):
-        if not present & set(COLUMN_ALIASES[name]):
-            raise IntakeFileError(
-                f"{path.name}: no {name} column (accepted: {', '.join(COLUMN_ALIASES[name])})"
-            )
-
-
-class CsvRecordTooLong(ValueError):
-    """A CSV record longer than its bound (``line``: the line it starts on)."""
-
-    def __init__(self, line: int, limit: int) -> None:
-        super().__init__(
-            f"the record starting at line {line} is longer than {limit} characters "
-            "(an unclosed quote?); nothing after it was read"
-        )
-        self.line, self.limit = line, limit
-
-
-class _Overflow(Exception):
-    pass
-
-
-class _BoundedLines:
-    """The lines of a text stream for ``csv.reader``, at most ``limit`` characters per
-    record (``used`` is reset before each record), so one record never fills the memory."""
-
-    def __init__(self, fh: Any, limit: int) -> None:
-        self.fh, self.limit, self.used = fh, limit, 0
-
-    def __iter__(self) -> _BoundedLines:
-        return self
-
-    def __next__(self) -> str:
-        line = self.fh.readline(self.limit - self.used + 1)
-        if not line:
-            raise StopIteration
-        self.used += len(line)
-        if self.used > self.limit:
-            raise _Overflow
-        return line
-
-
-def iter_csv_records(
-    fh: Any, max_record_chars: int, *, delimiter: str = ","
-) -> Iterator[tuple[int, int, list[str]]]:
-    """``(first line, last line, cells)`` of each record of a CSV text stream (opened with
-    ``newline=""``), the header included; blank lines are skipped.
-
-    A cell may be as long as its record's bound: the csv module's field limit (131,072
-    characters by default, process-wide) is raised to ``max_record_chars`` only while a
-    record is parsed here, so other readers keep theirs. A longer record raises
-    :class:`CsvRecordTooLong`; a line the csv module cannot parse raises ``csv.Error``.
-    Shared by the request intake (and so ``hscode predict``) and ``hscode cases import``.
-    """
-    lines = _BoundedLines(fh, max_record_chars)
-    reader = csv.reader(lines, delimiter=delimiter)
-    while True:
-        start = reader.line_num + 1
-        lines.used = 0
-        previous = csv.field_size_limit(max_record_chars + 1)
-        try:
-            record = next(reader)
-        except StopIteration:
-            return
-        except _Overflow:
-            raise CsvRecordTooLong(start, max_record_chars) from None
-        finally:
-            csv.field_size_limit(previous)
-        if record:
-            yield start, reader.line_num, record
-
-
-def _read_csv(path: Path, max_record_chars: int) -> Iterator[dict[str, Any]]:
-    line = 0
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            records = iter_csv_records(fh, max_record_chars)
-            first = next(records, None)
-            if first is None:
-                raise IntakeFileError(f"{path.name}: empty CSV file (no header row)")
-            header = first[2]
-            _require_columns(path, header)
-            for start, end, cells in records:
-                line = end
-                # cells beyond the header are dropped, missing ones are None (as DictReader)
-                row: dict[str, Any] = dict.fromkeys(header)
-                row.update((k, v if v != "" else None) for k, v in zip(header, cells))
-                row[WHERE_KEY] = f"line {start}" if end == start else f"lines {start}-{end}"
-                yield row
-    except UnicodeDecodeError as exc:
-        raise IntakeFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
-    except CsvRecordTooLong as exc:
-        raise IntakeFileError(f"{path.name}: {exc}") from None
-    except csv.Error as exc:
-        raise IntakeFileError(f"{path.name}: malformed CSV after line {line} ({exc})") from exc
-
-
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    checked = False
-    try:
-        with path.open(encoding="utf-8-sig") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield {"__error__": f"line {number}: invalid JSON ({exc.msg})"}
-                    continue
-                if not isinstance(record, dict):
-                    yield {"__error__": f"line {number}: not a JSON object"}
-                    continue
-                if not checked:
-                    _require_columns(path, record.keys())
-                    checked = True
-                record[WHERE_KEY] = f"line {number}"
-                yield record
-    except UnicodeDecodeError as exc:
-        raise IntakeFileError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
-
-
-def _read_parquet(path: Path) -> Iterator[dict[str, Any]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-        _require_columns(path, parquet.schema_arrow.names)
-        number = 0
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS):
-            for row in batch.to_pylist():
-                number += 1
-                row[WHERE_KEY] = f"row {number}"
-                yield row
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
-        raise IntakeFileError(f"{path.name}: unreadable Parquet ({exc})") from exc
 
 
 def import_requests(

@@ -6,10 +6,10 @@ newest is a fault page). Fields the detail lacks are filled from the case's list
 of the same series (never its 176-character description). Images named by the detail
 are taken from the raw zone, checked to decode, and stored once by content hash in
 the image store (``settings.images_url``: a local folder or object storage). Cases go
-through ``hscode.cases.make_case`` (cleaning, HS normalisation, multi-code flag) and
-``upsert_cases`` (dedupe on the key, newest ``fetched_at`` wins, unchanged content
-rewrites nothing); records that cannot become cases are recorded as rejects with their
-reason.
+through ``hscode.case_records.make_case`` (cleaning, HS normalisation, multi-code flag)
+and ``hscode.cases.upsert_cases`` (dedupe on the key, newest ``fetched_at`` wins, unchanged
+content rewrites nothing); records that cannot become cases are recorded as rejections
+(:class:`~hscode.rejects.Rejection`, ``where`` the raw body's sha256) with their code.
 
 Re-runnable: a checkpoint (``state_dir/normalize.json``) remembers which detail body
 and image bodies each case was built from, so a re-run only parses what changed; it is
@@ -27,13 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hscode.cases import (
-    CaseRejected,
-    Reject,
-    make_case,
-    read_cases,
-    upsert_cases,
-)
+from hscode.case_records import CaseRejected, make_case
+from hscode.cases import read_cases, upsert_cases
 from hscode.objectstore import images_location
 from hscode.portal.parse import (
     DetailRecord,
@@ -43,6 +38,7 @@ from hscode.portal.parse import (
     parse_list,
 )
 from hscode.rawzone import RawEntry, RawZone
+from hscode.rejects import Rejection, RejectReason
 from hscode.settings import Settings
 from hscode.storage import atomic_write, image_problem
 
@@ -62,7 +58,7 @@ class NormalizeReport:
     updated_cases: int = 0
     unchanged_cases: int = 0
     rejected: int = 0
-    reject_reasons: dict[str, int] = field(default_factory=dict)
+    reject_reasons: dict[str, int] = field(default_factory=dict)  # reason code -> count
     listed_without_detail: int = 0  # listed by the portal, no good detail stored yet
     older_detail_used: int = 0  # newest stored detail unusable, an older good one used
     images_stored: int = 0  # image references resolved to a stored image
@@ -182,13 +178,13 @@ def normalize(settings: Settings, *, full: bool = False) -> NormalizeReport:
     report.listed_without_detail = sum(1 for k in listed if k not in by_key)
 
     records: list[dict[str, Any]] = []
-    rejects: list[Reject] = []
-    reasons: Counter[str] = Counter()
+    rejects: list[Rejection] = []
+    reasons: Counter[RejectReason] = Counter()
     done: dict[str, dict[str, Any]] = {}  # checkpoint entries of this run
 
-    def reject(key: str, reason: str, detail: str, raw_ref: str | None) -> None:
+    def reject(key: str, reason: RejectReason, message: str, raw_ref: str | None) -> None:
         reasons[reason] += 1
-        rejects.append(Reject(SOURCE, key, reason, raw_ref, detail))
+        rejects.append(Rejection(key, reason, message, SOURCE, raw_ref))
 
     for key in sorted(by_key):
         entries = by_key[key]
@@ -207,7 +203,7 @@ def normalize(settings: Settings, *, full: bool = False) -> NormalizeReport:
         entry, parsed = _newest_good_detail(raw, entries, report)
         if entry is None:
             assert isinstance(parsed, str)
-            reject(key, "detail_unparseable", parsed, entries[0].sha256)
+            reject(key, RejectReason.DETAIL_UNPARSEABLE, parsed, entries[0].sha256)
             done[key] = {**_fingerprint(entries[0].sha256, []), "image_urls": [], "rejected": True}
             continue
         assert isinstance(parsed, DetailRecord)
@@ -279,7 +275,7 @@ def normalize(settings: Settings, *, full: bool = False) -> NormalizeReport:
 
     report.cases_built = len(records)
     report.rejected = sum(reasons.values())
-    report.reject_reasons = dict(sorted(reasons.items()))
+    report.reject_reasons = {str(code): n for code, n in sorted(reasons.items())}
 
     total = len(present)
     for start in range(0, max(len(records), 1), BATCH_SIZE):

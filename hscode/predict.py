@@ -1,20 +1,22 @@
 """``hscode predict``: recommend codes for a file of requests with a registered model.
 
-Input: a request file as the scoring intake reads it (:func:`hscode.intake.read_request_file`):
-CSV (UTF-8, header row), JSON lines or Parquet with ``request_id`` and ``title`` and optional
-``description`` and an image as ``image_path`` (relative to the input file's folder),
-``image_base64`` or ``image`` bytes; the column aliases of :data:`hscode.intake.COLUMN_ALIASES`
-are accepted. Each row is checked by :func:`hscode.intake.validate_request_row`, so a file is
-judged the same way by ``hscode predict`` and by the intake. Output: CSV or Parquet with
+Input: a request file as the scoring intake reads it
+(:func:`hscode.request_rows.read_request_file`): CSV (UTF-8, header row), JSON lines or Parquet
+with ``request_id`` and ``title`` and optional ``description`` and an image as ``image_path``
+(relative to the input file's folder), ``image_base64`` or ``image`` bytes; the column aliases
+of :data:`hscode.request_rows.COLUMN_ALIASES` are accepted. Each row is checked by
+:func:`hscode.request_rows.validate_request_row`, so a file is judged the same way by
+``hscode predict`` and by the intake. Output: CSV or Parquet with
 ``request_id,rank,hs_code,score,review`` (top-k rows per request, best first).
 
 A bad row (missing id or title, text too long (a 200,000-character CSV cell too), unreadable
 image, broken JSON line, or a ``request_id`` already seen in the file: the first good
-occurrence wins) does not stop the file: it is written to ``<output stem>.rejects.csv`` beside the output as
-``line,request_id,reason`` and the other rows are predicted. ``line`` is the 1-based record
-number in the input: for CSV the data row (the header is not counted; a quoted value spanning
-several lines is still one record), for JSON lines the non-blank line (the reason of a broken
-line names its physical line), for Parquet the row. A file that cannot be read at all
+occurrence wins) does not stop the file: it is written to ``<output stem>.rejects.csv`` beside
+the output as ``line,request_id,reason,reason_code`` (the message, then its
+:class:`~hscode.rejects.RejectReason` code) and the other rows are predicted. ``line`` is the
+1-based record number in the input: for CSV the data row (the header is not counted; a quoted
+value spanning several lines is still one record), for JSON lines the non-blank line (the
+reason of a broken line names its physical line), for Parquet the row. A file that cannot be read at all
 (unsupported type, missing column, not UTF-8, unreadable Parquet) is a
 :class:`PredictInputError` with the intake's message.
 """
@@ -31,10 +33,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hscode import intake
-from hscode.recommend import RequestInput
+from hscode.recommend import recommend
+from hscode.rejects import Rejection, RejectReason
+from hscode.request_rows import IntakeFileError, read_request_file, validate_request_row
+from hscode.review import ReviewPolicy
 from hscode.settings import Settings
 from hscode.storage import atomic_write
+from hscode.tabular import csv_record_limit
+from model.records import RequestInput
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 OUTPUT_COLUMNS = ("request_id", "rank", "hs_code", "score", "review")
@@ -44,11 +50,10 @@ class PredictInputError(ValueError):
     """The input file as a whole cannot be used (format, encoding, missing columns)."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RejectedRow:
     line: int  # 1-based record number in the input file (see the module docstring)
-    request_id: str
-    reason: str
+    rejection: Rejection
 
 
 def _read_requests(
@@ -61,20 +66,21 @@ def _read_requests(
     seen: set[str] = set()
     n_rows = 0
     try:
-        record_limit = intake.csv_record_limit(settings.max_text_chars, settings.max_image_bytes)
-        rows = intake.read_request_file(input_path, max_record_chars=record_limit)
+        record_limit = csv_record_limit(settings.max_text_chars, settings.max_image_bytes)
+        rows = read_request_file(input_path, max_record_chars=record_limit)
         for n_rows, row in enumerate(rows, start=1):
-            checked = intake.validate_request_row(
+            checked = validate_request_row(
                 row, input_path.parent, settings.max_text_chars, settings.max_image_bytes
             )
-            if isinstance(checked, intake.RejectedRequest):
-                rejects.append(RejectedRow(n_rows, checked.request_id or "", checked.reason))
+            if isinstance(checked, Rejection):
+                rejects.append(RejectedRow(n_rows, checked))
             elif checked.request_id in seen:
-                rejects.append(
-                    RejectedRow(
-                        n_rows, checked.request_id, f"duplicate request_id {checked.request_id!r}"
-                    )
+                duplicate = Rejection(
+                    checked.request_id,
+                    RejectReason.DUPLICATE,
+                    f"duplicate request_id {checked.request_id!r}",
                 )
+                rejects.append(RejectedRow(n_rows, duplicate))
             else:
                 seen.add(checked.request_id)
                 requests.append(
@@ -85,7 +91,7 @@ def _read_requests(
                         image=checked.image,
                     )
                 )
-    except intake.IntakeFileError as exc:
+    except IntakeFileError as exc:
         raise PredictInputError(str(exc)) from exc
     return n_rows, requests, rejects
 
@@ -125,9 +131,9 @@ def _write_output(path: Path, rows: list[dict[str, Any]]) -> None:
 def _write_rejects(path: Path, rejects: list[RejectedRow]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["line", "request_id", "reason"])
+    writer.writerow(["line", "request_id", "reason", "reason_code"])
     for r in rejects:
-        writer.writerow([r.line, r.request_id, r.reason])
+        writer.writerow([r.line, r.rejection.key or "", r.rejection.message, r.rejection.reason])
     atomic_write(path, buf.getvalue().encode("utf-8"))
 
 
@@ -169,8 +175,12 @@ def predict_file(
     batch = settings.score_batch_size
     for start in range(0, len(requests), batch):
         chunk = requests[start : start + batch]
-        recs = model.recommend(
-            chunk, top_k=top_k, n_precedents=0, review_threshold=settings.review_threshold
+        recs = recommend(
+            model,
+            chunk,
+            top_k=top_k,
+            n_precedents=0,
+            policy=ReviewPolicy(settings.review_threshold),
         )
         for rec in recs:
             n_review += bool(rec.review)

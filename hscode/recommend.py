@@ -1,7 +1,9 @@
-"""What a trained model gives the scoring side: the Recommender protocol and its records.
+"""What the scoring side gets from a model version: the Recommender protocol, the
+Recommendation record, and :func:`recommend`, which applies the review policy.
 
 The scoring flow, the CLI ``predict`` command and the benchmarks all go through this
-interface, so a model version can be swapped without touching them.
+interface, so a model version can be swapped without touching them. A recommender only ranks
+(``model.records.Ranking``); whether a human must review is ``hscode.review``'s call.
 """
 
 from __future__ import annotations
@@ -10,27 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class RequestInput:
-    request_id: str
-    title: str
-    description: str | None = None
-    image: bytes | None = None  # raw image bytes (JPEG/PNG), already read and size-checked
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    hs10: str
-    score: float  # calibrated probability
-
-
-@dataclass(frozen=True, slots=True)
-class Precedent:
-    case_key: str
-    hs10: str
-    title: str
-    similarity: float  # cosine similarity in the model's precedent space, in [-1, 1]
+from hscode.review import ReviewPolicy
+from model.records import Candidate, Precedent, Ranking, RequestInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +21,7 @@ class Recommendation:
     request_id: str
     candidates: list[Candidate]  # best first; len == top_k (or fewer when fewer classes)
     confidence: float  # calibrated probability of the top candidate
-    review: (
-        bool  # True: a human should decide (confidence below threshold, or conflicting precedents)
-    )
+    review: bool  # True: a human should decide (ReviewPolicy)
     review_reason: str | None = None
     precedents: list[Precedent] = field(default_factory=list)
 
@@ -51,13 +32,34 @@ class Recommender(Protocol):
 
     version: str
 
-    def recommend(
-        self,
-        requests: Sequence[RequestInput],
-        *,
-        top_k: int,
-        n_precedents: int,
-        review_threshold: float,
-    ) -> list[Recommendation]:
-        """One Recommendation per request, in order."""
+    def rank(
+        self, requests: Sequence[RequestInput], *, top_k: int, n_precedents: int
+    ) -> list[Ranking]:
+        """One Ranking per request, in order."""
         ...
+
+
+def recommend(
+    recommender: Recommender,
+    requests: Sequence[RequestInput],
+    *,
+    top_k: int,
+    n_precedents: int,
+    policy: ReviewPolicy,
+) -> list[Recommendation]:
+    """One Recommendation per request, in order: the recommender's ranking and the policy's
+    review flag and reason."""
+    out = []
+    for ranking in recommender.rank(requests, top_k=top_k, n_precedents=n_precedents):
+        review, reason = policy.assess(ranking)
+        out.append(
+            Recommendation(
+                request_id=ranking.request_id,
+                candidates=list(ranking.candidates),
+                confidence=ranking.confidence,
+                review=review,
+                review_reason=reason,
+                precedents=list(ranking.precedents),
+            )
+        )
+    return out

@@ -62,6 +62,7 @@ from hscode.storage import sha256_bytes
 
 if TYPE_CHECKING:
     from hscode.settings import Settings
+    from model.hsmodel import HSModel
 
 MANIFEST = "manifest.json"
 MODEL_SUBDIR = "model"
@@ -438,7 +439,7 @@ class Registry:
             raise RegistryError(f"model version {version} is damaged: {problem}")
         return dest
 
-    def load(self, version: str, evaluated: bool = False) -> Any:
+    def load(self, version: str, evaluated: bool = False) -> HSModel:
         """The loaded served model of a version (an ``HSModel`` with ``.version`` set), or
         with ``evaluated`` the model its metrics describe; cached."""
         path = self.model_dir(version, evaluated=evaluated)
@@ -447,9 +448,9 @@ class Registry:
             if key in _model_cache:
                 _model_cache.move_to_end(key)
                 return _model_cache[key]
-        from model.pipeline import HSModel
+        from model.artifact import load
 
-        model = HSModel.load(path)
+        model = load(path)
         model.version = version
         with _cache_lock:
             _model_cache[key] = model

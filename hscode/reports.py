@@ -26,7 +26,7 @@ matplotlib.use("Agg")  # headless: flows run on workers without a display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from model.calibrate import reliability_bins
+from model.calibrate import ece, reliability_bins
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +165,26 @@ def plot_accuracy_by_chapter(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
     return _png(fig)
 
 
-def expected_calibration_error(
-    confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10
-) -> float:
-    rows = reliability_bins(confidence, correct, n_bins)
-    total = sum(r["n"] for r in rows) or 1
-    return float(sum(r["n"] * abs(r["accuracy"] - r["mean_confidence"]) for r in rows) / total)
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """The ECE of top-1 confidences and their correctness, computed by ``model.calibrate.ece``
+    (the stored ``ece_after`` metric's function, with its binning): one column of
+    probabilities whose label is 0 when the answer was right and -1 (an unknown class, which
+    ``ece`` counts as wrong) when it was not."""
+    confidence = np.asarray(confidence, dtype=np.float64).reshape(-1, 1)
+    labels = np.where(np.asarray(correct, dtype=bool).reshape(-1), 0, -1)
+    return ece(confidence, labels)
 
 
-def plot_reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> bytes | None:
-    rows = reliability_bins(confidence, correct, n_bins)
+def reliability_chart(
+    confidence: np.ndarray, correct: np.ndarray
+) -> tuple[list[dict[str, Any]], float]:
+    """What the reliability diagram draws: the bins of ``model.calibrate.reliability_bins``
+    and their ECE, binned exactly as the stored ``ece_after`` metric is."""
+    return reliability_bins(confidence, correct), expected_calibration_error(confidence, correct)
+
+
+def plot_reliability(confidence: np.ndarray, correct: np.ndarray) -> bytes | None:
+    rows, ece_value = reliability_chart(confidence, correct)
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(3.8, 3.6))
@@ -182,9 +192,8 @@ def plot_reliability(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 
     ax.plot(
         [r["mean_confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", label="model"
     )
-    ece = expected_calibration_error(confidence, correct, n_bins)
     ax.set(
-        title=f"Reliability (ECE {ece:.3f})",
+        title=f"Reliability (ECE {ece_value:.3f})",
         xlabel="mean confidence",
         ylabel="accuracy",
         xlim=(0, 1),

@@ -24,9 +24,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from hscode.db import ensure_model_version
-from hscode.intake import check_image, check_text
-from hscode.recommend import Recommendation, Recommender, RequestInput
+from hscode.recommend import Recommendation, Recommender, recommend
+from hscode.rejects import Rejection, RejectReason
+from hscode.request_rows import image_bytes_problem, text_problem
+from hscode.review import ReviewPolicy
 from hscode.settings import Settings
+from model.records import RequestInput
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +54,11 @@ class ScoreSummary:
     batches: int = 0
     model_version: str = ""
     seconds: float = 0.0
-    model_seconds: float = 0.0  # inside recommender.recommend
+    model_seconds: float = 0.0  # inside recommender.rank
     db_seconds: float = 0.0  # reading batches + writing results (round trips and commits)
     run_id: int | None = None
     pending_at_start: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)  # reject reason kind -> count
+    reasons: dict[str, int] = field(default_factory=dict)  # RejectReason code -> count
 
     @property
     def requests_per_s(self) -> float:
@@ -189,7 +192,7 @@ def score_pending(
                     summary.batches += 1
                     summary.scored += len(recs)
                     summary.rejected += len(rejects)
-                    reasons.update(kind for _, _, kind in rejects)
+                    reasons.update(str(r.reason) for r in rejects)
                     done += len(rows)
                     if progress is not None:
                         progress(done, max(total, done))
@@ -298,18 +301,18 @@ def _fetch_batch(
 
 def _validate(
     rows: Sequence[_Row], settings: Settings
-) -> tuple[list[RequestInput], list[tuple[str, str, str]]]:
-    """Model inputs, and (request_id, reason, kind) for requests that cannot be scored."""
+) -> tuple[list[RequestInput], list[Rejection]]:
+    """Model inputs, and a Rejection for each request that cannot be scored."""
     inputs: list[RequestInput] = []
-    rejects: list[tuple[str, str, str]] = []
+    rejects: list[Rejection] = []
     for row in rows:
         title = (row.title or "").strip()
         description = (row.description or "").strip() or None
-        problem = check_text(title, description, settings.max_text_chars)
+        problem = text_problem(title, description, settings.max_text_chars)
         if problem is None and row.image is not None:
-            problem = check_image(row.image, settings.max_image_bytes)
+            problem = image_bytes_problem(row.image, settings.max_image_bytes)
         if problem is not None:
-            rejects.append((row.request_id, problem, problem.split(" (")[0].split(":")[0]))
+            rejects.append(Rejection(row.request_id, *problem, source="scoring"))
             continue
         inputs.append(RequestInput(row.request_id, title, description, row.image))
     return inputs, rejects
@@ -317,7 +320,7 @@ def _validate(
 
 def _recommend(
     recommender: Recommender, inputs: list[RequestInput], settings: Settings
-) -> tuple[list[Recommendation], list[tuple[str, str, str]]]:
+) -> tuple[list[Recommendation], list[Rejection]]:
     """Recommendations for ``inputs``. When the batch call fails, requests are retried one
     by one and those that still fail are rejected with the error; if all fail, the model
     (not the data) is broken and the error propagates."""
@@ -326,10 +329,10 @@ def _recommend(
     kwargs = {
         "top_k": settings.top_k,
         "n_precedents": settings.n_precedents,
-        "review_threshold": settings.review_threshold,
+        "policy": ReviewPolicy(settings.review_threshold),
     }
     try:
-        recs = list(recommender.recommend(inputs, **kwargs))
+        recs = recommend(recommender, inputs, **kwargs)
         _check_answers(inputs, recs)
         return recs, []
     except ScoringError:
@@ -341,22 +344,17 @@ def _recommend(
             "model failed on a batch of %d (%s); retrying one by one", len(inputs), batch_error
         )
         ok: list[Recommendation] = []
-        bad: list[tuple[str, str, str]] = []
+        bad: list[Rejection] = []
         for item in inputs:
             try:
-                one = list(recommender.recommend([item], **kwargs))
+                one = recommend(recommender, [item], **kwargs)
                 _check_answers([item], one)
                 ok.extend(one)
             except ScoringError:
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded as the request's reject reason
-                bad.append(
-                    (
-                        item.request_id,
-                        f"model error: {type(exc).__name__}: {exc}"[:500],
-                        "model error",
-                    )
-                )
+                message = f"model error: {type(exc).__name__}: {exc}"[:500]
+                bad.append(Rejection(item.request_id, RejectReason.MODEL_ERROR, message, "scoring"))
         if not ok:
             raise
         return ok, bad
@@ -385,7 +383,7 @@ def _write_batch(
     run_id: int,
     flow_run_id: str | None,
     recs: Sequence[Recommendation],
-    rejects: Sequence[tuple[str, str, str]],
+    rejects: Sequence[Rejection],
 ) -> None:
     predictions = [
         (
@@ -432,10 +430,15 @@ def _write_batch(
                 )
             if rejects:
                 cursor.execute(
-                    "update requests r set status = 'rejected', reject_reason = x.reason "
-                    "from unnest(%s::text[], %s::text[]) as x(request_id, reason) "
+                    "update requests r set status = 'rejected', reject_reason = x.reason, "
+                    "reject_code = x.code "
+                    "from unnest(%s::text[], %s::text[], %s::text[]) as x(request_id, reason, code) "
                     "where r.request_id = x.request_id",
-                    ([r[0] for r in rejects], [r[1] for r in rejects]),
+                    (
+                        [r.key for r in rejects],
+                        [_no_nul(r.message) for r in rejects],
+                        [str(r.reason) for r in rejects],
+                    ),
                 )
             cursor.execute(
                 "update score_runs set scored = scored + %s, rejected = rejected + %s, "

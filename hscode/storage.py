@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from hscode.rejects import RejectReason
+
 MAX_IMAGE_PIXELS = 40_000_000  # far above any product photo, far below a decompression bomb
 
 
@@ -69,8 +71,9 @@ def image_path(images_dir: Path, digest: str) -> Path:
     return blob_path(images_dir, digest)
 
 
-def image_problem(data: bytes, *, full_decode: bool = True) -> tuple[str, str] | None:
-    """Why ``data`` is not a usable image: ``("too_large" | "corrupt", detail)``, or None.
+def image_problem(data: bytes, *, full_decode: bool = True) -> tuple[RejectReason, str] | None:
+    """Why ``data`` is not a usable image: ``(IMAGE_TOO_LARGE | IMAGE_CORRUPT, detail)``
+    (:class:`~hscode.rejects.RejectReason` codes), or None.
 
     The pixel count is read from the header and checked against ``MAX_IMAGE_PIXELS`` before
     any pixel is decoded, so a decompression bomb costs nothing. ``full_decode`` decodes
@@ -84,17 +87,20 @@ def image_problem(data: bytes, *, full_decode: bool = True) -> tuple[str, str] |
             with Image.open(io.BytesIO(data)) as img:
                 width, height = img.size
                 if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
-                    return "too_large", f"{width}x{height} pixels (limit {MAX_IMAGE_PIXELS})"
+                    return (
+                        RejectReason.IMAGE_TOO_LARGE,
+                        f"{width}x{height} pixels (limit {MAX_IMAGE_PIXELS})",
+                    )
                 if full_decode:
                     img.load()
                 else:
                     img.verify()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return "too_large", f"decompression bomb: {exc}"
+        return RejectReason.IMAGE_TOO_LARGE, f"decompression bomb: {exc}"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        return "corrupt", str(exc)
+        return RejectReason.IMAGE_CORRUPT, str(exc)
     except MemoryError:
-        return "corrupt", "out of memory while decoding"
+        return RejectReason.IMAGE_CORRUPT, "out of memory while decoding"
     except Exception as exc:  # noqa: BLE001 - PIL plugins raise assorted errors on crafted files
-        return "corrupt", f"{type(exc).__name__}: {exc}"
+        return RejectReason.IMAGE_CORRUPT, f"{type(exc).__name__}: {exc}"
     return None

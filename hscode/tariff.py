@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from hscode.rejects import Rejection, RejectReason
+
 _CODE_KEYS = ("hs10", "code", "품목번호", "hs_code", "hscode")
 _NAME_KO_KEYS = ("name_ko", "한글품명", "품목명", "name")
 _NAME_EN_KEYS = ("name_en", "영문품명", "영문품목명")
@@ -37,7 +39,7 @@ class TariffSummary:
     loaded: int = 0
     rejected: int = 0
     by_level: dict[int, int] = field(default_factory=dict)  # code length -> rows loaded
-    rejects: list[dict[str, Any]] = field(default_factory=list)  # first few
+    rejects: list[Rejection] = field(default_factory=list)  # first few
 
 
 def _first(row: Mapping[str, Any], keys: Iterable[str]) -> Any:
@@ -75,7 +77,14 @@ def load_tariff_rows(engine: Engine, rows: Iterable[Mapping[str, Any]]) -> Tarif
         if code is None:
             summary.rejected += 1
             if len(summary.rejects) < 20:
-                summary.rejects.append({"code": raw, "reason": "no 2-10 digit code"})
+                summary.rejects.append(
+                    Rejection(
+                        None if raw is None else str(raw),
+                        RejectReason.BAD_CODE,
+                        "no 2-10 digit code",
+                        where=f"row {summary.received}",
+                    )
+                )
             continue
         clean[code] = (
             code,

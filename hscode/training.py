@@ -8,7 +8,7 @@
   3. gives every case a stable role (``hscode.evaluation.assign_roles``): a hash of its
      normalised title picks train / validation / test, identical titles together, and the
      newest decisions (``recent_days``) are the out-of-time test;
-  4. fits ``model.pipeline.fit`` on train (validation picks the epochs, the mixture and the
+  4. fits ``model.fit.fit`` on train (validation picks the epochs, the mixture and the
      calibration): the EVALUATED model; evaluates it on test, by decision month too;
   5. compares it with the champion's evaluated model on the test cases neither used, with a
      paired 95% interval, and promotes it when it is not worse with confidence
@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,12 +42,16 @@ from hscode.evaluation import (
     topk_hits_many,
 )
 from hscode.settings import Settings
+from model.config import TRAINABLE_INPUTS, ModelConfig
+
+if TYPE_CHECKING:  # the model's heavy imports (torch) load only when a model is trained
+    from model.hsmodel import HSModel
+    from model.records import Example
 
 log = logging.getLogger(__name__)
 
 LEVELS = {"hs10": 10, "hs6": 6, "hs4": 4, "hs2": 2}
-INPUT_MODES = ("title", "title+description", "title+image", "title+description+image")
-# TrainConfig fields passed straight to model.pipeline.ModelConfig when set
+# TrainConfig fields passed straight to ModelConfig (by their flat names) when set
 MODEL_OVERRIDES = (
     "embedding",
     "tokenizer",
@@ -109,7 +113,7 @@ class TrainConfig:
     # 0: none (roles by title hash only)
     recent_days: int = 30
     refit: bool = True  # a promoted candidate is refitted on every selected case and served
-    # model overrides (None: model.pipeline.ModelConfig's default)
+    # model overrides (None: ModelConfig's default)
     embedding: str | None = None
     tokenizer: str | None = None
     embed_dim: int | None = None
@@ -129,8 +133,9 @@ class TrainConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.inputs not in INPUT_MODES:
-            raise ValueError(f"unknown inputs {self.inputs!r}; expected one of {INPUT_MODES}")
+        if self.inputs not in TRAINABLE_INPUTS:
+            allowed = tuple(str(m) for m in TRAINABLE_INPUTS)
+            raise ValueError(f"unknown inputs {self.inputs!r}; expected one of {allowed}")
         if self.level not in LEVELS:
             raise ValueError(f"unknown level {self.level!r}; expected one of {tuple(LEVELS)}")
         if self.top_codes is not None and self.top_codes < 2:
@@ -164,7 +169,7 @@ class TrainOutcome:
 class Selection:
     """The labelled examples chosen for training, with what was left out and why."""
 
-    examples: list[Any]
+    examples: list[Example]
     n_cases: int  # trainable cases in the dataset (single 10-digit code)
     n_classes: int
     dropped: dict[str, int] = field(default_factory=dict)
@@ -210,10 +215,10 @@ class _Stages:
 
 
 def load_examples(settings: Settings, config: TrainConfig) -> Selection:
-    """Trainable cases of the selected classes as ``model.pipeline.Example``s."""
+    """Trainable cases of the selected classes as ``model.records.Example``s."""
     from hscode.cases import read_cases
     from hscode.objectstore import Location, images_location
-    from model.pipeline import Example
+    from model.records import Example
 
     table = read_cases(
         settings,
@@ -292,9 +297,7 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
 # ------------------------------------------------------------------ training
 
 
-def model_config(settings: Settings, config: TrainConfig) -> Any:
-    from model.pipeline import ModelConfig
-
+def model_config(settings: Settings, config: TrainConfig) -> ModelConfig:
     values: dict[str, Any] = {
         "inputs": config.inputs,
         "seed": settings.seed if config.seed is None else config.seed,
@@ -309,7 +312,7 @@ def model_config(settings: Settings, config: TrainConfig) -> Any:
         value = getattr(config, name)
         if value is not None:
             values[name] = value
-    return ModelConfig(**values)
+    return ModelConfig.from_flat(**values)
 
 
 def split_roles(selection: Selection, config: TrainConfig):
@@ -328,7 +331,7 @@ def split_roles(selection: Selection, config: TrainConfig):
     return pick(roles.train), pick(roles.val), pick(roles.test), roles
 
 
-def _test_details(model: Any, test: Sequence[Any]) -> dict[str, Any]:
+def _test_details(model: HSModel, test: Sequence[Example]) -> dict[str, Any]:
     probs = model.predict_proba(test)
     top = probs.argmax(axis=1)
     labels = model.labels
@@ -350,7 +353,7 @@ def _flat_metrics(evaluation: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def _compare_with_champion(
-    registry: Any, candidate: Any, test: Sequence[Any], config: TrainConfig, seed: int
+    registry: Any, candidate: HSModel, test: Sequence[Example], config: TrainConfig, seed: int
 ) -> tuple[bool, str, Comparison | None]:
     """(promote?, why, the comparison): the candidate's evaluated model against the champion's
     evaluated model (its served one when it keeps none) on the test cases the champion never
@@ -374,16 +377,20 @@ def _compare_with_champion(
             ),
             None,
         )
-    used = set(champion_model.train_keys)
+    used = set(champion_model.precedents.keys)
     comparison = compare(candidate, champion_model, champion.version, test, used, seed=seed)
     promote, reason = gate(comparison, config.promotion_margin)
     return promote, reason, comparison
 
 
 def _cross_validate(
-    examples: Sequence[Any], config: TrainConfig, mconfig: Any, seed: int, stages: _Stages
+    examples: Sequence[Example],
+    config: TrainConfig,
+    mconfig: ModelConfig,
+    seed: int,
+    stages: _Stages,
 ) -> dict[str, Any]:
-    from model.pipeline import fit
+    from model.fit import fit
 
     titles = [e.title for e in examples]
     labels = [e.label for e in examples]
@@ -426,7 +433,7 @@ def train_and_register(
     a promoted candidate refitted on every case."""
     from hscode.cases import cases_snapshot_hash
     from hscode.registry import Registry
-    from model.pipeline import fit
+    from model.fit import fit
     from model.refit import refit
 
     config = config or TrainConfig()

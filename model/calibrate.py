@@ -68,7 +68,9 @@ def reliability_bins(
 ) -> list[dict[str, float | int | str]]:
     """Equal-width bins of the top-1 confidence on [0, 1] (right edges closed): for each
     non-empty bin its range, size, mean confidence and accuracy. The one binning behind
-    :func:`ece`, the reliability plots and the calibration benchmark."""
+    :func:`ece` (the stored ``ece_*`` metrics), the report's reliability diagram and the
+    calibration benchmark; ``n_bins`` defaults to :func:`ece`'s, so the diagram's bins give
+    the stored ECE (``tests/system/flows/test_reports.py``)."""
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -89,7 +91,9 @@ def reliability_bins(
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
-    """Expected calibration error of the top-1 confidence, equal-width bins on [0, 1].
+    """Expected calibration error of the top-1 confidence: the size-weighted gap between
+    accuracy and mean confidence over the bins of :func:`reliability_bins` (same default
+    ``n_bins``).
 
     ``labels`` are column indices; a negative label (unknown class) counts as a wrong answer.
     """

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FUSIONS = ("joint", "concat", "late")
+from model.config import Fusion
+
+FUSIONS = tuple(f.value for f in Fusion)
 
 
 class FusionModel(nn.Module):
@@ -45,6 +47,7 @@ class FusionModel(nn.Module):
             raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
         if not 0.0 <= modality_dropout < 1.0:
             raise ValueError("modality_dropout must be in [0, 1)")
+        self.n_classes = n_classes
         self.text_encoder = text_encoder
         self.image_encoder = image_encoder
         self.fusion = fusion

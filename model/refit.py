@@ -27,25 +27,18 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
-from model.pipeline import (
-    Example,
-    HSModel,
-    _fit,
-    _fit_text_members,
-    _threads,
-    _validate,
-    resolve_device,
-)
+from model.config import MemberName
+from model.hsmodel import HSModel
+from model.members import FitContext
+from model.members.network import CompanionMember, best_epoch, fixed_epochs
+from model.mixture import refit_members
+from model.records import Example
+from model.runtime import resolve_device, threads
+from model.train_loop import Progress, check_labelled, network_steps, train_network
 
 log = logging.getLogger(__name__)
-
-
-def _best_epoch(model: HSModel) -> int:
-    best = int(model.history.get("best_epoch") or 0)
-    return best if best >= 1 else int(model.config.epochs)
 
 
 def refit(
@@ -58,32 +51,21 @@ def refit(
 ) -> HSModel:
     """``evaluated``'s recipe trained on ``examples``, with its validation choices kept."""
     examples = list(examples)
-    _validate(examples, "refit")
+    check_labelled(examples, "refit")
     labels = sorted({e.label for e in examples})
     if len(labels) < 2:
         raise ValueError(f"refit needs at least two classes, got {labels}")
-    config = replace(evaluated.config, epochs=_best_epoch(evaluated), early_stopping=False)
-    weight = (
-        dict(zip(evaluated.members, evaluated.mixture.weights, strict=True))
-        if evaluated.mixture is not None and evaluated.members
-        else {}
-    )
+    config = fixed_epochs(evaluated.config, best_epoch(evaluated.network))
+    weight = evaluated.weights()
     # kept only when it adds nothing to any score and already knows every label of examples
     retrain_network = (
-        not weight or weight.get("network", 0.0) != 0.0 or list(evaluated.labels) != labels
+        not weight or weight.get(MemberName.NETWORK, 0.0) != 0.0 or evaluated.labels != labels
     )
-    companion = evaluated.companion
-    comp_config = (
-        replace(companion.config, epochs=_best_epoch(companion), early_stopping=False)
-        if companion is not None
-        else None
-    )
+    companion = evaluated.member(MemberName.COMPANION)
+    companion_epochs = best_epoch(companion.network) if companion is not None else 0
     # progress over both networks, in proportion to their epochs
-    weights = [
-        config.epochs if retrain_network else 0,
-        comp_config.epochs if comp_config is not None else 0,
-    ]
-    total = float(sum(weights)) or 1.0
+    shares = [config.network.epochs if retrain_network else 0, companion_epochs]
+    total = float(sum(shares)) or 1.0
 
     def stage(offset: float, share: float) -> Callable[[int, int], None]:
         def report(done: int, n: int) -> None:
@@ -95,54 +77,51 @@ def refit(
 
     device = resolve_device(config.device)
     t0 = time.perf_counter()
-    with _threads(config.num_threads):
+    timings: dict[str, float] = {}
+    with threads(config.num_threads):
         if retrain_network:
-            model = _fit(
+            n_images = sum(1 for e in examples if e.image) + sum(1 for b in extra_images if b)
+            steps = network_steps(config, len(examples), n_images, False)
+            trained = train_network(
                 examples,
                 [],
                 config,
                 labels,
                 device,
-                stage(0.0, weights[0] / total),
-                extra_images,
-                None,
-                extra_texts,
-                refitting=True,
-            )
-        else:  # the same network object: nothing scores with it, nothing changes it
-            model = copy.copy(evaluated)
-            model.companion = None
-        timings = {"network_s": time.perf_counter() - t0}
-        if comp_config is not None:
-            t1 = time.perf_counter()
-            model.companion = _fit(
-                examples,
-                [],
-                comp_config,
-                labels,
-                device,
-                stage(weights[0] / total, weights[1] / total),
+                Progress(steps, stage(0.0, shares[0] / total)),
+                pretrain_images=list(extra_images) if config.uses_image else [],
                 extra_texts=extra_texts,
-                precedents=False,
-                refitting=True,
             )
-            timings["companion_s"] = time.perf_counter() - t1
-        if evaluated.mixture is not None and evaluated.members:
+            network = trained.network
+            model = HSModel(config, labels, network)
+        else:  # the same network object: nothing scores with it, nothing changes it
+            network = evaluated.network
+            model = HSModel(evaluated.config, labels, network)
+        timings["network_s"] = time.perf_counter() - t0
+        if evaluated.member_names:
             t1 = time.perf_counter()
-            model.members = evaluated.members
+            comp_share = shares[1] / total
+            ctx = FitContext(
+                config=model.config,
+                labels=labels,
+                examples=examples,
+                network=network,
+                device=device,
+                progress=_companion_progress(
+                    companion, len(examples), stage(shares[0] / total, comp_share)
+                ),
+                extra_texts=extra_texts,
+            )
+            model.member_names = evaluated.member_names
             model.mixture = copy.deepcopy(evaluated.mixture)
-            if evaluated.tfidf is not None:
-                _fit_text_members(
-                    model,
-                    examples,
-                    with_knn=evaluated.knn is not None,
-                    with_sentence=evaluated.sentence is not None,
-                ).attach(model)
+            model.members = refit_members(dict(evaluated.members), ctx)
             timings["members_s"] = time.perf_counter() - t1
-        if not retrain_network:
-            t1 = time.perf_counter()
+        t1 = time.perf_counter()
+        if retrain_network:
+            model.set_precedents(examples, network.run(trained.train_inputs)[1])
+        else:
             model.set_precedents(examples)
-            timings["precedents_s"] = time.perf_counter() - t1
+        timings["precedents_s"] = time.perf_counter() - t1
     model.temperature = evaluated.temperature
     model.top_calibration = copy.deepcopy(evaluated.top_calibration)
     if progress is not None:
@@ -151,11 +130,11 @@ def refit(
     history["refit"] = {
         "n_examples": len(examples),
         "labels": len(labels),
-        "epochs": config.epochs if retrain_network else None,
+        "epochs": config.network.epochs if retrain_network else None,
         "network": "retrained"
         if retrain_network
         else "kept from the evaluated model: the mixture weighs it 0",
-        "companion_epochs": comp_config.epochs if comp_config is not None else None,
+        "companion_epochs": companion_epochs or None,
         "kept_from_evaluated": ["epochs", "mixture", "temperature", "top_calibration"],
         "timings": timings | {"total_s": time.perf_counter() - t0},
     }
@@ -164,8 +143,18 @@ def refit(
         "refit on %d cases (%d codes): %s%s, %.0f s",
         len(examples),
         len(labels),
-        f"network {config.epochs} epochs" if retrain_network else "network kept (weight 0)",
-        f", companion {comp_config.epochs}" if comp_config is not None else "",
+        f"network {config.network.epochs} epochs" if retrain_network else "network kept (weight 0)",
+        f", companion {companion_epochs}" if companion is not None else "",
         time.perf_counter() - t0,
     )
     return model
+
+
+def _companion_progress(
+    companion: CompanionMember | None, n_examples: int, report: Callable[[int, int], None]
+) -> Progress:
+    """Progress of the companion's retraining (the only member that trains in steps)."""
+    if companion is None:
+        return Progress(1, None)
+    recipe = fixed_epochs(companion.network.config, best_epoch(companion.network))
+    return Progress(network_steps(recipe, n_examples, 0, True) + 1, report)

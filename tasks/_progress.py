@@ -9,7 +9,7 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
-from tasks._util import progress_args
+from hscode.progress import progress_args
 
 
 class ArtifactProgress:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from hscode.settings import Settings
-from tasks._util import jsonable, markdown_table, scalar_rows
+from hscode.summaries import jsonable
+from tasks._util import markdown_table, scalar_rows
 from tasks.events import CASES_RESOURCE, NORMALIZED_EVENT, TRAINING_DUE_LABEL
+
+if TYPE_CHECKING:
+    from hscode.case_report import QualityReport
+    from hscode.normalize import NormalizeReport
 
 
 # Normalizing upserts by case key, so re-running it never duplicates cases.
@@ -21,21 +26,22 @@ from tasks.events import CASES_RESOURCE, NORMALIZED_EVENT, TRAINING_DUE_LABEL
     tags=["normalize"],
     cache_policy=NO_CACHE,
 )
-def normalize_cases(settings: Settings) -> dict[str, Any]:
+def normalize_cases(settings: Settings) -> NormalizeReport:
+    """The domain's report; its ``new_cases`` is what the normalize flow announces."""
     from hscode.normalize import normalize
 
-    report = jsonable(normalize(settings))
+    report = normalize(settings)
     create_markdown_artifact(
         key="normalize-report",
-        markdown="# Normalize report\n\n" + markdown_table(scalar_rows(report)),
+        markdown="# Normalize report\n\n" + markdown_table(scalar_rows(jsonable(report))),
         description="Raw responses parsed into the cases dataset",
     )
     return report
 
 
 @task(name="case-quality-report", tags=["normalize", "quality"], cache_policy=NO_CACHE)
-def case_quality_report(settings: Settings) -> dict[str, Any]:
-    from hscode.cases import quality_report
+def case_quality_report(settings: Settings) -> QualityReport:
+    from hscode.case_report import quality_report
 
     report = quality_report(settings)
     create_markdown_artifact(
@@ -43,7 +49,7 @@ def case_quality_report(settings: Settings) -> dict[str, Any]:
         markdown=report.markdown,
         description="Completeness, code coverage and rejects of the cases dataset",
     )
-    return jsonable(report.metrics)
+    return report
 
 
 @task(name="count-cases", tags=["cases"], cache_policy=NO_CACHE)

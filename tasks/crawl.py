@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from hscode.settings import Settings
+from hscode.summaries import jsonable
 from tasks._progress import ArtifactProgress
-from tasks._util import jsonable, markdown_table, scalar_rows
+from tasks._util import markdown_table, scalar_rows
+from tasks.tags import CRAWL_SLOT_TAG
+
+if TYPE_CHECKING:
+    from hscode.crawl import CrawlSummary
 
 
 # The crawl resumes from the raw-zone manifest, so a retry re-fetches only what is missing.
@@ -20,7 +25,7 @@ from tasks._util import jsonable, markdown_table, scalar_rows
     name="crawl-portal",
     retries=2,
     retry_delay_seconds=[30, 120],
-    tags=["crawl", "portal", "crawl-slot"],
+    tags=["crawl", "portal", CRAWL_SLOT_TAG],
     cache_policy=NO_CACHE,
 )
 def crawl_portal(
@@ -28,24 +33,23 @@ def crawl_portal(
     since: dt.date | None,
     until: dt.date | None,
     series: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> CrawlSummary:
     from hscode.crawl import crawl
     from hscode.schema import SERIES
 
-    summary = jsonable(
-        crawl(
-            settings,
-            since,
-            until,
-            series=tuple(series) if series else SERIES,
-            progress=ArtifactProgress("crawl-progress", "detail pages fetched"),
-        )
+    summary = crawl(
+        settings,
+        since,
+        until,
+        series=tuple(series) if series else SERIES,
+        progress=ArtifactProgress("crawl-progress", "detail pages fetched"),
     )
     create_markdown_artifact(
         key="crawl-summary",
         markdown=(
             f"# Crawl summary\n\nPortal: `{settings.portal_url}`\n\n"
-            f"Window: {summary.get('window') or 'none'}\n\n" + markdown_table(scalar_rows(summary))
+            f"Window: {summary.window or 'none'}\n\n"
+            + markdown_table(scalar_rows(jsonable(summary)))
         ),
         description="What the crawl fetched, skipped and failed",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -10,9 +10,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from hscode.settings import Settings
+from hscode.summaries import jsonable
 from tasks._logs import relay_logs
 from tasks._progress import ArtifactProgress
-from tasks._util import jsonable, markdown_table, scalar_rows
+from tasks._util import markdown_table, scalar_rows
+
+if TYPE_CHECKING:
+    from hscode.intake import IntakeSummary
+    from hscode.scoring import ScoreSummary
 
 
 # Importing is keyed by request id, so a retry after a half-read inbox adds no duplicates.
@@ -25,7 +30,7 @@ from tasks._util import jsonable, markdown_table, scalar_rows
     tags=["score", "intake", "db"],
     cache_policy=NO_CACHE,
 )
-def import_inbox(settings: Settings) -> dict[str, Any]:
+def import_inbox(settings: Settings) -> IntakeSummary:
     from hscode.db import get_engine, migrate
     from hscode.intake import import_inbox as _import_inbox
 
@@ -43,10 +48,10 @@ def import_inbox(settings: Settings) -> dict[str, Any]:
         )
     if summary.files:
         create_markdown_artifact(key="inbox-intake", markdown=intake_markdown(summary))
-    return jsonable(summary)
+    return summary
 
 
-def intake_markdown(summary: Any) -> str:
+def intake_markdown(summary: IntakeSummary) -> str:
     """What one inbox import did, for people: the files imported and refused (with why), the
     rows rejected and the duplicate request ids."""
     lines = [
@@ -66,9 +71,7 @@ def intake_markdown(summary: Any) -> str:
     if summary.rejects:
         lines += ["", "## Rejected rows (first few; all in `intake_rejects`)", ""]
         lines += ["| request_id | reason |", "|---|---|"]
-        lines += [
-            f"| {_cell(r['request_id'] or '')} | {_cell(r['reason'])} |" for r in summary.rejects
-        ]
+        lines += [f"| {_cell(r.key or '')} | {_cell(r.located_message)} |" for r in summary.rejects]
     if summary.duplicate_ids:
         lines += ["", "## Duplicate request ids (first few)", "", ", ".join(summary.duplicate_ids)]
     return "\n".join(lines) + "\n"
@@ -101,7 +104,7 @@ def score_pending_requests(
     batch_size: int | None = None,
     flow_run_id: str | None = None,
     partition: tuple[int, int] | None = None,
-) -> dict[str, Any]:
+) -> ScoreSummary:
     """Score the pending requests (of one backlog partition ``(i, n)`` when given)."""
     from hscode.db import get_engine
     from hscode.registry import Registry
@@ -111,20 +114,18 @@ def score_pending_requests(
     recommender = Registry.from_settings(settings).load(version)
     suffix = "" if partition is None else f"-{partition[0]}-of-{partition[1]}"
     with relay_logs():
-        summary = jsonable(
-            score_pending(
-                settings,
-                engine,
-                recommender,
-                batch_size=batch_size,
-                flow_run_id=flow_run_id,
-                progress=ArtifactProgress(f"score-progress{suffix}", "requests scored"),
-                partition=partition,
-            )
+        summary = score_pending(
+            settings,
+            engine,
+            recommender,
+            batch_size=batch_size,
+            flow_run_id=flow_run_id,
+            progress=ArtifactProgress(f"score-progress{suffix}", "requests scored"),
+            partition=partition,
         )
     create_table_artifact(
         key=f"scoring-summary{suffix}",
-        table=scalar_rows(summary),
+        table=scalar_rows(jsonable(summary)),
         description=f"Scoring with model {version}"
         + ("" if partition is None else f", partition {partition[0] + 1} of {partition[1]}"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
@@ -11,16 +12,28 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from hscode.settings import Settings
+from hscode.summaries import jsonable
 from tasks._logs import relay_logs
 from tasks._progress import ArtifactProgress
-from tasks._util import jsonable
-from tasks.events import PROMOTED_EVENT
+from tasks.events import MODEL_RESOURCE, MODEL_VERSION_LABEL, PROMOTED_EVENT
+from tasks.tags import TRAIN_SLOT_TAG
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What the train flow needs of a training: the version, the gate's verdict and why, and
+    the evaluated model's metrics (JSON-able). The full report is in the registry."""
+
+    version: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, Any]
 
 
 # No retries: a failed training is worth a human look, and a retry would burn the GPU
 # slot for as long again. Registration is atomic, so a crash leaves no half version.
-@task(name="train-and-register", tags=["train", "model", "train-slot"], cache_policy=NO_CACHE)
-def train_model(settings: Settings, config_overrides: dict[str, Any]) -> dict[str, Any]:
+@task(name="train-and-register", tags=["train", "model", TRAIN_SLOT_TAG], cache_policy=NO_CACHE)
+def train_model(settings: Settings, config_overrides: dict[str, Any]) -> TrainResult:
     from hscode import reports
     from hscode.training import TrainConfig, train_and_register
 
@@ -48,12 +61,12 @@ def train_model(settings: Settings, config_overrides: dict[str, Any]) -> dict[st
         create_table_artifact(
             key="training-metrics", table=rows, description=f"Metrics of model {outcome.version}"
         )
-    return {
-        "version": outcome.version,
-        "promoted": bool(outcome.promoted),
-        "reason": outcome.reason,
-        "metrics": metrics,
-    }
+    return TrainResult(
+        version=outcome.version,
+        promoted=bool(outcome.promoted),
+        reason=outcome.reason,
+        metrics=metrics,
+    )
 
 
 @task(name="announce-promotion", tags=["train", "events"], cache_policy=NO_CACHE)
@@ -63,8 +76,8 @@ def announce_promotion(version: str, metrics: dict[str, Any] | None = None) -> b
     event = emit_event(
         event=PROMOTED_EVENT,
         resource={
-            "prefect.resource.id": f"hscode.model.{version}",
-            "hscode.model.version": version,
+            "prefect.resource.id": f"{MODEL_RESOURCE}.{version}",
+            MODEL_VERSION_LABEL: version,
         },
         payload={"version": version, "metrics": scalar},
     )

@@ -1,0 +1,46 @@
+"""When a human must decide: the review rule, business policy applied to a model's ranking.
+
+A ranking goes to review, with the first reason that applies:
+
+1. ``unlike any known case``: no past case is as similar as the precedent space's floor
+   (the model has not seen goods like these; its confidence means little there);
+2. ``low confidence``: the calibrated probability of the top code is below the threshold;
+3. ``precedents disagree``: the similar past cases (similarity-weighted vote) point to
+   another code than the top candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from model.records import Ranking
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPolicy:
+    threshold: float = 0.5  # Settings.review_threshold
+
+    def assess(self, ranking: Ranking) -> tuple[bool, str | None]:
+        """(review, reason) for one ranking."""
+        if not ranking.familiar:
+            return True, (
+                f"unlike any known case: no similar past case (nearest similarity "
+                f"{ranking.nearest_similarity:.2f} < {ranking.similarity_floor:.2f})"
+            )
+        confidence = ranking.confidence
+        if confidence < self.threshold:
+            return True, f"low confidence {confidence:.2f} < {self.threshold:.2f}"
+        precedents = ranking.precedents
+        if precedents and ranking.candidates:
+            votes: dict[str, float] = {}
+            for p in precedents:
+                votes[p.hs10] = votes.get(p.hs10, 0.0) + max(p.similarity, 0.0) + 1e-6
+            winner = max(votes, key=votes.__getitem__)
+            top = ranking.candidates[0].hs10
+            if winner != top:
+                agree = sum(p.hs10 == winner for p in precedents)
+                return True, (
+                    f"precedents disagree: {agree}/{len(precedents)} nearest cases are "
+                    f"{winner}, not {top}"
+                )
+        return False, None

@@ -1,0 +1,151 @@
+"""``fit(train, val, config)``: train the paper's model end to end and choose on validation.
+
+1. the main network (``model.train_loop``): word embeddings, vocabulary, image pre-training on
+   every photo, end-to-end training with early stopping on the "stop" part of validation;
+2. with text inputs and an ensemble, the members (``model.members``: the companion network,
+   the TF-IDF SVM and k-NN vote, the sentence head) and their mixture, cross-fitted on both
+   parts of validation, with the final temperature (``model.mixture``); without one, a
+   temperature on the "calibration" part of validation;
+3. the training cases indexed as precedents (``model.precedents``).
+
+The validation set is split once, stratified by code (``calibration.share``). The served model
+is then retrained on every case with these choices kept (``model.refit``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from model.config import MemberName, ModelConfig
+from model.hsmodel import HSModel
+from model.members import FitContext
+from model.members.network import companion_steps
+from model.mixture import calibrate_network, fit_ensemble
+from model.records import Example
+from model.runtime import resolve_device, threads
+from model.train_loop import Progress, check_labelled, network_steps, train_network
+from model.validation import calibration_split
+
+
+def fit(
+    train: Sequence[Example],
+    val: Sequence[Example],
+    config: ModelConfig,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    extra_images: Sequence[bytes | None] = (),
+    image_init: Mapping[str, torch.Tensor] | None = None,
+    extra_texts: Sequence[str] = (),
+    keyed_vectors: Any = None,
+) -> HSModel:
+    """Train a model on ``train``; ``val`` picks the best epoch, the ensemble weights and
+    (on a separate, stratified share ``config.calibration.share`` of it) the temperature.
+
+    Image inputs: the encoder is pre-trained (rotation prediction) on the photos of ``train``,
+    ``val`` (labels unused) and ``extra_images`` (e.g. photos of cases outside the target
+    classes: the paper pre-trains on all collected images). ``image_init``, a state dict from
+    :func:`model.train_loop.pretrain_image_encoder`, starts from an already pre-trained
+    encoder instead and skips the pre-training.
+
+    Text inputs: the word embeddings are trained with gensim on the training texts plus
+    ``extra_texts`` (unlabelled, e.g. the titles of cases outside the target classes; never
+    evaluation texts). ``keyed_vectors``, gensim KeyedVectors of the configured kind trained
+    beforehand, are used instead of training them; a mapping ``{kind: KeyedVectors}`` serves
+    the network and the companion network alike (a kind it lacks is trained).
+    """
+    train, val = list(train), list(val)
+    if not train:
+        raise ValueError("fit needs training examples")
+    check_labelled(train, "training")
+    check_labelled(val, "validation")
+    labels = sorted({e.label for e in train})
+    if len(labels) < 2:
+        raise ValueError(f"fit needs at least two classes, got {labels}")
+    device = resolve_device(config.device)
+    with threads(config.num_threads):
+        return _fit(
+            train, val, config, labels, device, progress, extra_images, image_init,
+            extra_texts, keyed_vectors,
+        )  # fmt: skip
+
+
+def _fit(
+    train: list[Example],
+    val: list[Example],
+    config: ModelConfig,
+    labels: list[str],
+    device: torch.device,
+    progress: Callable[[int, int], None] | None,
+    extra_images: Sequence[bytes | None],
+    image_init: Mapping[str, torch.Tensor] | None,
+    extra_texts: Sequence[str],
+    keyed_vectors: Any,
+) -> HSModel:
+    t0 = time.perf_counter()
+    stop_idx, cal_idx = calibration_split(
+        [e.label for e in val], config.calibration.share, config.seed
+    )
+    val_stop, val_cal = [val[i] for i in stop_idx], [val[i] for i in cal_idx]
+    with_members = bool(config.members) and len(val) > 0
+    pretrain_images = [e.image for e in val] + list(extra_images) if config.uses_image else []
+    n_images = sum(1 for e in train if e.image) + sum(1 for b in pretrain_images if b)
+    total = 1 + network_steps(config, len(train), n_images, image_init is not None)
+    if with_members and MemberName.COMPANION in config.members:
+        total += companion_steps(config, len(train))
+    prog = Progress(total, progress)
+
+    trained = train_network(
+        train,
+        val_stop,
+        config,
+        labels,
+        device,
+        prog,
+        pretrain_images=pretrain_images,
+        image_init=image_init,
+        extra_texts=extra_texts,
+        keyed_vectors=keyed_vectors,
+    )
+    network = trained.network
+    timings = dict(network.history.get("timings", {}))
+    history: dict[str, Any] = {
+        "n_train": len(train),
+        "n_val": len(val),
+        "labels": len(labels),
+        "n_val_stop": len(val_stop),
+        "n_val_calibration": len(val_cal),
+        "separate_calibration": bool(len(val) and len(stop_idx) + len(cal_idx) == len(val)),
+        **{k: v for k, v in network.history.items() if k != "timings"},
+    }
+    model = HSModel(config, labels, network)
+    if with_members:
+        t1 = time.perf_counter()
+        ctx = FitContext(
+            config=config,
+            labels=labels,
+            examples=train,
+            network=network,
+            device=device,
+            val=val_stop,
+            progress=prog,
+            extra_texts=extra_texts,
+            keyed_vectors=keyed_vectors,
+        )
+        fit_ensemble(model, ctx, val, stop_idx, cal_idx, history)
+        timings["ensemble_s"] = time.perf_counter() - t1
+    else:
+        if config.members:
+            history["ensemble"] = {"kind": "none", "reason": "no validation data to weigh it"}
+        calibrate_network(model, val_cal, history)
+    prog.step()
+    model.set_precedents(train, network.run(trained.train_inputs)[1])
+    timings["total_s"] = time.perf_counter() - t0
+    history["timings"] = timings
+    history["temperature"] = model.temperature
+    history["device"] = str(device)
+    model.history = history
+    return model

@@ -1,0 +1,153 @@
+"""The ensemble-member contract: one protocol, one registry, one module per member.
+
+A member turns a batch of cases into scores over the model's codes (logit-like, [N, C]); the
+mixture (``model.calibrate.Ensemble``) weighs the members' temperature-scaled
+log-probabilities. Each member module defines a class implementing :class:`Member` and
+registers a :class:`MemberKind` (how to fit, refit and load it) under its
+:class:`model.config.MemberName`. ``model.fit`` and ``model.refit`` walk the registry in
+mixture order; nothing dispatches on member names elsewhere. Adding a member is one new
+module in this package plus its name in ``MemberName`` / ``ModelConfig.members``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from model.config import MemberName, ModelConfig
+from model.encoding import Item, compose_texts, items_of
+from model.network import Network
+from model.records import Example
+from model.train_loop import Progress
+
+
+class Batch:
+    """What members score: the cases' items, their composed texts (computed once, for every
+    text member) and the main network's logits when they were computed."""
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        with_description: bool,
+        network_logits: np.ndarray | None = None,
+    ) -> None:
+        self.items = list(items)
+        self.with_description = with_description
+        self.network_logits = network_logits
+
+    @cached_property
+    def texts(self) -> list[str]:
+        return compose_texts(self.items, self.with_description)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class FitContext:
+    """Everything a member may fit on. ``examples`` are the cases to learn from; ``val`` only
+    stops a network's training early (empty in a refit); ``fitted`` holds the members fitted
+    before this one in mixture order (the k-NN vote reads the SVM's features)."""
+
+    config: ModelConfig
+    labels: Sequence[str]
+    examples: Sequence[Example]
+    network: Network
+    device: torch.device
+    val: Sequence[Example] = ()
+    progress: Progress | None = None
+    extra_texts: Sequence[str] = ()
+    keyed_vectors: Any = None
+    fitted: dict[MemberName, Member] = field(default_factory=dict)
+
+    @cached_property
+    def batch(self) -> Batch:
+        return Batch(items_of(self.examples), self.config.uses_description)
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        return np.array([index[e.label] for e in self.examples], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class LoadContext:
+    directory: Path
+    config: ModelConfig
+    network: Network
+    device: str
+    loaded: Mapping[MemberName, Member]
+
+
+class Member(Protocol):
+    """A fitted ensemble member."""
+
+    name: ClassVar[MemberName]
+
+    def scores(self, batch: Batch) -> np.ndarray:
+        """Logit-like scores [len(batch), n_codes], columns in the model's label order."""
+        ...
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        """Write the member's files into ``directory``; return its manifest entry."""
+        ...
+
+
+@dataclass(frozen=True)
+class MemberKind:
+    """How one member is made. ``refit(previous, ctx)`` trains it again on ``ctx.examples``
+    as the evaluated ``previous`` was trained (same epochs); ``on_all_validation``: the member
+    chooses nothing on validation, so after the mixture is chosen it may be refitted on
+    train + validation (``EnsembleConfig.refit_members``)."""
+
+    name: MemberName
+    fit: Callable[[FitContext], Member]
+    refit: Callable[[Member, FitContext], Member]
+    load: Callable[[Mapping[str, Any], LoadContext], Member]
+    requires: tuple[MemberName, ...] = ()
+    on_all_validation: bool = True
+
+
+REGISTRY: dict[MemberName, MemberKind] = {}
+
+
+def register(kind: MemberKind) -> MemberKind:
+    if kind.name in REGISTRY:
+        raise ValueError(f"member {kind.name!r} registered twice")
+    REGISTRY[kind.name] = kind
+    return kind
+
+
+def kind_of(name: MemberName | str) -> MemberKind:
+    try:
+        return REGISTRY[MemberName(name)]
+    except (KeyError, ValueError):
+        raise ValueError(f"unknown ensemble member {name!r}") from None
+
+
+# --- plain-file persistence for the members made of arrays --------------------------------
+def write_state(
+    directory: Path,
+    stem: str,
+    meta: dict,
+    arrays: dict[str, np.ndarray],
+    compressed: bool = False,
+) -> None:
+    (directory / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+    (np.savez_compressed if compressed else np.savez)(directory / f"{stem}.npz", **arrays)
+
+
+def read_state(directory: Path, stem: str) -> tuple[dict, dict[str, np.ndarray]]:
+    meta_path = directory / f"{stem}.json"
+    if not meta_path.is_file():
+        raise ValueError(f"model at {directory}: the mixture needs {stem}.json / {stem}.npz")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    with np.load(directory / f"{stem}.npz", allow_pickle=False) as arrays:
+        return meta, dict(arrays)

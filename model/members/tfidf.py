@@ -1,0 +1,114 @@
+"""The TF-IDF members: the linear SVM and the cosine k-NN vote on its features.
+
+``svm``: char_wb 1-4 + word 1-2 TF-IDF features and a linear SVM (``model.baseline.TfidfSvm``),
+the strongest simple peer, as a member. ``knn``: a cosine k-nearest-neighbour vote over the
+same features (``model.baseline.TfidfKnn``); it needs the SVM's vectorizers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from model.baseline import TfidfKnn, TfidfSvm
+from model.config import MemberName
+from model.members.base import (
+    Batch,
+    FitContext,
+    LoadContext,
+    MemberKind,
+    read_state,
+    register,
+    write_state,
+)
+
+
+class SvmMember:
+    name: ClassVar[MemberName] = MemberName.SVM
+    STEM = "svm"
+
+    def __init__(self, svm: TfidfSvm) -> None:
+        self.svm = svm
+
+    def scores(self, batch: Batch) -> np.ndarray:
+        return self.svm.decision_scores(batch.texts)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        write_state(directory, self.STEM, *self.svm.to_state())
+        return {"file": self.STEM}
+
+
+def _fit_svm(ctx: FitContext) -> SvmMember:
+    ens = ctx.config.ensemble
+    svm = TfidfSvm(
+        C=ens.c, seed=ctx.config.seed, min_df=ens.min_df, max_coef_mb=ens.max_coef_mb
+    ).fit(ctx.batch.texts, ctx.y)
+    if not np.array_equal(svm.classes_, np.arange(len(ctx.labels))):
+        raise RuntimeError("TF-IDF member: classes do not match the model's labels")
+    return SvmMember(svm)
+
+
+def _load_svm(entry: Mapping[str, Any], ctx: LoadContext) -> SvmMember:
+    meta, arrays = read_state(ctx.directory, entry.get("file", SvmMember.STEM))
+    return SvmMember(TfidfSvm.from_state(meta, arrays))
+
+
+register(
+    MemberKind(
+        name=MemberName.SVM,
+        fit=_fit_svm,
+        refit=lambda previous, ctx: _fit_svm(ctx),
+        load=_load_svm,
+    )
+)
+
+
+class KnnMember:
+    name: ClassVar[MemberName] = MemberName.KNN
+    STEM = "knn"
+
+    def __init__(self, knn: TfidfKnn) -> None:
+        self.knn = knn
+
+    def scores(self, batch: Batch) -> np.ndarray:
+        return self.knn.scores(batch.texts)
+
+    def save(self, directory: Path) -> dict[str, Any]:
+        meta, arrays = self.knn.to_state()
+        write_state(directory, self.STEM, meta, arrays, compressed=True)
+        return {"file": self.STEM}
+
+
+def _svm_of(members: Mapping[MemberName, Any]) -> TfidfSvm:
+    member = members.get(MemberName.SVM)
+    if not isinstance(member, SvmMember):
+        raise ValueError(  # noqa: TRY004 - a model-file problem, not a caller's type error
+            "the k-NN member needs the SVM member's TF-IDF features"
+        )
+    return member.svm
+
+
+def _fit_knn(ctx: FitContext) -> KnnMember:
+    knn = TfidfKnn(k=ctx.config.ensemble.knn_k).fit(
+        _svm_of(ctx.fitted), ctx.batch.texts, ctx.y, len(ctx.labels)
+    )
+    return KnnMember(knn)
+
+
+def _load_knn(entry: Mapping[str, Any], ctx: LoadContext) -> KnnMember:
+    meta, arrays = read_state(ctx.directory, entry.get("file", KnnMember.STEM))
+    return KnnMember(TfidfKnn.from_state(meta, arrays, _svm_of(ctx.loaded)))
+
+
+register(
+    MemberKind(
+        name=MemberName.KNN,
+        fit=_fit_knn,
+        refit=lambda previous, ctx: _fit_knn(ctx),
+        load=_load_knn,
+        requires=(MemberName.SVM,),
+    )
+)

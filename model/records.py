@@ -1,0 +1,73 @@
+"""The records the model takes and gives, shared by the model and the domain core.
+
+``model`` is the lowest layer: ``hscode`` (training, scoring, predict) imports these, the model
+imports nothing of ``hscode``. What the model gives is a :class:`Ranking`: ranked codes with
+calibrated scores and the nearest past cases. Whether a human must review it is business
+policy and lives in ``hscode.review``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Example:
+    """One labelled case (or an unlabelled request, with ``label=''``)."""
+
+    key: str
+    title: str
+    description: str | None = None
+    image: bytes | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInput:
+    request_id: str
+    title: str
+    description: str | None = None
+    image: bytes | None = None  # raw image bytes (JPEG/PNG), already read and size-checked
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    hs10: str
+    score: float  # calibrated probability
+
+
+@dataclass(frozen=True, slots=True)
+class Precedent:
+    case_key: str
+    hs10: str
+    title: str
+    similarity: float  # cosine similarity in the model's precedent space, in [-1, 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """The model's answer for one request.
+
+    ``precedents`` are the nearest indexed cases, only those at or above ``similarity_floor``.
+    ``nearest_similarity`` is the similarity of the nearest indexed case and
+    ``similarity_floor`` the precedent space's threshold of "similar"; both are ``None`` when
+    the space has no meaningful scale (the network's own features), so no familiarity check
+    applies.
+    """
+
+    request_id: str
+    candidates: list[Candidate]  # best first
+    precedents: list[Precedent] = field(default_factory=list)
+    nearest_similarity: float | None = None
+    similarity_floor: float | None = None
+
+    @property
+    def confidence(self) -> float:
+        return self.candidates[0].score if self.candidates else 0.0
+
+    @property
+    def familiar(self) -> bool:
+        """False when no indexed case is as similar as the floor (an unfamiliar good)."""
+        if self.nearest_similarity is None or self.similarity_floor is None:
+            return True
+        return self.nearest_similarity >= self.similarity_floor

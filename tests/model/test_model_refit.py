@@ -1,0 +1,117 @@
+"""model.refit: the served model is the evaluated recipe retrained on every case."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from model.calibrate import Ensemble
+from model.config import ModelConfig
+from model.fit import fit
+from model.hsmodel import HSModel
+from model.records import Example
+from model.refit import refit
+from model.synthetic import make_cases
+
+TINY = {
+    "embed_dim": 16,
+    "embed_epochs": 2,
+    "hidden": 16,
+    "feature_dim": 32,
+    "epochs": 4,
+    "batch_size": 16,
+    "lr": 5e-3,
+    "num_threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train = make_cases(150, 31, with_images=0)
+    val = make_cases(80, 32, with_images=0)
+    test = make_cases(60, 33, with_images=0)
+    evaluated = fit(train, val, ModelConfig.from_flat(inputs="title", **TINY))
+    served = refit(evaluated, [*train, *val, *test])
+    return evaluated, served, [*train, *val, *test]
+
+
+def test_refit_keeps_what_validation_chose(fitted) -> None:
+    evaluated, served, everything = fitted
+    assert served.member_names == evaluated.member_names
+    assert served.mixture.weights == evaluated.mixture.weights
+    assert served.mixture.temperatures == evaluated.mixture.temperatures
+    assert served.temperature == evaluated.temperature
+    assert served.top_calibration.to_dict() == evaluated.top_calibration.to_dict()
+    info = served.history["refit"]
+    assert info["n_examples"] == len(everything)
+    assert len(served.history["epochs"]) == len(evaluated.history["epochs"])  # evaluated run's
+
+
+def test_a_network_the_mixture_weighs_zero_is_kept_not_retrained(fitted) -> None:
+    evaluated, served, _ = fitted
+    weight = dict(zip(evaluated.member_names, evaluated.mixture.weights, strict=True))
+    assert weight["network"] == 0.0  # what this fixture exercises (the text members win)
+    assert served.network is evaluated.network
+    assert served.history["refit"]["epochs"] is None
+    assert "weighs it 0" in served.history["refit"]["network"]
+    # nothing scores with it, so scoring does not run it
+    assert not served._network_needed()
+
+
+def test_a_weighted_network_is_retrained_for_its_best_epoch(fitted) -> None:
+    evaluated, _, everything = fitted
+    weighted = copy.copy(evaluated)
+    weights = [0.5 if m == "network" else 0.0 for m in evaluated.member_names]
+    weights[evaluated.member_names.index("svm")] = 0.5
+    weighted.mixture = Ensemble(evaluated.mixture.temperatures, weights)
+    served = refit(weighted, everything)
+    info = served.history["refit"]
+    assert info["epochs"] == evaluated.history["best_epoch"] and info["network"] == "retrained"
+    a = evaluated.network.module.state_dict()
+    b = served.network.module.state_dict()
+    assert any(not np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert served._network_needed()
+
+
+def test_refit_learns_from_every_case(fitted) -> None:
+    evaluated, served, everything = fitted
+    assert set(served.precedents.keys) == {e.key for e in everything}
+    assert served.labels == sorted({e.label for e in everything})
+    # the SVM member was refitted on every case: it knows their vocabulary
+    assert served.member("svm") is not None and served.member("svm").svm.coef.shape[1] == len(
+        served.labels
+    )
+    assert served.member("svm").svm.coef.shape[0] >= evaluated.member("svm").svm.coef.shape[0]
+    probs = served.predict_proba(everything[:10])
+    assert probs.shape == (10, len(served.labels))
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_refit_model_saves_and_loads(fitted, tmp_path) -> None:
+    _, served, everything = fitted
+    served.save(tmp_path / "m")
+    loaded = HSModel.load(tmp_path / "m")
+    assert loaded.history["refit"] == served.history["refit"]
+    assert np.allclose(loaded.predict_proba(everything[:20]), served.predict_proba(everything[:20]))
+
+
+def test_refit_needs_two_classes(fitted) -> None:
+    evaluated, _, everything = fitted
+    one = [e for e in everything if e.label == everything[0].label]
+    with pytest.raises(ValueError, match="two classes"):
+        refit(evaluated, one)
+
+
+def test_a_zero_weight_network_is_retrained_when_the_refit_brings_new_codes(fitted) -> None:
+    evaluated, _, everything = fitted
+    extra = [
+        Example(f"new-{i}", f"titanium bicycle frame size {i}", label="8714910000")
+        for i in range(6)
+    ]
+    served = refit(evaluated, [*everything, *extra])
+    assert "8714910000" in served.labels and served.labels != evaluated.labels
+    assert served.network is not evaluated.network
+    assert served.history["refit"]["network"] == "retrained"
+    assert served.predict_proba(extra[:2]).shape == (2, len(served.labels))

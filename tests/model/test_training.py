@@ -1,0 +1,193 @@
+"""Training flow: class selection, grouped split, train -> register -> promote only if not worse."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+
+from hscode.case_records import make_case, synthetic_case_records
+from hscode.cases import upsert_cases
+from hscode.evaluation import grouped_folds, grouped_stratified_split
+from hscode.registry import Registry
+from hscode.training import SMOKE_TRAIN as TINY
+from hscode.training import (
+    NotEnoughDataError,
+    TrainConfig,
+    load_examples,
+    split_roles,
+    train_and_register,
+)
+
+
+def _write_cases(settings, n: int, seed: int = 0, prefix: str = "syn") -> list[dict]:
+    records = synthetic_case_records(n, seed, prefix)
+    upsert_cases(settings, records)
+    return records
+
+
+def test_split_is_grouped_stratified_and_seeded() -> None:
+    titles = [f"item {i // 2}" for i in range(200)]  # every title twice
+    labels = [str((i // 2) % 4) for i in range(200)]  # duplicates share their label
+    keep, held = grouped_stratified_split(titles, labels, 0.25, seed=3)
+    assert sorted(keep + held) == list(range(200))
+    assert not {titles[i] for i in keep} & {titles[i] for i in held}
+    per_label = Counter(labels[i] for i in held)
+    assert set(per_label) == {"0", "1", "2", "3"}
+    assert all(10 <= n <= 16 for n in per_label.values())  # ~25% of 50 each
+    assert grouped_stratified_split(titles, labels, 0.25, seed=3) == (keep, held)
+    assert grouped_stratified_split(titles, labels, 0.25, seed=4) != (keep, held)
+
+    folds = grouped_folds(titles, labels, 5, seed=1)
+    assert sorted(i for f in folds for i in f) == list(range(200))
+    for f in folds:
+        rest = set(range(200)) - set(f)
+        assert not {titles[i] for i in f} & {titles[i] for i in rest}
+
+
+def test_class_selection(settings) -> None:
+    records = _write_cases(settings, 40)
+    # one code with a single case is dropped as rare; a multi-code case is not trainable
+    upsert_cases(
+        settings,
+        [
+            make_case(
+                case_key="rare-1", source="import:test", title_raw="희귀 물품", hs_raw="9999999999"
+            ),
+            make_case(
+                case_key="multi-1",
+                source="import:test",
+                title_raw="세트 물품",
+                hs_raw="① 6110.20-0000 ② 6108.91-0000",
+            ),
+        ],
+    )
+    selection = load_examples(settings, TrainConfig(inputs="title", min_cases_per_code=2))
+    assert selection.n_cases == len(records) + 1
+    assert selection.n_classes == 5
+    assert selection.dropped["rare_code"] == 1 and selection.dropped["no_single_hs10"] == 1
+    top2 = load_examples(settings, TrainConfig(inputs="title", top_codes=2))
+    assert top2.n_classes == 2 and len({e.label for e in top2.examples}) == 2
+    hs4 = load_examples(settings, TrainConfig(inputs="title", level="hs4"))
+    assert all(len(e.label) == 4 for e in hs4.examples)
+
+
+def test_too_few_cases_is_a_clear_error(settings) -> None:
+    _write_cases(settings, 4)
+    with pytest.raises(NotEnoughDataError, match="too few cases to train"):
+        train_and_register(settings, TrainConfig(**TINY))
+    with pytest.raises(ValueError, match="unknown inputs"):
+        TrainConfig(inputs="photo")
+
+
+def test_train_registers_and_promotes_first_then_keeps_a_worse_one(settings, monkeypatch) -> None:
+    _write_cases(settings, 120)
+    calls: list[tuple[int, int]] = []
+    first = train_and_register(
+        settings, TrainConfig(**TINY), progress=lambda d, t: calls.append((d, t))
+    )
+    assert first.promoted and "first model" in first.reason
+    for key in ("test_top1", "test_top3", "ece_after", "n_cases", "n_train", "n_test"):
+        assert key in first.metrics
+    assert first.metrics["n_cases"] == 120
+    assert calls and calls[-1][0] == calls[-1][1]  # progress reaches 100%
+    assert all(b[0] >= a[0] for a, b in itertools.pairwise(calls))
+    assert (
+        first.report is not None and len(first.report["test"]["y_true"]) == first.metrics["n_test"]
+    )
+
+    registry = Registry(settings.model_registry_dir)
+    champion = registry.champion()
+    assert champion is not None and champion.version == first.version
+    # the served model is refitted on every case, so the evaluated model's members are not
+    # refitted on train + val as well (a third fit): its val_top1 is measured on val
+    ensemble = registry.load(first.version).history["ensemble"]
+    assert "refit_on" not in ensemble
+    assert champion.n_cases == 120 and champion.data_hash and champion.inputs == "title"
+    loaded = registry.load(first.version)
+    assert loaded.version == first.version
+    assert registry.load(first.version) is loaded  # cached
+    # the evaluation details behind the report's plots are kept with the version
+    stored = registry.read_report(first.version)
+    assert stored is not None and stored["test"]["y_true"] == list(first.report["test"]["y_true"])
+    from hscode import reports
+
+    assert set(reports.training_plots(stored)) >= {"reliability", "accuracy_coverage"}
+
+    # a deliberately broken candidate on the same data: its label map is rotated, so it
+    # answers a wrong code for every case
+    import model.fit as fit_module
+
+    real_fit = fit_module.fit
+
+    def broken_fit(*args, **kwargs):
+        fitted = real_fit(*args, **kwargs)
+        fitted.labels = fitted.labels[1:] + fitted.labels[:1]
+        fitted._label_index = {label: i for i, label in enumerate(fitted.labels)}
+        return fitted
+
+    monkeypatch.setattr(fit_module, "fit", broken_fit)
+    worse = train_and_register(settings, TrainConfig(**TINY))
+    assert not worse.promoted
+    assert "could be worse than the champion" in worse.reason and "neither model" in worse.reason
+    comparison = worse.report["comparison"]
+    assert comparison["n"] == worse.metrics["n_test"]  # same data: every test case is fair
+    assert comparison["champion_top1"] > comparison["candidate_top1"]
+    assert comparison["diff_top1_low"] <= comparison["diff_top1"] <= comparison["diff_top1_high"]
+    assert registry.get(worse.version).info["gate"]["reason"] == worse.reason
+    assert registry.get(worse.version).info["served"]["model"] == "evaluated"
+    assert registry.champion().version == first.version
+    assert [v.version for v in registry.list_versions()] == [first.version, worse.version]
+
+
+def test_comparison_uses_only_cases_the_champion_never_learned_from(settings) -> None:
+    """Reproduces the old gate's leak (a fresh shuffle per snapshot puts the champion's
+    training cases in the candidate's test set) and shows the stable roles end it."""
+    _write_cases(settings, 150)
+    config = TrainConfig(**TINY)
+    v1_selection = load_examples(settings, config)
+    v1_train, v1_val, v1_test, _ = split_roles(v1_selection, config)
+    v1_titles = [e.title for e in v1_selection.examples]
+    v1_labels = [e.label for e in v1_selection.examples]
+    old_keep, _ = grouped_stratified_split(v1_titles, v1_labels, 0.2, seed=13)
+    v1 = train_and_register(settings, config)
+    registry = Registry(settings.model_registry_dir)
+    v1_evaluated = registry.load(v1.version, evaluated=True)
+    v1_served = registry.load(v1.version)
+    # the served model learned from every case; the evaluated one from train + validation
+    assert set(v1_served.precedents.keys) == {e.key for e in v1_selection.examples}
+    assert v1.metrics["n_selected"] == len(v1_served.precedents.keys)
+    assert set(v1_evaluated.precedents.keys) == {e.key for e in v1_train + v1_val}
+    assert registry.get(v1.version).info["served"]["model"] == "refit"
+
+    upsert_cases(settings, synthetic_case_records(8, seed=7, prefix="new"))  # ~5% more
+    v2_selection = load_examples(settings, config)
+    # the old protocol: a fresh seeded shuffle of the grown snapshot
+    titles = [e.title for e in v2_selection.examples]
+    labels = [e.label for e in v2_selection.examples]
+    _, old_test = grouped_stratified_split(titles, labels, 0.2, seed=13)
+    old_v1_trained = {v1_selection.examples[i].key for i in old_keep}
+    old_test_keys = {v2_selection.examples[i].key for i in old_test}
+    assert old_test_keys & old_v1_trained  # the leak: the champion trained on these
+
+    v2 = train_and_register(settings, config)
+    comparison = v2.report["comparison"]
+    keys = set(comparison["keys"])
+    assert keys and comparison["n"] == len(keys)
+    assert not keys & {e.key for e in v1_train + v1_val}  # training, validation, calibration
+    assert not keys & set(v1_evaluated.precedents.keys)  # precedents
+    assert keys <= {e.key for e in v1_test} | {f"new-{i}" for i in range(8)}
+    assert comparison["excluded_champion_used"] == v2.metrics["n_test"] - len(keys)
+    stored = registry.read_report(v2.version)
+    assert stored is not None and set(stored["comparison"]["keys"]) == keys
+    assert stored["comparison"]["reason"] == v2.reason
+    assert registry.get(v2.version).info["gate"]["reason"] == v2.reason
+    from hscode import reports
+
+    markdown = reports.training_report_markdown(
+        v2.version, v2.metrics, v2.promoted, v2.reason, stored
+    )
+    assert "## Comparison with the champion" in markdown
+    assert f"On {len(keys)} test cases neither model learned from" in markdown
+    assert "**Served model:**" in markdown
