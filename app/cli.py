@@ -179,8 +179,8 @@ def cmd_requests(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from hscode.db import sync_registry_versions
     from hscode.intake import import_inbox
+    from hscode.model_versions import sync_registry_versions
     from hscode.registry import Registry
     from hscode.scoring import score_pending
 

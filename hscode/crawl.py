@@ -21,14 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from hscode.portal.client import (
-    ImageRefused,
-    PortalClient,
-    PortalError,
-    PortalHTTPError,
-    crawl_slot,
-)
+from hscode.portal.client import PortalClient
+from hscode.portal.errors import ImageRefused, PortalError, PortalHTTPError
 from hscode.portal.parse import DetailRecord, ListItem, PortalFormatError, parse_detail, parse_list
+from hscode.portal.politeness import crawl_slot
 from hscode.rawzone import RawZone, list_page_key
 from hscode.schema import SERIES
 from hscode.settings import Settings

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from hscode.db import ensure_model_version
+from hscode.model_versions import ensure_model_version
 from hscode.recommend import Recommendation, Recommender, recommend
 from hscode.rejects import Rejection, RejectReason
 from hscode.request_rows import image_bytes_problem, text_problem

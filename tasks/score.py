@@ -139,7 +139,8 @@ def record_champion(settings: Settings, version: str) -> bool:
 
     Keeps the analysts' views on the registry's champion, also after a rollback.
     """
-    from hscode.db import get_engine, sync_registry_versions
+    from hscode.db import get_engine
+    from hscode.model_versions import sync_registry_versions
     from hscode.registry import Registry
 
     registry = Registry.from_settings(settings)

@@ -26,8 +26,10 @@ from emulator.server import EmulatorServer
 from hscode.cases import read_cases
 from hscode.crawl import crawl, read_watermarks, year_windows
 from hscode.normalize import normalize
-from hscode.portal.client import CrawlBusy, ImageRefused, PortalClient, crawl_slot
+from hscode.portal.client import PortalClient
+from hscode.portal.errors import ImageRefused
 from hscode.portal.parse import PortalFormatError, parse_detail
+from hscode.portal.politeness import CrawlBusy, crawl_slot
 from hscode.rawzone import RawZone
 from hscode.rejects import read_rejects
 from hscode.settings import Settings

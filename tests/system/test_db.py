@@ -24,10 +24,9 @@ from hscode.db import (
     migrate,
     migrations,
     psql_uri,
-    record_model_version,
-    sync_registry_versions,
 )
 from hscode.db import stop_embedded as stop_embedded_server
+from hscode.model_versions import record_model_version, sync_registry_versions
 from hscode.settings import Settings
 
 # one embedded Postgres for the whole session, a fresh database per module

@@ -44,14 +44,10 @@ from hscode.cases import read_cases
 from hscode.crawl import crawl
 from hscode.normalize import normalize
 from hscode.portal import client as client_mod
-from hscode.portal.client import (
-    ImageRefused,
-    PortalClient,
-    ResponseTooLarge,
-    _connect_origin,
-    _origin,
-)
+from hscode.portal.client import PortalClient
+from hscode.portal.errors import ImageRefused, ResponseTooLarge
 from hscode.portal.parse import PortalFormatError, parse_detail, parse_list
+from hscode.portal.urls import _connect_origin, _origin
 from hscode.rawzone import RawZone
 from hscode.rejects import read_rejects
 from hscode.settings import Settings

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import text
 
-from hscode.db import record_model_version
 from hscode.hs import format_hs10
 from hscode.intake import submit_requests
+from hscode.model_versions import record_model_version
 from hscode.scoring import ScoringError, count_pending, score_pending
 from hscode.settings import Settings
 from hscode.tariff import load_tariff_rows

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.flow
+# the whole nightly chain, several times: about 70 s of the suite, so kept for `make test-slow`
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
 N_CODES = 4
 N_CASES = 60
