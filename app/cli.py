@@ -29,6 +29,7 @@ from app.cli_common import (
     with_progress,
 )
 from app.cli_db import add_db_parser
+from hscode.schema import SERIES
 from hscode.summaries import jsonable
 from model.config import TRAINABLE_INPUTS
 
@@ -61,7 +62,6 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 
 def cmd_crawl(args: argparse.Namespace) -> int:
     from hscode.crawl import crawl
-    from hscode.schema import SERIES
 
     settings = settings_for(args, portal_url=args.portal_url, request_rate=args.rate)
     series = tuple(args.series) if args.series else SERIES
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--portal-url")
     p.add_argument("--since", type=_date)
     p.add_argument("--until", type=_date)
-    p.add_argument("--series", nargs="+", choices=("ordinary", "council", "committee"))
+    p.add_argument("--series", nargs="+", choices=SERIES)
     p.add_argument("--rate", type=float, help="max requests per second")
     p.set_defaults(func=cmd_crawl)
 

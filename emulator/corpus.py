@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator.images import draw_product
+from hscode.schema import SERIES, Series
 
 log = logging.getLogger(__name__)
 
-SERIES = ("ordinary", "council", "committee")
 RRDC_PREFIX = "007"  # real RRDC_NOs look like 0072026002409: '007' + year + 6-digit number
 
 
@@ -126,9 +126,9 @@ def _assign_rrdc(rows: list[dict], start: int = 1) -> None:
 # ---------------------------------------------------------------------------- real data
 
 KCS_FILES = {
-    "ordinary": "HS분류사례.json",
-    "council": "HS협의회.json",
-    "committee": "HS위원회.json",
+    Series.ORDINARY: "HS분류사례.json",
+    Series.COUNCIL: "HS협의회.json",
+    Series.COMMITTEE: "HS위원회.json",
 }
 _KCS_FIELDS = (
     "reference_id",

@@ -27,6 +27,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, quote, urlsplit
 
 from emulator.corpus import Corpus, EmulatorCase, demo_corpus, kcs_corpus
+from hscode.schema import Series
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class SeriesSpec:
 
 SERIES_SPECS = (
     SeriesSpec(
-        "ordinary",
+        Series.ORDINARY,
         "품목분류사례",
         "",
         "openULS0203002S.do",
@@ -69,7 +70,7 @@ SERIES_SPECS = (
         "retrieveDmstPrlstClsfCaseDtl.do",
     ),
     SeriesSpec(
-        "council",
+        Series.COUNCIL,
         "품목분류협의회 결정",
         "cncidtrm/",
         "openULS0203005S.do",
@@ -78,7 +79,7 @@ SERIES_SPECS = (
         "retrieveDmstPrlstClsfCaseDtl2.do",
     ),
     SeriesSpec(
-        "committee",
+        Series.COMMITTEE,
         "관세품목분류위원회 결정",
         "cmitdtrm/",
         "openULS0203008S.do",

@@ -23,6 +23,7 @@ from hscode.portal.parse import DetailRecord, ListPage, PortalFormatError, parse
 from hscode.portal.transport import PoliteTransport
 from hscode.portal.urls import _origin, check_image_origin
 from hscode.rawzone import RawEntry, RawZone
+from hscode.schema import Series
 from hscode.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,21 +45,21 @@ class SeriesPaths:
 
 
 SERIES_PATHS: dict[str, SeriesPaths] = {
-    "ordinary": SeriesPaths(
+    Series.ORDINARY: SeriesPaths(
         "prlstclsfsrch/openULS0203002S.do",
         "",
         "01",
         None,
         "prlstclsfsrch/retrieveDmstPrlstClsfCaseDtl.do",
     ),
-    "council": SeriesPaths(
+    Series.COUNCIL: SeriesPaths(
         "prlstclsfsrch/cncidtrm/openULS0203005S.do",
         "cncidtrm/",
         "03",
         "02",
         "prlstclsfsrch/cncidtrm/retrieveDmstPrlstClsfCaseDtl2.do",
     ),
-    "committee": SeriesPaths(
+    Series.COMMITTEE: SeriesPaths(
         "prlstclsfsrch/cmitdtrm/openULS0203008S.do",
         "cmitdtrm/",
         "04",
