@@ -97,14 +97,14 @@ def fit_ensemble(
     fit_top_calibration(model, oof, y)
     svm = model.member(MemberName.SVM)
     history["ensemble"] = {
-        "kind": cfg.ensemble.kind,
-        "members": list(names),
+        "kind": str(cfg.ensemble.kind),
+        "members": [str(n) for n in names],
         **mixture.to_dict(),
         "n_features": int(svm.svm.coef.shape[0]) if svm is not None else None,
-        "sentence_encoder": cfg.ensemble.sentence_encoder,
+        "sentence_encoder": str(cfg.ensemble.sentence_encoder),
         **{f"val_top1_{m}": t for m, t in zip(names, choice.member_top1, strict=True)},
         "val_top1_mixed_out_of_fold": choice.mixed_top1,
-        "single_member": None if choice.single is None else names[choice.single],
+        "single_member": None if choice.single is None else str(names[choice.single]),
         "cross_fitted": separate,
     }
     history["calibration"] = {
