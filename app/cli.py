@@ -238,7 +238,44 @@ def cmd_tariff(args: argparse.Namespace) -> int:
         raise CliError(f"tariff file {args.path} not found", EXIT_BAD_INPUT)
     from hscode.tariff import load_tariff
 
-    print_summary("tariff", load_tariff(migrated_engine(settings_for(args)), args.path))
+    engine = migrated_engine(settings_for(args))
+    summary = load_tariff(engine, args.path, args.edition, current=args.current)
+    print_summary(f"tariff edition {summary.edition}", summary)
+    return EXIT_OK
+
+
+def cmd_tariff_editions(args: argparse.Namespace) -> int:
+    from hscode.tariff_editions import editions
+
+    found = editions(migrated_engine(settings_for(args)))
+    if not found:
+        print("no tariff editions loaded (hscode tariff load PATH --edition NAME --current)")
+    for edition in found:
+        mark = "*" if edition.is_current else " "
+        print(
+            f"{mark} {edition.name}  {edition.code_count} codes ({edition.hs10_count} ten-digit)"
+            f"  loaded {edition.loaded_at:%Y-%m-%d %H:%M}  {edition.source_file or ''}".rstrip()
+        )
+    return EXIT_OK
+
+
+def cmd_tariff_current(args: argparse.Namespace) -> int:
+    from hscode.tariff import set_current_edition
+
+    previous = set_current_edition(migrated_engine(settings_for(args)), args.edition)
+    was = f" (was {previous})" if previous else ""
+    print(f"current tariff edition: {args.edition}{was}")
+    return EXIT_OK
+
+
+def cmd_tariff_correlations(args: argparse.Namespace) -> int:
+    if not args.path.exists():
+        raise CliError(f"correlation file {args.path} not found", EXIT_BAD_INPUT)
+    from hscode.tariff import load_correlations
+
+    print_summary(
+        "tariff correlations", load_correlations(migrated_engine(settings_for(args)), args.path)
+    )
     return EXIT_OK
 
 
@@ -388,11 +425,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_db_parser(sub)
 
-    p = sub.add_parser("tariff", help="tariff code names")
+    p = sub.add_parser("tariff", help="tariff editions (codes and names) and HS correlations")
     tariff_sub = p.add_subparsers(dest="tariff_cmd", required=True)
-    q = tariff_sub.add_parser("load")
+    q = tariff_sub.add_parser(
+        "load",
+        help="load a tariff file (hsk_codes.csv, hstable.json, ...) as an edition",
+        description="Load a tariff file as an edition: its codes and their names. Loading "
+        "an edition again replaces its codes; the same content again changes nothing.",
+    )
     q.add_argument("path", type=Path)
-    p.set_defaults(func=cmd_tariff)
+    q.add_argument(
+        "--edition",
+        help="the edition's name (default: the file's stem, e.g. hsk_codes for hsk_codes.csv)",
+    )
+    q.add_argument(
+        "--current",
+        action="store_true",
+        help="make it the current edition (the previous current one no longer is); without "
+        "it a new edition is an older one, and an existing one keeps its standing",
+    )
+    q.set_defaults(func=cmd_tariff)
+    q = tariff_sub.add_parser("editions", help="list the loaded editions (* = current)")
+    q.set_defaults(func=cmd_tariff_editions)
+    q = tariff_sub.add_parser("current", help="make a loaded edition the current one")
+    q.add_argument("edition")
+    q.set_defaults(func=cmd_tariff_current)
+    q = tariff_sub.add_parser("correlations", help="six-digit HS correlation tables")
+    corr_sub = q.add_subparsers(dest="correlations_cmd", required=True)
+    r = corr_sub.add_parser(
+        "load",
+        help="load correlation pairs (the layout of hs2022_correlations.csv: hs2022, "
+        "old_version, old_hs6, relationship; or from_edition, from_code, to_edition, to_code)",
+    )
+    r.add_argument("path", type=Path)
+    r.set_defaults(func=cmd_tariff_correlations)
 
     p = sub.add_parser("report", help="write a static HTML report of the champion and recent runs")
     p.add_argument("--output", type=Path, default=Path("report.html"))

@@ -189,6 +189,10 @@ def make_case(
         "fetched_at": parse_fetched_at(fetched_at),
         "raw_ref": None if raw_ref is None else str(raw_ref),
         "schema_version": SCHEMA_VERSION,
+        # derived later against the current tariff (hscode.cases.restatus_cases)
+        "code_status": None,
+        "code_candidates": None,
+        "code_edition": None,
     }
 
 

@@ -59,6 +59,8 @@ def quality_report(
             "multi_code",
             "title",
             "description",
+            "code_status",
+            "code_edition",
         )
     }
     n = table.num_rows
@@ -105,8 +107,27 @@ def quality_report(
         "conflicting_titles": len(conflicts),
         "conflicting_title_cases": sum(rows_by_title[t] for t in conflicts),
         "conflict_examples": conflict_examples,
+        # against the current tariff edition (``hscode cases restatus``); "not derived" until
+        # an edition is loaded and the statuses derived
+        "code_editions": _counts(e or "not derived" for e in cols["code_edition"]),
+        "by_code_status": _counts(s or "not derived" for s in cols["code_status"]),
+        "largest_not_current": _largest_not_current(cols["hs10"], cols["code_status"]),
     }
     return QualityReport(metrics, _markdown(metrics))
+
+
+def _largest_not_current(
+    codes: Sequence[str | None], statuses: Sequence[str | None], n: int = 10
+) -> list[dict[str, Any]]:
+    """The old codes with the most cases, by status (what a new edition costs most)."""
+    counts = Counter(
+        (code, status)
+        for code, status in zip(codes, statuses, strict=True)
+        if code and status and status != "current"
+    )
+    return [
+        {"hs10": code, "status": status, "cases": k} for (code, status), k in counts.most_common(n)
+    ]
 
 
 def _md_escape(text: str) -> str:
@@ -146,6 +167,18 @@ def _markdown(m: dict[str, Any]) -> str:
         "",
         "## Rejects by reason",
         *table(("reason", "records"), m["rejects_by_reason"].items()),
+        "",
+        "## Decided codes against the current tariff",
+        "editions: " + ", ".join(f"{k} ({v})" for k, v in m["code_editions"].items()),
+        "",
+        *table(("status", "cases"), m["by_code_status"].items()),
+        "",
+        "| old code | status | cases |",
+        "|---|---|---:|",
+        *[
+            f"| {format_hs10(e['hs10'])} | {e['status']} | {e['cases']} |"
+            for e in m["largest_not_current"]
+        ],
         "",
         "## Top codes",
         *table(("hs10", "cases"), ((format_hs10(t["hs10"]), t["cases"]) for t in m["top_codes"])),

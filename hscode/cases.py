@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,15 +44,17 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from hscode.case_records import parse_fetched_at
+from hscode.code_status import CurrentTariff, code_statuses
 from hscode.objectstore import Location, cases_location
 from hscode.rejects import Rejection, record_rejects
-from hscode.schema import CASE_COLUMNS, CASE_SCHEMA, SCHEMA_VERSION
+from hscode.schema import CASE_COLUMNS, CASE_SCHEMA, DERIVED_COLUMNS, SCHEMA_VERSION
 from hscode.settings import Settings
 
 log = logging.getLogger(__name__)
 
 PART_FILE = "part-0.parquet"
-_NON_CONTENT = ("fetched_at", "raw_ref")  # differ between re-fetches of the same case
+# differ between re-fetches of the same case, or derived from the rest (the code status)
+_NON_CONTENT = ("fetched_at", "raw_ref", "schema_version", *DERIVED_COLUMNS)
 _NON_NULLABLE = tuple(f.name for f in CASE_SCHEMA if not f.nullable)
 
 
@@ -274,6 +277,11 @@ def upsert_cases(
                 changed = any(row[c] != old_row[c] for c in CASE_COLUMNS if c not in _NON_CONTENT)
                 if not changed:
                     winner = old_row  # keep the stored row: nothing to rewrite
+            if changed and winner["hs10"] == old_row["hs10"]:
+                # the derived code status still holds: it depends on the code alone
+                for column in DERIVED_COLUMNS:
+                    if winner[column] is None:
+                        winner[column] = old_row[column]
             if changed:
                 updated += 1
             else:
@@ -305,4 +313,78 @@ def upsert_cases(
     report = UpsertReport(inserted, updated, unchanged, total, received, (*gaining, *losing))
     record_rejects(settings, rejects)
     log.info("upserted cases into %s: %s", cases.url, report)
+    return report
+
+
+@dataclass(frozen=True)
+class RestatusReport:
+    edition: str
+    cases: int  # cases in the dataset
+    derived: int  # rows whose status was (re)derived and written
+    by_status: dict[str, int]  # every case's status now, multi-code and code-less as unknown
+    partitions: tuple[int, ...]  # partitions rewritten
+
+
+def restatus_cases(settings: Settings, tariff: CurrentTariff) -> RestatusReport:
+    """Derive every case's code status against ``tariff`` (the current edition) and store it
+    with the case: rows already derived against this edition are kept; the rest (new cases,
+    a changed code, a new edition, files of an older schema) are rewritten, partition by
+    partition, under the writer lock. Re-running it writes nothing."""
+    cases = cases_location(settings)
+    by_status: Counter[str] = Counter()
+    derived = 0
+    rewritten: list[int] = []
+    with _writer_lock(cases):
+        files = _partition_files(cases)
+        n_cases = 0
+        for year, path in sorted(files.items()):
+            table = _read_files(cases, [path])
+            n_cases += table.num_rows
+            codes = table["hs10"].to_pylist()
+            results = code_statuses(codes, tariff)
+            by_status.update(str(r.status) for r in results)
+            stale = [
+                i
+                for i, (edition, status, version) in enumerate(
+                    zip(
+                        table["code_edition"].to_pylist(),
+                        table["code_status"].to_pylist(),
+                        table["schema_version"].to_pylist(),
+                        strict=True,
+                    )
+                )
+                if edition != tariff.edition
+                or status != results[i].status
+                or version != SCHEMA_VERSION
+            ]
+            if not stale:
+                continue
+            derived += len(stale)
+            n = table.num_rows
+            table = (
+                table.set_column(
+                    table.schema.get_field_index("code_status"),
+                    "code_status",
+                    pa.array([str(r.status) for r in results], pa.string()),
+                )
+                .set_column(
+                    table.schema.get_field_index("code_candidates"),
+                    "code_candidates",
+                    pa.array([list(r.candidates) for r in results], pa.list_(pa.string())),
+                )
+                .set_column(
+                    table.schema.get_field_index("code_edition"),
+                    "code_edition",
+                    pa.array([tariff.edition] * n, pa.string()),
+                )
+                .set_column(
+                    table.schema.get_field_index("schema_version"),
+                    "schema_version",
+                    pa.array([SCHEMA_VERSION] * n, pa.int32()),
+                )
+            )
+            _write_partition(cases, year, table)
+            rewritten.append(year)
+    report = RestatusReport(tariff.edition, n_cases, derived, dict(by_status), tuple(rewritten))
+    log.info("code statuses against %s: %s", tariff.edition, report)
     return report

@@ -10,7 +10,9 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+# 2: the code-status columns (hscode.code_status, derived against the current tariff edition);
+# files written at 1 read them as null until ``restatus_cases`` derives them
+SCHEMA_VERSION = 2
 
 
 class Series(StrEnum):
@@ -50,7 +52,13 @@ CASE_SCHEMA = pa.schema(
         pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
         pa.field("raw_ref", pa.string()),  # sha256 of the raw detail (or list) response
         pa.field("schema_version", pa.int32(), nullable=False),
+        # derived, not observed: the decided code against the current tariff edition
+        pa.field("code_status", pa.string()),  # current | remapped | split | moved | unknown
+        pa.field("code_candidates", pa.list_(pa.string())),  # current codes right for the case
+        pa.field("code_edition", pa.string()),  # the edition it was derived against
     ]
 )
+# columns derived from the others (and the tariff), not part of a case's content
+DERIVED_COLUMNS = ("code_status", "code_candidates", "code_edition")
 
 CASE_COLUMNS = tuple(CASE_SCHEMA.names)

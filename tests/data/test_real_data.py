@@ -17,6 +17,7 @@ import pytest
 from emulator.corpus import kcs_corpus
 from hscode.case_records import CaseRejected, make_case
 from hscode.cases import upsert_cases
+from hscode.code_status import CodeStatus, CurrentTariff, code_statuses
 from hscode.hs import parse_hs
 from hscode.training import TrainConfig, load_examples
 
@@ -101,3 +102,27 @@ def test_current_tariff_has_unique_ten_digit_codes(shared_data: Path) -> None:
         codes = [r["hs10"] for r in csv.DictReader(f)]
     assert len(codes) == len(set(codes)) == 11_327
     assert all(re.fullmatch(r"\d{10}", c) for c in codes)
+
+
+def test_old_name_codes_against_the_current_tariff(shared_data: Path) -> None:
+    """docs/data.md: 300 of the 3,973 ghko99 codes (1,990 names) are not current ten-digit
+    codes, 39 of them not even in a current subheading; most were split."""
+    with (shared_data / "arang0105_hskcodechecker" / "hsk_codes.csv").open(
+        encoding="utf-8-sig"
+    ) as f:
+        current = [r["hs10"] for r in csv.DictReader(f)]
+    with (shared_data / "hs_correlations" / "hs2022_correlations.csv").open(encoding="utf-8") as f:
+        pairs = [(r["hs2022"], r["old_hs6"]) for r in csv.DictReader(f)]
+    with (shared_data / "ghko99_hscode" / "dataset.csv").open(encoding="utf-8") as f:
+        names = [r["hscode"].strip().zfill(10) for r in csv.DictReader(f)]
+    tariff = CurrentTariff.from_correlations("hsk-2026", current, pairs)
+    by_code = dict(zip(sorted(set(names)), code_statuses(sorted(set(names)), tariff), strict=True))
+    statuses = Counter(r.status for r in by_code.values())
+    assert len(by_code) == 3_973
+    assert sum(n for s, n in statuses.items() if s != CodeStatus.CURRENT) == 300
+    assert statuses[CodeStatus.MOVED] + statuses[CodeStatus.UNKNOWN] == 39
+    assert statuses[CodeStatus.SPLIT] > statuses[CodeStatus.MOVED]
+    assert sum(by_code[c].status != CodeStatus.CURRENT for c in names) == 1_990
+    assert by_code["2106909090"].candidates == ("2106909091", "2106909099")
+    # every candidate of every case is a current code
+    assert all(set(r.candidates) <= tariff.codes for r in by_code.values())
