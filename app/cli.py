@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli_common import (
     EXIT_BAD_INPUT,
@@ -32,6 +32,11 @@ from app.cli_db import add_db_parser
 from hscode.schema import SERIES
 from hscode.summaries import jsonable
 from model.config import TRAINABLE_INPUTS
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from hscode.settings import Settings
 
 log = logging.getLogger("hscode.cli")
 
@@ -93,7 +98,24 @@ def cmd_cases(args: argparse.Namespace) -> int:
         print(f"exported {n} cases to {args.file}")
     elif args.cases_cmd == "report":
         print(quality_report(settings).markdown)
+    elif args.cases_cmd == "restatus" and not restatus(settings, migrated_engine(settings)):
+        raise CliError(
+            "no current tariff edition: hscode tariff load PATH --edition NAME --current",
+            EXIT_BAD_INPUT,
+        )
     return EXIT_OK
+
+
+def restatus(settings: Settings, engine: Engine) -> bool:
+    """Derive every case's code status against the current edition (after a tariff change);
+    False when no edition is current."""
+    from hscode.tariff_editions import derive_code_statuses
+
+    report = derive_code_statuses(settings, engine)
+    if report is None:
+        return False
+    print_summary(f"code statuses against {report.edition}", report)
+    return True
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -238,9 +260,12 @@ def cmd_tariff(args: argparse.Namespace) -> int:
         raise CliError(f"tariff file {args.path} not found", EXIT_BAD_INPUT)
     from hscode.tariff import load_tariff
 
-    engine = migrated_engine(settings_for(args))
+    settings = settings_for(args)
+    engine = migrated_engine(settings)
     summary = load_tariff(engine, args.path, args.edition, current=args.current)
     print_summary(f"tariff edition {summary.edition}", summary)
+    if args.current:
+        restatus(settings, engine)
     return EXIT_OK
 
 
@@ -262,9 +287,12 @@ def cmd_tariff_editions(args: argparse.Namespace) -> int:
 def cmd_tariff_current(args: argparse.Namespace) -> int:
     from hscode.tariff import set_current_edition
 
-    previous = set_current_edition(migrated_engine(settings_for(args)), args.edition)
+    settings = settings_for(args)
+    engine = migrated_engine(settings)
+    previous = set_current_edition(engine, args.edition)
     was = f" (was {previous})" if previous else ""
     print(f"current tariff edition: {args.edition}{was}")
+    restatus(settings, engine)
     return EXIT_OK
 
 
@@ -273,9 +301,10 @@ def cmd_tariff_correlations(args: argparse.Namespace) -> int:
         raise CliError(f"correlation file {args.path} not found", EXIT_BAD_INPUT)
     from hscode.tariff import load_correlations
 
-    print_summary(
-        "tariff correlations", load_correlations(migrated_engine(settings_for(args)), args.path)
-    )
+    settings = settings_for(args)
+    engine = migrated_engine(settings)
+    print_summary("tariff correlations", load_correlations(engine, args.path))
+    restatus(settings, engine)  # moved codes are found through the correlations
     return EXIT_OK
 
 
@@ -352,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = cases_sub.add_parser("export", help="write the dataset as .csv or .parquet")
     q.add_argument("file", type=Path)
     cases_sub.add_parser("report", help="print the data-quality report")
+    cases_sub.add_parser(
+        "restatus",
+        help="derive every case's code status against the current tariff edition "
+        "(done by tariff load --current, tariff current and tariff correlations load)",
+    )
     p.set_defaults(func=cmd_cases)
 
     p = sub.add_parser(
@@ -454,8 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
     corr_sub = q.add_subparsers(dest="correlations_cmd", required=True)
     r = corr_sub.add_parser(
         "load",
-        help="load correlation pairs (the layout of hs2022_correlations.csv: hs2022, "
-        "old_version, old_hs6, relationship; or from_edition, from_code, to_edition, to_code)",
+        help="load six-digit correlation pairs (older HS edition -> newer)",
+        description="Load six-digit correlation pairs, from an older HS edition's code to a "
+        "newer one's: the layout of hs2022_correlations.csv (hs2022, old_version, old_hs6, "
+        "relationship) or from_edition, from_code, to_edition, to_code[, relationship]. A bad "
+        "row is reported with its reason and the rest goes on; for each pair of editions the "
+        "file has, the table then holds exactly its pairs (reloading is idempotent).",
     )
     r.add_argument("path", type=Path)
     r.set_defaults(func=cmd_tariff_correlations)

@@ -127,7 +127,8 @@ def run_demo(
     migrate(engine)
     backlog = demo_requests(n_requests, {c.title for c in corpus})
     submitted = submit_requests(engine, backlog)
-    tariff = load_tariff_rows(engine, demo_tariff_rows())
+    # the demo codes are today's tariff: statuses are derived and answers checked against it
+    tariff = load_tariff_rows(engine, demo_tariff_rows(), "demo-2026", current=True)
     print(
         f"backlog: {len(backlog)} demo requests submitted ({_short(submitted)}); tariff: {_short(tariff)}"
     )

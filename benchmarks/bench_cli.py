@@ -15,7 +15,7 @@ zero, so the truth is the code left-padded to 10 digits). Per seed in --seeds:
        hscode train --top-codes K --inputs title [--train-args ...]
        hscode predict --input held.csv --output predictions.csv --top-k 10
 3. Peer: the imported cases are read back with ``hscode.cases.read_cases`` from that data
-   dir and selected exactly as ``hscode.training.load_examples`` does (one clean hs10 code, a
+   dir and selected exactly as ``hscode.selection.load_examples`` does (one clean hs10 code, a
    non-empty title; the K most frequent codes, count desc then code, among codes with >= 3
    cases). A word 1-2-gram + char_wb 1-4-gram TF-IDF (sublinear tf, min_df 1) + LinearSVC
    (C 0.5) is fitted on all of those selected cases; codes ranked by decision_function.
@@ -230,10 +230,11 @@ class Selected:
 
 def read_selection(data_dir: Path, k: int | None, digits: int) -> Selected:
     """The cases ``hscode train --top-codes k`` selects, read back from the dataset in
-    ``data_dir`` by the product's own ``hscode.training.load_examples``."""
+    ``data_dir`` by the product's own ``hscode.selection.load_examples``."""
+    from hscode.selection import LEVELS as TRAIN_LEVELS
+    from hscode.selection import load_examples
     from hscode.settings import Settings
-    from hscode.training import LEVELS as TRAIN_LEVELS
-    from hscode.training import TrainConfig, load_examples
+    from hscode.training import TrainConfig
 
     settings = Settings(_env_file=None, data_dir=data_dir, storage_url=None, registry_dir=None)
     level = next(name for name, d in TRAIN_LEVELS.items() if d == digits)

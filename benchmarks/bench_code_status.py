@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         second = restatus_cases(settings, tariff)
         second_s = time.perf_counter() - t
     result = {
-        "command": "python -m benchmarks.bench_code_status " + " ".join(argv or []),
+        "command": " ".join(["python -m benchmarks.bench_code_status", *(argv or sys.argv[1:])]),
         "cases": args.n,
         "real_names": len(names),
         "dataset_build_s": round(build_s, 2),

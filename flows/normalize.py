@@ -13,6 +13,7 @@ from tasks.cases import (
     announce_normalized,
     case_quality_report,
     count_trainable_cases,
+    derive_code_statuses,
     normalize_cases,
 )
 
@@ -37,6 +38,7 @@ def normalize_flow(
     """
     settings = resolve_settings(settings_overrides)
     report = normalize_cases(settings)
+    statuses = derive_code_statuses(settings)
     quality = case_quality_report(settings)
     trainable = count_trainable_cases(settings)
     # age never makes training due here: the weekly schedule covers that
@@ -51,6 +53,7 @@ def normalize_flow(
     announce_normalized(new_cases, trainable, announced, why)
     return {
         "normalize": jsonable(report),
+        "code_statuses": jsonable(statuses),
         "quality": jsonable(quality.metrics),
         "new_cases": new_cases,
         "trainable_cases": trainable,

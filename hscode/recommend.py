@@ -9,7 +9,7 @@ interface, so a model version can be swapped without touching them. A recommende
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from hscode.review import ReviewPolicy
@@ -39,6 +39,28 @@ class Recommender(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CodeCheck:
+    """The tariff edition answers are checked against: only its (current) ten-digit codes
+    are recommended. ``edition`` None: no current edition is loaded, nothing is checked."""
+
+    edition: str | None
+    codes: frozenset[str] = frozenset()
+    # ranks asked beyond top_k, so that top_k current codes remain after the check
+    margin: int = 10
+
+    @property
+    def active(self) -> bool:
+        return self.edition is not None
+
+    def apply(self, ranking: Ranking, top_k: int) -> Ranking:
+        kept = [c for c in ranking.candidates if c.hs10 in self.codes][:top_k]
+        return replace(ranking, candidates=kept)
+
+
+UNCHECKED = CodeCheck(None)
+
+
 def recommend(
     recommender: Recommender,
     requests: Sequence[RequestInput],
@@ -46,11 +68,17 @@ def recommend(
     top_k: int,
     n_precedents: int,
     policy: ReviewPolicy,
+    check: CodeCheck = UNCHECKED,
 ) -> list[Recommendation]:
-    """One Recommendation per request, in order: the recommender's ranking and the policy's
-    review flag and reason."""
+    """One Recommendation per request, in order: the recommender's ranking, only codes of
+    ``check``'s edition when it is active (a request can be left with none), and the
+    policy's review flag and reason. The confidence is the top remaining code's score: an
+    answer whose best code is obsolete gets the (lower) confidence of its best current one."""
+    ask = top_k + check.margin if check.active else top_k
     out = []
-    for ranking in recommender.rank(requests, top_k=top_k, n_precedents=n_precedents):
+    for ranking in recommender.rank(requests, top_k=ask, n_precedents=n_precedents):
+        if check.active:
+            ranking = check.apply(ranking, top_k)
         review, reason = policy.assess(ranking)
         out.append(
             Recommendation(

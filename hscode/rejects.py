@@ -65,6 +65,7 @@ class RejectReason(StrEnum):
     IMAGE_CORRUPT = "image_corrupt"  # not a decodable image (or not bytes, bad base64)
     # scoring
     MODEL_ERROR = "model_error"  # the model failed on this request alone
+    NO_CURRENT_CODE = "no_current_code"  # none of the model's codes is in the current tariff
     # rows stored before codes existed whose message matches none of the above
     UNKNOWN = "unknown"
 

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from hscode.model_versions import ensure_model_version
-from hscode.recommend import Recommendation, Recommender, recommend
+from hscode.recommend import UNCHECKED, CodeCheck, Recommendation, Recommender, recommend
 from hscode.rejects import Rejection, RejectReason
 from hscode.request_rows import image_bytes_problem, text_problem
 from hscode.review import ReviewPolicy
@@ -38,7 +38,7 @@ COPY_MIN_ROWS = 200
 
 _PRED_COLUMNS = (
     "request_id, model_version, rank, hs10, hs6, hs4, hs2, score, review, review_reason, run_id, "
-    "flow_run_id"
+    "flow_run_id, tariff_edition"
 )
 _PREC_COLUMNS = "request_id, model_version, rank, case_key, hs10, title, similarity, run_id"
 
@@ -59,6 +59,9 @@ class ScoreSummary:
     run_id: int | None = None
     pending_at_start: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # RejectReason code -> count
+    # the tariff edition every recommended code was checked against; None: no current
+    # edition was loaded, so the codes went out unchecked
+    tariff_edition: str | None = None
 
     @property
     def requests_per_s(self) -> float:
@@ -78,6 +81,8 @@ class ScoreSummary:
             "pending_at_start": self.pending_at_start,
             "requests_per_s": round(self.requests_per_s, 1),
             "reasons": dict(self.reasons),
+            "tariff_edition": self.tariff_edition,
+            "codes_checked": self.tariff_edition is not None,
         }
 
 
@@ -131,11 +136,15 @@ def score_pending(
     flow_run_id: str | None = None,
     progress: Callable[..., Any] | None = None,
     partition: tuple[int, int] | None = None,
+    check: CodeCheck | None = None,
 ) -> ScoreSummary:
     """Score every request pending for ``recommender.version``; see the module docstring.
 
     ``partition=(i, n)`` scores only the requests whose id hashes to partition ``i`` of
     ``n``: n workers (a Dask cluster) can share one backlog without overlapping.
+    ``check``: the codes answers may use; by default the current tariff edition's ten-digit
+    codes (``hscode.tariff_editions``); without a current edition nothing is checked, and
+    the summary and every prediction say so (``tariff_edition`` null).
     """
     started = time.perf_counter()
     version = str(recommender.version)
@@ -144,7 +153,10 @@ def score_pending(
     batch_size = batch_size or settings.score_batch_size
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-    summary = ScoreSummary(model_version=version)
+    check = current_code_check(engine) if check is None else check
+    summary = ScoreSummary(model_version=version, tariff_edition=check.edition)
+    if not check.active:
+        log.warning("no current tariff edition loaded: recommended codes are not checked")
     reasons: Counter[str] = Counter()
     ensure_model_version(engine, version)
     _partition_params(partition)  # validate before taking locks
@@ -158,7 +170,7 @@ def score_pending(
         lock_conn.commit()
         try:
             label = None if partition is None else f"{partition[0]}/{partition[1]}"
-            run_id = _start_run(engine, version, flow_run_id, label)
+            run_id = _start_run(engine, version, flow_run_id, label, check.edition)
             summary.run_id = run_id
             try:
                 t = time.perf_counter()
@@ -183,11 +195,11 @@ def score_pending(
                     last_id = rows[-1].request_id
                     inputs, rejects = _validate(rows, settings)
                     t = time.perf_counter()
-                    recs, model_rejects = _recommend(recommender, inputs, settings)
+                    recs, model_rejects = _recommend(recommender, inputs, settings, check)
                     summary.model_seconds += time.perf_counter() - t
                     rejects.extend(model_rejects)
                     t = time.perf_counter()
-                    _write_batch(engine, version, run_id, flow_run_id, recs, rejects)
+                    _write_batch(engine, version, run_id, flow_run_id, recs, rejects, check.edition)
                     summary.db_seconds += time.perf_counter() - t
                     summary.batches += 1
                     summary.scored += len(recs)
@@ -229,8 +241,20 @@ def score_pending(
 # ----------------------------------------------------------------- steps
 
 
+def current_code_check(engine: Engine) -> CodeCheck:
+    """The current tariff edition's ten-digit codes, or ``UNCHECKED`` when none is current."""
+    from hscode.tariff_editions import current_edition_codes
+
+    edition, codes = current_edition_codes(engine)
+    return UNCHECKED if edition is None else CodeCheck(edition, codes)
+
+
 def _start_run(
-    engine: Engine, version: str, flow_run_id: str | None, partition_label: str | None = None
+    engine: Engine,
+    version: str,
+    flow_run_id: str | None,
+    partition_label: str | None = None,
+    tariff_edition: str | None = None,
 ) -> int:
     with engine.begin() as conn:
         # We hold this version's scoring lock: any run still 'running' was interrupted.
@@ -246,10 +270,10 @@ def _start_run(
         return int(
             conn.execute(
                 text(
-                    "insert into score_runs (model_version, flow_run_id, partition_label) "
-                    "values (:v, :f, :p) returning run_id"
+                    "insert into score_runs (model_version, flow_run_id, partition_label, "
+                    "tariff_edition) values (:v, :f, :p, :e) returning run_id"
                 ),
-                {"v": version, "f": flow_run_id, "p": partition_label},
+                {"v": version, "f": flow_run_id, "p": partition_label, "e": tariff_edition},
             ).scalar_one()
         )
 
@@ -319,7 +343,31 @@ def _validate(
 
 
 def _recommend(
-    recommender: Recommender, inputs: list[RequestInput], settings: Settings
+    recommender: Recommender,
+    inputs: list[RequestInput],
+    settings: Settings,
+    check: CodeCheck = UNCHECKED,
+) -> tuple[list[Recommendation], list[Rejection]]:
+    recs, bad = _recommend_checked(recommender, inputs, settings, check)
+    if not check.active:
+        return recs, bad
+    # a request none of whose ranked codes is current gets no answer, and says why
+    ok = [r for r in recs if r.candidates]
+    for rec in recs:
+        if not rec.candidates:
+            message = (
+                f"none of the model's codes for this request is in the current tariff "
+                f"edition {check.edition}"
+            )
+            bad.append(Rejection(rec.request_id, RejectReason.NO_CURRENT_CODE, message, "scoring"))
+    return ok, bad
+
+
+def _recommend_checked(
+    recommender: Recommender,
+    inputs: list[RequestInput],
+    settings: Settings,
+    check: CodeCheck,
 ) -> tuple[list[Recommendation], list[Rejection]]:
     """Recommendations for ``inputs``. When the batch call fails, requests are retried one
     by one and those that still fail are rejected with the error; if all fail, the model
@@ -330,10 +378,11 @@ def _recommend(
         "top_k": settings.top_k,
         "n_precedents": settings.n_precedents,
         "policy": ReviewPolicy(settings.review_threshold),
+        "check": check,
     }
     try:
         recs = recommend(recommender, inputs, **kwargs)
-        _check_answers(inputs, recs)
+        _check_answers(inputs, recs, allow_empty=check.active)
         return recs, []
     except ScoringError:
         raise
@@ -348,7 +397,7 @@ def _recommend(
         for item in inputs:
             try:
                 one = recommend(recommender, [item], **kwargs)
-                _check_answers([item], one)
+                _check_answers([item], one, allow_empty=check.active)
                 ok.extend(one)
             except ScoringError:
                 raise
@@ -360,7 +409,10 @@ def _recommend(
         return ok, bad
 
 
-def _check_answers(inputs: Sequence[RequestInput], recs: Sequence[Recommendation]) -> None:
+def _check_answers(
+    inputs: Sequence[RequestInput], recs: Sequence[Recommendation], allow_empty: bool = False
+) -> None:
+    """The model's contract; ``allow_empty``: the tariff check may leave no candidate."""
     if len(recs) != len(inputs):
         raise ScoringError(f"model returned {len(recs)} recommendations for {len(inputs)} requests")
     for item, rec in zip(inputs, recs, strict=True):
@@ -368,7 +420,7 @@ def _check_answers(inputs: Sequence[RequestInput], recs: Sequence[Recommendation
             raise ScoringError(
                 f"model answered {rec.request_id!r} where {item.request_id!r} was expected"
             )
-        if not rec.candidates:
+        if not rec.candidates and not allow_empty:
             raise ScoringError(f"model returned no candidate for {item.request_id!r}")
         for cand in rec.candidates:
             if len(cand.hs10) != 10 or not cand.hs10.isdigit():
@@ -384,6 +436,7 @@ def _write_batch(
     flow_run_id: str | None,
     recs: Sequence[Recommendation],
     rejects: Sequence[Rejection],
+    tariff_edition: str | None = None,
 ) -> None:
     predictions = [
         (
@@ -399,6 +452,7 @@ def _write_batch(
             _no_nul(rec.review_reason),
             run_id,
             flow_run_id,
+            tariff_edition,
         )
         for rec in recs
         for rank, cand in enumerate(rec.candidates, start=1)

@@ -7,6 +7,7 @@ cached, so a caller that needs a stable view across calls reads once and keeps t
 - :func:`current_edition` -> the current edition's name, None when no edition is current.
 - :func:`current_codes` -> the current edition's ten-digit codes (empty when none is
   current: tell "nothing current" from "an empty edition" with :func:`current_edition`).
+- :func:`current_edition_codes` -> both at once, read together (no edition switch between).
 - :func:`edition_codes` -> an edition's codes (every level, or one level).
 - :func:`editions` -> every edition, the current one first.
 - :func:`correlations` -> the six-digit correlation pairs, from an older HS edition's code
@@ -17,10 +18,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 
+from hscode.code_status import CurrentTariff
 from hscode.tariff import UnknownEditionError, check_edition_name
+
+if TYPE_CHECKING:
+    from hscode.cases import RestatusReport
+    from hscode.settings import Settings
 
 __all__ = [
     "Correlation",
@@ -29,6 +36,9 @@ __all__ = [
     "correlations",
     "current_codes",
     "current_edition",
+    "current_edition_codes",
+    "current_tariff",
+    "derive_code_statuses",
     "edition_codes",
     "editions",
 ]
@@ -101,6 +111,23 @@ def current_codes(engine: Engine) -> frozenset[str]:
         return frozenset(codes)
 
 
+def current_edition_codes(engine: Engine) -> tuple[str | None, frozenset[str]]:
+    """``(current edition, its ten-digit codes)`` in one query, so a switch of editions
+    between two calls cannot pair one edition's name with another's codes;
+    ``(None, frozenset())`` when no edition is current."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "select e.name, m.code from tariff_editions e "
+                "left join tariff_edition_codes m on m.edition = e.name and m.level = 10 "
+                "where e.is_current"
+            )
+        ).all()
+    if not rows:
+        return None, frozenset()
+    return rows[0].name, frozenset(row.code for row in rows if row.code is not None)
+
+
 def editions(engine: Engine) -> list[Edition]:
     """Every loaded edition: the current one first, then the newest loaded."""
     with engine.connect() as conn:
@@ -130,3 +157,22 @@ def correlations(
             {"f": from_edition, "t": to_edition},
         )
         return [Correlation(*row) for row in rows]
+
+
+def current_tariff(engine: Engine) -> CurrentTariff | None:
+    """The current edition's ten-digit codes with the correlations into HS2022, for deriving
+    code statuses (``hscode.code_status``); None when no edition is current."""
+    edition, codes = current_edition_codes(engine)
+    if edition is None:
+        return None
+    pairs = [(c.to_code, c.from_code) for c in correlations(engine)]
+    return CurrentTariff.from_correlations(edition, codes, pairs)
+
+
+def derive_code_statuses(settings: Settings, engine: Engine) -> RestatusReport | None:
+    """Every case's code status against the current edition (``hscode.cases.restatus_cases``:
+    only rows not yet derived against it are rewritten); None when no edition is current."""
+    from hscode.cases import restatus_cases
+
+    tariff = current_tariff(engine)
+    return None if tariff is None else restatus_cases(settings, tariff)

@@ -21,12 +21,10 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,6 +39,7 @@ from hscode.evaluation import (
     grouped_stratified_split,
     topk_hits_many,
 )
+from hscode.selection import LEVELS, Selection, load_examples
 from hscode.settings import Settings
 from model.config import TRAINABLE_INPUTS, ModelConfig
 
@@ -50,7 +49,6 @@ if TYPE_CHECKING:  # the model's heavy imports (torch) load only when a model is
 
 log = logging.getLogger(__name__)
 
-LEVELS = {"hs10": 10, "hs6": 6, "hs4": 4, "hs2": 2}
 # TrainConfig fields passed straight to ModelConfig (by their flat names) when set
 MODEL_OVERRIDES = (
     "embedding",
@@ -165,18 +163,6 @@ class TrainOutcome:
     report: dict[str, Any] | None = None
 
 
-@dataclass
-class Selection:
-    """The labelled examples chosen for training, with what was left out and why."""
-
-    examples: list[Example]
-    n_cases: int  # trainable cases in the dataset (single 10-digit code)
-    n_classes: int
-    dropped: dict[str, int] = field(default_factory=dict)
-    missing_images: int = 0
-    dates: list[dt.date | None] = field(default_factory=list)  # decision dates, per example
-
-
 # ------------------------------------------------------------------ progress
 
 
@@ -212,86 +198,6 @@ class _Stages:
 
 
 # ------------------------------------------------------------------ data
-
-
-def load_examples(settings: Settings, config: TrainConfig) -> Selection:
-    """Trainable cases of the selected classes as ``model.records.Example``s."""
-    from hscode.cases import read_cases
-    from hscode.objectstore import Location, images_location
-    from model.records import Example
-
-    table = read_cases(
-        settings,
-        columns=[
-            "case_key",
-            "hs10",
-            "multi_code",
-            "title",
-            "description",
-            "image_hashes",
-            "decision_date",
-        ],
-    )
-    rows = table.to_pylist()
-    digits = LEVELS[config.level]
-    trainable = [r for r in rows if r["hs10"] and not r["multi_code"]]
-    dropped = {"no_single_hs10": len(rows) - len(trainable)}
-    with_title = [r for r in trainable if (r["title"] or "").strip()]
-    dropped["empty_title"] = len(trainable) - len(with_title)
-
-    counts = Counter(r["hs10"][:digits] for r in with_title)
-    eligible = {c for c, n in counts.items() if n >= config.min_cases_per_code}
-    ranked = sorted(eligible, key=lambda c: (-counts[c], c))
-    chosen = set(ranked[: config.top_codes] if config.top_codes else ranked)
-    selected = [r for r in with_title if r["hs10"][:digits] in chosen]
-    dropped["rare_code"] = sum(counts[c] for c in set(counts) - eligible)
-    dropped["outside_top_codes"] = sum(counts[c] for c in eligible - chosen)
-
-    selected.sort(key=lambda r: r["case_key"])
-    # Each case's first readable image; fetched in rounds of one image per case, so object
-    # storage answers many requests at once and a missing image falls back to the next.
-    found: dict[int, bytes] = {}
-    missing_images = 0
-    if "image" in config.inputs:
-        store = images_location(settings)
-        todo = {i: list(r["image_hashes"] or []) for i, r in enumerate(selected)}
-        todo = {i: hashes for i, hashes in todo.items() if hashes}
-        while todo:
-            wanted: dict[int, str] = {}
-            for i, hashes in todo.items():
-                try:
-                    wanted[i] = Location.blob_rel(hashes[0])
-                except ValueError:
-                    wanted[i] = ""
-            got = store.read_many(rel for rel in wanted.values() if rel)
-            for i, rel in wanted.items():
-                image = got.get(rel) if rel else None
-                if isinstance(image, bytes):
-                    found[i] = image
-                    del todo[i]
-                    continue
-                missing_images += 1
-                todo[i].pop(0)
-                if not todo[i]:
-                    del todo[i]
-    examples = [
-        Example(
-            key=r["case_key"],
-            title=r["title"],
-            description=r["description"] if "description" in config.inputs else None,
-            image=found.get(i),
-            label=r["hs10"][:digits],
-        )
-        for i, r in enumerate(selected)
-    ]
-    return Selection(
-        examples=examples,
-        n_cases=len(trainable),
-        dates=[r["decision_date"] for r in selected],
-        n_classes=len(chosen),
-        dropped=dropped,
-        missing_images=missing_images,
-    )
 
 
 # ------------------------------------------------------------------ training
@@ -550,6 +456,10 @@ def train_and_register(
             "dropped": selection.dropped,
             "missing_images": selection.missing_images,
             "labels": list(model.labels),
+            # remapped cases trained as their current successor; split and moved ones still
+            # as their decided (old) code
+            "code_status": selection.code_status,
+            "largest_not_current": selection.largest_not_current,
         },
         "split": roles.summary() | {"seed": seed},
         "comparison": {

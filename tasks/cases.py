@@ -15,6 +15,7 @@ from tasks.events import CASES_RESOURCE, NORMALIZED_EVENT, TRAINING_DUE_LABEL
 
 if TYPE_CHECKING:
     from hscode.case_report import QualityReport
+    from hscode.cases import RestatusReport
     from hscode.normalize import NormalizeReport
 
 
@@ -36,6 +37,24 @@ def normalize_cases(settings: Settings) -> NormalizeReport:
         markdown="# Normalize report\n\n" + markdown_table(scalar_rows(jsonable(report))),
         description="Raw responses parsed into the cases dataset",
     )
+    return report
+
+
+@task(name="derive-code-statuses", tags=["normalize", "db"], cache_policy=NO_CACHE)
+def derive_code_statuses(settings: Settings) -> RestatusReport | None:
+    """New and changed cases' code statuses against the current tariff edition (None, and a
+    warning, when no edition is current: statuses stay "not derived")."""
+    from prefect.logging import get_run_logger
+
+    from hscode.db import get_engine
+    from hscode.tariff_editions import derive_code_statuses as derive
+
+    report = derive(settings, get_engine(settings))
+    if report is None:
+        get_run_logger().warning(
+            "no current tariff edition: case code statuses not derived "
+            "(hscode tariff load PATH --edition NAME --current)"
+        )
     return report
 
 

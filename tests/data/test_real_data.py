@@ -19,7 +19,8 @@ from hscode.case_records import CaseRejected, make_case
 from hscode.cases import upsert_cases
 from hscode.code_status import CodeStatus, CurrentTariff, code_statuses
 from hscode.hs import parse_hs
-from hscode.training import TrainConfig, load_examples
+from hscode.selection import load_examples
+from hscode.training import TrainConfig
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from hscode.case_records import make_case, synthetic_case_records
 from hscode.cases import upsert_cases
 from hscode.evaluation import grouped_folds, grouped_stratified_split
 from hscode.registry import Registry
+from hscode.selection import load_examples
 from hscode.training import SMOKE_TRAIN as TINY
 from hscode.training import (
     NotEnoughDataError,
     TrainConfig,
-    load_examples,
     split_roles,
     train_and_register,
 )

@@ -292,7 +292,8 @@ def test_train_on_s3_and_a_fresh_machine_scores_with_the_champion(
     tmp_path: Path, s3_endpoint: str, bucket
 ) -> None:
     from hscode.predict import predict_file
-    from hscode.training import SMOKE_TRAIN, TrainConfig, load_examples, train_and_register
+    from hscode.selection import load_examples
+    from hscode.training import SMOKE_TRAIN, TrainConfig, train_and_register
 
     name, client = bucket
     gpu_worker = _s3_settings(tmp_path, s3_endpoint, name, "gpu")

@@ -79,7 +79,7 @@ def engine(pg_engine):
         conn.execute(
             text(
                 "truncate requests, predictions, precedents, score_runs, model_versions, "
-                "intake_rejects, tariff cascade"
+                "intake_rejects, tariff, tariff_edition_codes, tariff_editions cascade"
             )
         )
     return pg_engine
@@ -511,3 +511,55 @@ def test_partitions_split_the_backlog_exactly_and_run_in_parallel(engine, settin
     assert diff == 0
     with pytest.raises(ValueError, match="partition"):
         score_pending(settings, engine, TitleHashRecommender("v-x"), 40, partition=(3, 3))
+
+
+def test_only_codes_of_the_current_edition_are_written(engine, settings):
+    """With a current edition, no prediction carries a code outside it: obsolete codes are
+    skipped (the next current one takes their rank), a request with no current code left is
+    rejected with its reason, and every prediction records the edition."""
+    current = CODES[:3]
+    load_tariff_rows(engine, [{"hs10": c} for c in current], "hsk-2026", current=True)
+    load_tariff_rows(engine, [{"hs10": c} for c in CODES], "hsk-2012")  # older: not current
+    ids = _submit(engine, 12)
+    summary = score_pending(settings, engine, TitleHashRecommender())
+    assert summary.tariff_edition == "hsk-2026" and summary.as_dict()["codes_checked"]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("select request_id, rank, hs10, tariff_edition from predictions order by 1, 2")
+        ).all()
+    assert rows and {r.hs10 for r in rows} <= set(current)
+    assert {r.tariff_edition for r in rows} == {"hsk-2026"}
+    for request_id in ids:  # ranks stay 1..k over the current codes, in the model's order
+        ranks = [r for r in rows if r.request_id == request_id]
+        want = [c for c in _rank_codes(f"물품 {int(request_id[1:])} 제품") if c in current][:3]
+        assert [r.hs10 for r in ranks] == want and [r.rank for r in ranks] == [1, 2, 3]
+    # a model whose every code is obsolete: the request is rejected, not answered wrongly
+    late = _submit(engine, 1, prefix="x")
+    load_tariff_rows(engine, [{"hs10": "9999999999"}], "hsk-2027", current=True)
+    # every answer checked against hsk-2026 is obsolete now, and the analysts can see it
+    with engine.connect() as conn:
+        stale = conn.execute(
+            text(
+                "select checked_against, current_edition, count(*) from obsolete_predictions "
+                "group by 1, 2"
+            )
+        ).all()
+    assert stale == [("hsk-2026", "hsk-2027", len(rows))]
+    summary = score_pending(settings, engine, TitleHashRecommender())
+    assert summary.reasons == {"no_current_code": 1} and summary.tariff_edition == "hsk-2027"
+    with engine.connect() as conn:
+        code = conn.execute(
+            text("select reject_code from requests where request_id = :r"), {"r": late[0]}
+        ).scalar()
+    assert code == "no_current_code"
+
+
+def test_without_a_current_edition_scoring_runs_unchecked_and_says_so(engine, settings):
+    _submit(engine, 3)
+    summary = score_pending(settings, engine, TitleHashRecommender())
+    assert summary.scored == 3 and summary.tariff_edition is None
+    assert summary.as_dict()["codes_checked"] is False
+    with engine.connect() as conn:
+        editions = conn.execute(text("select distinct tariff_edition from predictions")).all()
+        run = conn.execute(text("select tariff_edition from score_runs")).scalar()
+    assert editions == [(None,)] and run is None

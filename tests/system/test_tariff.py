@@ -8,7 +8,6 @@ import shutil
 import uuid
 
 import pytest
-from conftest_db import _admin_execute
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import ProgrammingError
 
@@ -32,6 +31,7 @@ from hscode.tariff_editions import (
     correlations,
     current_codes,
     current_edition,
+    current_edition_codes,
     edition_codes,
     editions,
 )
@@ -95,7 +95,8 @@ def test_file_formats_and_errors(engine, tmp_path):
         encoding="utf-8",
     )
     assert load_tariff(engine, tmp_path / "t.json").loaded == 1
-    assert load_tariff(engine, tmp_path / "t.csv").loaded == 1
+    # the same stem would be the same edition (replaced): name this one
+    assert load_tariff(engine, tmp_path / "t.csv", "t_csv").loaded == 1
     names = _names(engine)
     assert names["0101"] == (4, "살아 있는 말", "Live horses", None)
     assert names["0101211000"] == (10, "농가 사육용", "For farm breeding", "말 > 번식용")
@@ -157,20 +158,25 @@ def test_real_current_edition_has_11327_ten_digit_codes(engine, shared_data):
                 "from tariff_codes"
             )
         ).one()
-        # 2106909090 was split: an old code, with its old names, not current
+        # 0101301000 is gone from the current tariff: an old code, with its old names
         split = (
-            conn.execute(text("select * from tariff_codes where code = '2106909090'"))
+            conn.execute(text("select * from tariff_codes where code = '0101301000'"))
             .mappings()
             .one()
         )
+        # HS2022 deleted subheading 8517.12 (now 8517.13 / 8517.14): not current
+        deleted6 = conn.execute(
+            text("select is_current from tariff_codes where code = '851712'")
+        ).scalar_one()
         survivor = (
             conn.execute(text("select * from tariff_codes where code = '0101211000'"))
             .mappings()
             .one()
         )
-    assert counts.current10 == 11_327 and counts.all10 > 11_327 and counts.current6 > 4_000
+    assert counts.current10 == 11_327 and counts.all10 > 11_327 and counts.current6 > 2_000
     assert split["is_current"] is False and split["editions"] == ["hs2012"]
     assert split["name_ko"] and split["last_edition"] == "hs2012"
+    assert deleted6 is False
     assert survivor["is_current"] is True and survivor["editions"] == ["hsk2026", "hs2012"]
     assert survivor["parent_path"] is not None  # the current edition's (hsk_codes.csv) names
     # reloading either edition changes nothing
@@ -210,7 +216,7 @@ NEW = {"9608100000": "볼펜", "9608101000": "유성 볼펜"}
 def _editions_table(engine) -> dict[str, bool]:
     with engine.connect() as conn:
         rows = conn.execute(text("select name, is_current from tariff_editions"))
-        return dict(rows.tuples().all())
+        return {row.name: row.is_current for row in rows}
 
 
 def _code(engine, code: str) -> dict:
@@ -227,6 +233,7 @@ def test_editions_and_the_current_switch(engine):
     assert (old.edition, old.is_current, old.loaded) == ("hs2012", False, 3)
     # nothing current yet: unchecked, not obsolete
     assert current_edition(engine) is None and current_codes(engine) == frozenset()
+    assert current_edition_codes(engine) == (None, frozenset())
     assert _code(engine, "9608100000")["is_current"] is None
 
     new = load_tariff_rows(engine, _rows(NEW), "hsk2026", current=True)
@@ -234,6 +241,7 @@ def test_editions_and_the_current_switch(engine):
     assert _editions_table(engine) == {"hs2012": False, "hsk2026": True}
     assert current_edition(engine) == "hsk2026"
     assert current_codes(engine) == frozenset(NEW)
+    assert current_edition_codes(engine) == ("hsk2026", frozenset(NEW))
     assert edition_codes(engine, "hs2012") == frozenset(OLD)
     assert edition_codes(engine, "hs2012", level=4) == {"9608"}
     # the current edition's names for its codes; older names only for codes it lacks
@@ -310,6 +318,8 @@ def test_reloading_an_edition_is_idempotent_and_replaces_its_codes(engine, tmp_p
 
 
 def test_existing_tariff_rows_become_the_legacy_edition(pg_server_url, tmp_path):
+    from conftest_db import _admin_execute
+
     before = tmp_path / "sql"
     before.mkdir()
     for migration in migrations():
@@ -404,15 +414,13 @@ def test_analyst_reads_the_tariff_views_not_the_tables(engine):
         ],
     )
     for view, expected in (
-        ("tariff_codes", 3),  # two codes and the heading... of the rows given
+        ("tariff_codes", len(NEW)),
         ("tariff_edition_overview", 1),
         ("tariff_correlation_pairs", 1),
     ):
         with engine.begin() as conn:
             conn.execute(text(f"set local role {ANALYST_ROLE}"))
-            assert len(conn.execute(text(f"select * from {view}")).all()) == expected - (
-                1 if view == "tariff_codes" else 0
-            )
+            assert len(conn.execute(text(f"select * from {view}")).all()) == expected, view
     for table in ("tariff", "tariff_editions", "tariff_edition_codes", "tariff_correlations"):
         with engine.begin() as conn:
             conn.execute(text(f"set local role {ANALYST_ROLE}"))
@@ -464,8 +472,8 @@ def test_correlations_load_with_a_bad_row(engine, tmp_path):
     fixed = load_correlations(engine, path)
     assert (fixed.added, fixed.changed, fixed.removed) == (0, 1, 1)
     assert correlations(engine) == [
-        Correlation("HS2017", "851712", "HS2022", "851713", "1:1"),
         Correlation("HS2012", "010121", "HS2022", "010121", "1:1"),
+        Correlation("HS2017", "851712", "HS2022", "851713", "1:1"),
     ]
     # our own columns, as JSON lines, with an unreadable line
     own = tmp_path / "own.jsonl"
@@ -518,3 +526,35 @@ def test_cli_tariff_load_editions_and_correlations(engine, tmp_path, monkeypatch
     assert "loaded: 1" in out and "rejected: 1" in out and "bad_code" in out
     assert main([*base, "load", str(tmp_path / "missing.csv")]) == EXIT_BAD_INPUT
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_derives_code_statuses_when_the_current_edition_changes(
+    engine, tmp_path, monkeypatch, capsys
+):
+    """Loading a current edition re-derives every case's status; `cases report` counts them."""
+    from app.cli import main
+    from app.cli_common import EXIT_BAD_INPUT, EXIT_OK
+
+    monkeypatch.setenv("HSCODE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    data = ["--data-dir", str(tmp_path / "var")]
+    cases = tmp_path / "cases.csv"
+    cases.write_text(
+        "case_id,hs_code,title,decision_date\n"
+        "a,9608100000,볼펜,2024-03-05\n"
+        "b,2106909090,건강기능식품,2019-01-10\n"
+        "c,2106909090,홍삼 정,2018-06-01\n",
+        encoding="utf-8",
+    )
+    assert main([*data, "cases", "import", str(cases)]) == EXIT_OK
+    assert main([*data, "cases", "restatus"]) == EXIT_BAD_INPUT  # no current edition yet
+    assert "no current tariff edition" in capsys.readouterr().err
+    tariff = tmp_path / "hsk.csv"
+    tariff.write_text("hs10,품목명\n9608100000,볼펜\n2106909091,a\n2106909099,b\n", "utf-8")
+    assert main([*data, "tariff", "load", str(tariff), "--edition", "hsk2026", "--current"]) == 0
+    out = capsys.readouterr().out
+    assert "code statuses against hsk2026:" in out
+    assert '"current": 1' in out and '"split": 2' in out
+    assert main([*data, "cases", "report"]) == EXIT_OK
+    report = capsys.readouterr().out
+    assert "## Decided codes against the current tariff" in report
+    assert "| split | 2 |" in report and "| 2106.90-9090 | split | 2 |" in report

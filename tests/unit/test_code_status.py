@@ -102,3 +102,29 @@ def test_a_dataset_of_the_older_schema_is_migrated(settings, tariff: CurrentTari
     assert restatus_cases(settings, tariff).derived == 1
     row = read_cases(settings).to_pylist()[0]
     assert row["schema_version"] == 2 and row["code_status"] == "current"
+
+
+def test_training_selection_uses_current_successors_and_reports_old_codes(
+    settings, tariff: CurrentTariff
+) -> None:
+    from hscode.selection import load_examples
+    from hscode.training import TrainConfig
+
+    cases = [_case(f"r{i}", "3304990000", "립스틱") for i in range(3)]  # remapped
+    cases += [_case(f"s{i}", "2106909090", "건강식품") for i in range(4)]  # split
+    cases += [_case(f"c{i}", "8517130000", "휴대폰") for i in range(3)]  # current
+    upsert_cases(settings, cases)
+    before = load_examples(settings, TrainConfig(inputs="title", min_cases_per_code=2))
+    assert before.code_status == {"not derived": 10}
+    restatus_cases(settings, tariff)
+    selection = load_examples(settings, TrainConfig(inputs="title", min_cases_per_code=2))
+    labels = {e.key: e.label for e in selection.examples}
+    assert labels["r0"] == "3304991000"  # trained as its one current successor
+    assert labels["s0"] == "2106909090"  # a split code keeps its decided label (for now)
+    assert selection.code_status == {"remapped": 3, "split": 4, "current": 3}
+    assert selection.largest_not_current[0] == {
+        "hs10": "2106909090",
+        "status": "split",
+        "candidates": 2,
+        "cases": 4,
+    }
