@@ -231,9 +231,14 @@ def topk_hits_many(
         return {k: np.zeros(0, dtype=bool) for k in ks}
     probs = model.predict_proba(examples)
     index = {label: j for j, label in enumerate(model.labels)}
-    y = np.array([index.get(e.label, -1) for e in examples])
+    accepted = np.zeros(probs.shape, dtype=bool)  # a partial label: any code of its set
+    for i, e in enumerate(examples):
+        for code in getattr(e, "accepted", (e.label,)):
+            if code in index:
+                accepted[i, index[code]] = True
     ranked = np.argsort(-probs, axis=1, kind="stable")
-    return {k: (ranked[:, :k] == y[:, None]).any(axis=1) & (y >= 0) for k in ks}
+    rows = np.arange(len(examples))[:, None]
+    return {k: accepted[rows, ranked[:, :k]].any(axis=1) for k in ks}
 
 
 def paired_bootstrap(

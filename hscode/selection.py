@@ -65,8 +65,11 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
         if r["code_status"] == "remapped" and r["code_candidates"]:
             r["hs10"] = r["code_candidates"][0]
     dropped = {"no_single_hs10": len(rows) - len(trainable)}
-    with_title = [r for r in trainable if (r["title"] or "").strip()]
-    dropped["empty_title"] = len(trainable) - len(with_title)
+    titled = [r for r in trainable if (r["title"] or "").strip()]
+    dropped["empty_title"] = len(trainable) - len(titled)
+    # a class is a current code: a case no current code is right for cannot teach one
+    with_title = [r for r in titled if r["code_status"] != "unknown"]
+    dropped["no_current_code"] = len(titled) - len(with_title)
 
     counts = Counter(r["hs10"][:digits] for r in with_title)
     eligible = {c for c, n in counts.items() if n >= config.min_cases_per_code}
@@ -109,7 +112,8 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
             title=r["title"],
             description=r["description"] if "description" in config.inputs else None,
             image=found.get(i),
-            label=r["hs10"][:digits],
+            label=_one_code(r, digits),
+            candidates=_candidates(r, digits),
         )
         for i, r in enumerate(selected)
     ]
@@ -131,3 +135,23 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
             for (code, status, n), k in groups.most_common(10)
         ],
     )
+
+
+def _candidates(row: dict[str, Any], digits: int) -> tuple[str, ...]:
+    """A split or moved code's current codes at the model's level, as a partial label; ()
+    when the case has one right code (current, remapped, unknown, or a split that one code
+    covers at this level)."""
+    if row["code_status"] not in ("split", "moved") or not row["code_candidates"]:
+        return ()
+    codes = tuple(sorted({c[:digits] for c in row["code_candidates"]}))
+    return codes if len(codes) > 1 else ()
+
+
+def _one_code(row: dict[str, Any], digits: int) -> str:
+    """The label: the (current successor of the) decided code, or the one current code a
+    split covers at this level (2106909090 at six digits is 210690, current)."""
+    if row["code_status"] in ("split", "moved") and row["code_candidates"]:
+        codes = {c[:digits] for c in row["code_candidates"]}
+        if len(codes) == 1:
+            return codes.pop()
+    return row["hs10"][:digits]

@@ -234,7 +234,10 @@ def split_roles(selection: Selection, config: TrainConfig):
         recent_days=config.recent_days,
     )
     pick = lambda idx: [examples[i] for i in idx]
-    return pick(roles.train), pick(roles.val), pick(roles.test), roles
+    # validation chooses on exact labels: a partial one (a split code) trains instead
+    val = [i for i in roles.val if not examples[i].candidates]
+    train = [*roles.train, *(i for i in roles.val if examples[i].candidates)]
+    return pick(train), pick(val), pick(roles.test), roles
 
 
 def _test_details(model: HSModel, test: Sequence[Example]) -> dict[str, Any]:
@@ -245,7 +248,7 @@ def _test_details(model: HSModel, test: Sequence[Example]) -> dict[str, Any]:
         "confidence": [float(probs[i, j]) for i, j in enumerate(top)],
         "y_true": [e.label for e in test],
         "y_pred": [labels[j] for j in top],
-        "correct": [labels[j] == e.label for j, e in zip(top, test, strict=True)],
+        "correct": [labels[j] in e.accepted for j, e in zip(top, test, strict=True)],
         "keys": [e.key for e in test],
     }
 

@@ -93,7 +93,10 @@ class TfidfSvm:
             return tfidf
         return sparse.hstack([tfidf, sparse.csr_matrix(dense)]).tocsr()
 
-    def fit(self, texts: Sequence[str], labels: Sequence) -> TfidfSvm:
+    def fit(
+        self, texts: Sequence[str], labels: Sequence, sample_weight: Sequence[float] | None = None
+    ) -> TfidfSvm:
+        """Fit on ``texts``; ``sample_weight`` (optional) weighs each text's loss."""
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
         if len(set(labels)) < 2:
@@ -107,7 +110,7 @@ class TfidfSvm:
                 self.min_df = 2
                 self._fit_vectorizers(texts)
         self.svm = LinearSVC(C=self.C, random_state=self.seed)
-        self.svm.fit(self._features(texts), np.asarray(labels))
+        self.svm.fit(self._features(texts), np.asarray(labels), sample_weight=sample_weight)
         self._set_linear(self.svm.coef_, self.svm.intercept_, self.svm.classes_)
         return self
 
@@ -257,6 +260,7 @@ class TfidfKnn:
         self.features: TfidfSvm | None = None
         self.matrix: sparse.csr_matrix | None = None  # [n_train, n_features], rows L2-normalised
         self.labels: np.ndarray | None = None  # class index per training row
+        self.weights: np.ndarray | None = None  # vote weight per training row (None: 1)
         self.n_classes = 0
 
     @staticmethod
@@ -267,9 +271,15 @@ class TfidfKnn:
         return sparse.csr_matrix(sparse.diags(1.0 / norms).astype(np.float32) @ x)
 
     def fit(
-        self, features: TfidfSvm, texts: Sequence[str], labels: Sequence[int], n_classes: int
+        self,
+        features: TfidfSvm,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        n_classes: int,
+        weights: Sequence[float] | None = None,
     ) -> TfidfKnn:
-        """Index ``texts`` (class indices ``labels`` in ``[0, n_classes)``)."""
+        """Index ``texts`` (class indices ``labels`` in ``[0, n_classes)``); ``weights``
+        (optional) scale each indexed text's vote (a partial label's copies share one)."""
         labels = np.asarray(labels, dtype=np.int64)
         if len(texts) != len(labels):
             raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
@@ -280,6 +290,7 @@ class TfidfKnn:
         self.features = features
         self.matrix = self._normalise(features.sparse_features(texts))
         self.labels = labels
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.n_classes = int(n_classes)
         return self
 
@@ -296,11 +307,10 @@ class TfidfKnn:
             near = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
             near_sims = np.clip(np.take_along_axis(sims, near, axis=1), 0.0, None)
             rows = np.repeat(np.arange(sims.shape[0]), kk)
-            np.add.at(
-                out[start : start + self.chunk],
-                (rows, self.labels[near].ravel()),
-                near_sims.ravel() ** 2,
-            )
+            votes = near_sims.ravel() ** 2
+            if self.weights is not None:
+                votes = votes * self.weights[near].ravel()
+            np.add.at(out[start : start + self.chunk], (rows, self.labels[near].ravel()), votes)
         return np.log(out + self.EPS)
 
     # --- persistence without pickle ---------------------------------------------------------
@@ -315,6 +325,8 @@ class TfidfKnn:
             "indptr": m.indptr.astype(np.int64),
             "labels": self.labels.astype(np.int32),
         }
+        if self.weights is not None:
+            arrays["weights"] = self.weights
         return meta, arrays
 
     @classmethod
@@ -330,6 +342,7 @@ class TfidfKnn:
             (arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape
         )
         knn.labels = np.asarray(arrays["labels"], dtype=np.int64)
+        knn.weights = np.asarray(arrays["weights"], np.float32) if "weights" in arrays else None
         knn.n_classes = int(meta["n_classes"])
         knn.features = features
         return knn

@@ -51,6 +51,12 @@ def fit(
     :func:`model.train_loop.pretrain_image_encoder`, starts from an already pre-trained
     encoder instead and skips the pre-training.
 
+    Partial labels (``Example.candidates``): the classes are the exact labels and every
+    candidate code; a partial case trains every member on its set (the networks and the
+    sentence head on the summed probability of the set, ``model.losses.set_nll``; the TF-IDF
+    members on one copy per candidate, weighted 1/|set|). Validation chooses on exact labels
+    only: partial cases in ``val`` are not used.
+
     Text inputs: the word embeddings are trained with gensim on the training texts plus
     ``extra_texts`` (unlabelled, e.g. the titles of cases outside the target classes; never
     evaluation texts). ``keyed_vectors``, gensim KeyedVectors of the configured kind trained
@@ -62,7 +68,8 @@ def fit(
         raise ValueError("fit needs training examples")
     check_labelled(train, "training")
     check_labelled(val, "validation")
-    labels = sorted({e.label for e in train})
+    val = [e for e in val if not e.candidates]
+    labels = class_labels(train)
     if len(labels) < 2:
         raise ValueError(f"fit needs at least two classes, got {labels}")
     device = resolve_device(config.device)
@@ -71,6 +78,11 @@ def fit(
             train, val, config, labels, device, progress, extra_images, image_init,
             extra_texts, keyed_vectors,
         )  # fmt: skip
+
+
+def class_labels(examples: Sequence[Example]) -> list[str]:
+    """The classes: every exact label and every candidate of a partial one."""
+    return sorted({c for e in examples for c in e.accepted})
 
 
 def _fit(

@@ -187,20 +187,43 @@ class HSModel:
         """Column index per label; -1 for a label the model never saw."""
         return np.array([self._label_index.get(lab, -1) for lab in labels], dtype=np.int64)
 
+    def accepted_matrix(self, examples: Sequence[Example]) -> np.ndarray:
+        """[N, C] bool: the classes that count as right for each example (its label, or
+        every candidate of a partial one)."""
+        accepted = np.zeros((len(examples), len(self.labels)), dtype=bool)
+        for i, e in enumerate(examples):
+            cols = self.label_indices(e.accepted)
+            accepted[i, cols[cols >= 0]] = True
+        return accepted
+
     def evaluate(self, examples: Sequence[Example], ks: Sequence[int] = (1, 3, 5)) -> dict:
         """Top-k accuracy, rolled-up top-1 (hs6/hs4/hs2 when the labels are longer), NLL and
-        ECE before/after calibration, and the accuracy-vs-coverage curve of the confidence."""
+        ECE before/after calibration, and the accuracy-vs-coverage curve of the confidence.
+
+        A partial case (``Example.candidates``) is right when the code is any of its set; it
+        counts in every accuracy and apart in ``partial_*``; NLL and ECE are on the others.
+        """
         if not examples:
             raise ValueError("evaluate needs at least one example")
         logits = self.logits(examples)
         y = self.label_indices([e.label for e in examples])
         raw, cal = softmax(logits, 1.0), self.calibrated(logits)
         ranked = np.argsort(-cal, axis=1, kind="stable")
-        metrics: dict[str, Any] = {"n": len(examples), "unknown_labels": int((y < 0).sum())}
+        accepted = self.accepted_matrix(examples)
+        partial = np.array([bool(e.candidates) for e in examples])
+        exact = ~partial
+        metrics: dict[str, Any] = {
+            "n": len(examples),
+            "unknown_labels": int(((y < 0) & exact).sum()),
+            "partial_n": int(partial.sum()),
+        }
+        rows = np.arange(len(examples))[:, None]
         for k in ks:
-            hit = (ranked[:, : min(k, ranked.shape[1])] == y[:, None]).any(axis=1)
+            hit = accepted[rows, ranked[:, : min(k, ranked.shape[1])]].any(axis=1)
             metrics[f"top{k}"] = float(hit.mean())
-        true_labels = [e.label for e in examples]
+            if partial.any():
+                metrics[f"partial_top{k}"] = float(hit[partial].mean())
+        true_sets = [{c for c in e.accepted} for e in examples]
         for level in (6, 4, 2):
             if not all(len(lab) > level for lab in self.labels):
                 continue
@@ -211,16 +234,18 @@ class HSModel:
             np.add.at(agg.T, cols, cal.T)
             pred = [prefixes[i] for i in agg.argmax(axis=1)]
             metrics[f"hs{level}_top1"] = float(
-                np.mean([p == t[:level] for p, t in zip(pred, true_labels, strict=True)])
+                np.mean(
+                    [p in {t[:level] for t in ts} for p, ts in zip(pred, true_sets, strict=True)]
+                )
             )
-        known = y >= 0
+        known = (y >= 0) & exact
         metrics["nll_before"] = nll(raw[known], y[known]) if known.any() else float("nan")
         metrics["nll_after"] = nll(cal[known], y[known]) if known.any() else float("nan")
-        metrics["ece_before"] = ece(raw, y)
-        metrics["ece_after"] = ece(cal, y)
+        metrics["ece_before"] = ece(raw[exact], y[exact]) if exact.any() else float("nan")
+        metrics["ece_after"] = ece(cal[exact], y[exact]) if exact.any() else float("nan")
         metrics["temperature"] = self.temperature
         metrics["top_calibration"] = self.top_calibration.to_dict()
-        correct = cal.argmax(axis=1) == y
+        correct = accepted[np.arange(len(examples)), cal.argmax(axis=1)]
         metrics["coverage"] = coverage_curve(cal.max(axis=1), correct)
         return json_safe(metrics)
 

@@ -13,13 +13,24 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Example:
-    """One labelled case (or an unlabelled request, with ``label=''``)."""
+    """One labelled case (or an unlabelled request, with ``label=''``).
+
+    ``candidates``: a partial label, the codes any of which is right for the case (a decided
+    code that today's tariff split into several: ``hscode.code_status``); ``label`` then
+    keeps the decided code, which is not a class. Empty: ``label`` is the one right code.
+    """
 
     key: str
     title: str
     description: str | None = None
     image: bytes | None = None
     label: str = ""
+    candidates: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """The codes that count as a correct answer for this case."""
+        return self.candidates or (self.label,)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from model.config import MemberName
+from model.fit import class_labels
 from model.hsmodel import HSModel
 from model.members import FitContext
 from model.members.network import CompanionMember, best_epoch, fixed_epochs
@@ -52,7 +53,7 @@ def refit(
     """``evaluated``'s recipe trained on ``examples``, with its validation choices kept."""
     examples = list(examples)
     check_labelled(examples, "refit")
-    labels = sorted({e.label for e in examples})
+    labels = class_labels(examples)
     if len(labels) < 2:
         raise ValueError(f"refit needs at least two classes, got {labels}")
     config = fixed_epochs(evaluated.config, best_epoch(evaluated.network))

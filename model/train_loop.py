@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from model.config import Embedding, ModelConfig
 from model.embeddings import train_embeddings
 from model.encoding import SEP_TOKEN, CachedTokenizer, EncodedInputs, compose_text, items_of
 from model.image import ImageEncoder, augment, decode_many, pretrain_rotation, to_tensor
+from model.losses import mixed_loss
 from model.network import Network, build_module
 from model.records import Example
 from model.runtime import autocast, grad_scaler, resolve_device, seed_everything, threads
@@ -76,6 +76,34 @@ def network_steps(config: ModelConfig, n_train: int, n_images: int, image_init: 
         if config.uses_text:
             total += n_batches * config.image.finetune_epochs
     return total
+
+
+@dataclass
+class Targets:
+    """Training targets: a class index per row, -1 for a partial label, whose classes are in
+    ``sets`` (``None`` when no row is partial)."""
+
+    y: torch.Tensor
+    sets: list[tuple[int, ...]] | None
+    n_classes: int
+
+    @classmethod
+    def of(cls, examples: Sequence[Example], labels: Sequence[str]) -> Targets:
+        index = {lab: i for i, lab in enumerate(labels)}
+        y = [-1 if e.candidates else index[e.label] for e in examples]
+        sets = [tuple(index[c] for c in e.candidates) for e in examples]
+        partial = any(e.candidates for e in examples)
+        return cls(torch.as_tensor(y, dtype=torch.long), sets if partial else None, len(labels))
+
+    def allowed(self, rows: Sequence[int], device: torch.device) -> torch.Tensor | None:
+        """[len(rows), C] bool of the partial rows' classes; None when none of them is."""
+        if self.sets is None or not any(self.sets[i] for i in rows):
+            return None
+        mask = torch.zeros(len(rows), self.n_classes, dtype=torch.bool)
+        for j, i in enumerate(rows):
+            for c in self.sets[i]:
+                mask[j, c] = True
+        return mask.to(device)
 
 
 def check_labelled(examples: Sequence[Example], name: str) -> None:
@@ -151,7 +179,7 @@ def train_network(
     index = {lab: i for i, lab in enumerate(labels)}
     tr = network.encode(items_of(train))
     va = network.encode(items_of(val))
-    y_tr = torch.as_tensor([index[e.label] for e in train], dtype=torch.long)
+    y_tr = Targets.of(train, labels)
     y_va = np.array([index.get(e.label, -1) for e in val], dtype=np.int64)
 
     # 2. image: self-supervised pre-training on all photos, then fine-tuning
@@ -226,7 +254,7 @@ def _ngram_vocab(train: Sequence[Example], config: ModelConfig) -> tuple[Vocab, 
 def _epochs(
     network: Network,
     tr: EncodedInputs,
-    y_tr: torch.Tensor,
+    y_tr: Targets,
     va: EncodedInputs,
     y_va: np.ndarray,
     gen: torch.Generator,
@@ -258,18 +286,18 @@ def _epochs(
         for batch in torch.randperm(len(tr), generator=gen).split(net_cfg.batch_size):
             idx = batch.tolist()
             inputs = network.batch(tr, idx, train=True, gen=gen)
-            target = y_tr[batch].to(device)
+            target = y_tr.y[batch].to(device)
+            allowed = y_tr.allowed(idx, device)
             with autocast(device):
                 logits, _, aux = module(*inputs)
-                loss = F.cross_entropy(
-                    logits.float(), target, label_smoothing=net_cfg.label_smoothing
-                )
+                loss = mixed_loss(logits.float(), target, allowed, net_cfg.label_smoothing)
                 if aux_weight > 0 and aux:
-                    loss = loss + aux_weight * F.cross_entropy(aux["text"].float(), target)
+                    loss = loss + aux_weight * mixed_loss(aux["text"].float(), target, allowed)
                     has = inputs[3]
                     if has is not None and has.any():
-                        loss = loss + aux_weight * F.cross_entropy(
-                            aux["image"][has].float(), target[has]
+                        part = None if allowed is None else allowed[has]
+                        loss = loss + aux_weight * mixed_loss(
+                            aux["image"][has].float(), target[has], part
                         )
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -355,7 +383,7 @@ def pretrain(
 def _finetune_image(
     network: Network,
     tr: EncodedInputs,
-    y_tr: torch.Tensor,
+    y_tr: Targets,
     n_classes: int,
     gen: torch.Generator,
     progress: Progress,
@@ -379,7 +407,11 @@ def _finetune_image(
             for batch in rows[torch.randperm(len(rows), generator=gen)].split(net.batch_size):
                 x = augment(to_tensor(tr.pixels[batch]), gen).to(device)
                 with autocast(device):
-                    loss = F.cross_entropy(head(encoder(x)).float(), y_tr[batch].to(device))
+                    loss = mixed_loss(
+                        head(encoder(x)).float(),
+                        y_tr.y[batch].to(device),
+                        y_tr.allowed(batch.tolist(), device),
+                    )
                 optimiser.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimiser)

@@ -73,8 +73,32 @@ class FitContext:
 
     @cached_property
     def y(self) -> np.ndarray:
+        """A class index per example; -1 for a partial label (its set: ``sets``)."""
         index = {lab: i for i, lab in enumerate(self.labels)}
-        return np.array([index[e.label] for e in self.examples], dtype=np.int64)
+        return np.array(
+            [-1 if e.candidates else index[e.label] for e in self.examples], dtype=np.int64
+        )
+
+    @cached_property
+    def sets(self) -> list[tuple[int, ...]]:
+        """Per example, the class indices that are right for it (one for an exact label)."""
+        index = {lab: i for i, lab in enumerate(self.labels)}
+        return [tuple(index[c] for c in e.accepted) for e in self.examples]
+
+    @cached_property
+    def expanded(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """(texts, class indices, weights) with one row per right class: a partial case
+        once per candidate, weighted 1/|set|; weights None when every label is exact (for
+        members that learn from single labels: the TF-IDF SVM and k-NN vote)."""
+        texts = self.batch.texts
+        if all(len(s) == 1 for s in self.sets):
+            return texts, np.array([s[0] for s in self.sets], dtype=np.int64), None
+        rows = [(t, c, 1.0 / len(s)) for t, s in zip(texts, self.sets, strict=True) for c in s]
+        return (
+            [r[0] for r in rows],
+            np.array([r[1] for r in rows], dtype=np.int64),
+            np.array([r[2] for r in rows], dtype=np.float32),
+        )
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def _fit(ctx: FitContext) -> SentenceMember:
         hidden=ens.sentence_hidden,
         epochs=ens.sentence_epochs,
         seed=ctx.config.seed,
-    ).fit(ctx.batch.texts, ctx.y, len(ctx.labels))
+    ).fit(ctx.batch.texts, ctx.y, len(ctx.labels), sets=ctx.sets)
     return SentenceMember(head)
 
 

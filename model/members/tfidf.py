@@ -43,9 +43,10 @@ class SvmMember:
 
 def _fit_svm(ctx: FitContext) -> SvmMember:
     ens = ctx.config.ensemble
+    texts, y, weights = ctx.expanded
     svm = TfidfSvm(
         C=ens.c, seed=ctx.config.seed, min_df=ens.min_df, max_coef_mb=ens.max_coef_mb
-    ).fit(ctx.batch.texts, ctx.y)
+    ).fit(texts, y, sample_weight=weights)
     if not np.array_equal(svm.classes_, np.arange(len(ctx.labels))):
         raise RuntimeError("TF-IDF member: classes do not match the model's labels")
     return SvmMember(svm)
@@ -92,8 +93,9 @@ def _svm_of(members: Mapping[MemberName, Any]) -> TfidfSvm:
 
 
 def _fit_knn(ctx: FitContext) -> KnnMember:
+    texts, y, weights = ctx.expanded
     knn = TfidfKnn(k=ctx.config.ensemble.knn_k).fit(
-        _svm_of(ctx.fitted), ctx.batch.texts, ctx.y, len(ctx.labels)
+        _svm_of(ctx.fitted), texts, y, len(ctx.labels), weights=weights
     )
     return KnnMember(knn)
 

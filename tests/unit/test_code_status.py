@@ -120,7 +120,12 @@ def test_training_selection_uses_current_successors_and_reports_old_codes(
     selection = load_examples(settings, TrainConfig(inputs="title", min_cases_per_code=2))
     labels = {e.key: e.label for e in selection.examples}
     assert labels["r0"] == "3304991000"  # trained as its one current successor
-    assert labels["s0"] == "2106909090"  # a split code keeps its decided label (for now)
+    split = next(e for e in selection.examples if e.key == "s0")
+    assert split.candidates == ("2106909091", "2106909099")  # a partial label: either is right
+    assert split.label == "2106909090" and split.accepted == split.candidates
+    hs6 = load_examples(settings, TrainConfig(inputs="title", min_cases_per_code=2, level="hs6"))
+    at6 = next(e for e in hs6.examples if e.key == "s0")
+    assert at6.label == "210690" and at6.candidates == ()  # one current code at six digits
     assert selection.code_status == {"remapped": 3, "split": 4, "current": 3}
     assert selection.largest_not_current[0] == {
         "hs10": "2106909090",
