@@ -33,13 +33,11 @@ from hscode.settings import Settings
 
 
 def load_tariff() -> CurrentTariff:
-    with (SHARED_DATA / "arang0105_hskcodechecker" / "hsk_codes.csv").open(
-        encoding="utf-8-sig"
-    ) as f:
-        current = [r["hs10"] for r in csv.DictReader(f)]
-    with (SHARED_DATA / "hs_correlations" / "hs2022_correlations.csv").open(encoding="utf-8") as f:
-        pairs = [(r["hs2022"], r["old_hs6"]) for r in csv.DictReader(f)]
-    return CurrentTariff.from_correlations("hsk-2026", current, pairs)
+    return CurrentTariff.from_files(
+        "hsk-2026",
+        SHARED_DATA / "arang0105_hskcodechecker" / "hsk_codes.csv",
+        SHARED_DATA / "hs_correlations" / "hs2022_correlations.csv",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,6 @@ top 5) that are current. Writes benchmarks/out/bench_tariff.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -47,13 +46,11 @@ from model.records import Example
 
 
 def current_tariff() -> CurrentTariff:
-    with (SHARED_DATA / "arang0105_hskcodechecker" / "hsk_codes.csv").open(
-        encoding="utf-8-sig"
-    ) as f:
-        codes = [r["hs10"] for r in csv.DictReader(f)]
-    with (SHARED_DATA / "hs_correlations" / "hs2022_correlations.csv").open(encoding="utf-8") as f:
-        pairs = [(r["hs2022"], r["old_hs6"]) for r in csv.DictReader(f)]
-    return CurrentTariff.from_correlations("hsk-2026", codes, pairs)
+    return CurrentTariff.from_files(
+        "hsk-2026",
+        SHARED_DATA / "arang0105_hskcodechecker" / "hsk_codes.csv",
+        SHARED_DATA / "hs_correlations" / "hs2022_correlations.csv",
+    )
 
 
 def judge(probs: np.ndarray, labels: list[str], accepted: list[tuple[str, ...]], current) -> dict:

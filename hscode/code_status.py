@@ -23,9 +23,11 @@ Plain Python on sets and sorted lists, so 100,000 cases take well under a second
 from __future__ import annotations
 
 import bisect
+import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 
 class CodeStatus(StrEnum):
@@ -69,6 +71,17 @@ class CurrentTariff:
             if new6 != old6:
                 successors.setdefault(old6, set()).add(new6)
         return cls(edition, frozenset(codes), {k: frozenset(v) for k, v in successors.items()})
+
+    @classmethod
+    def from_files(cls, edition: str, codes_csv: Path, correlations_csv: Path) -> CurrentTariff:
+        """From an HSK code list (``hsk_codes.csv``: column ``hs10``) and a correlation file
+        (``hs2022_correlations.csv``: ``hs2022``, ``old_hs6``), as the benchmarks and data
+        tests read them; the product loads them into Postgres (``hscode.tariff``)."""
+        with Path(codes_csv).open(encoding="utf-8-sig") as f:
+            codes = [r["hs10"] for r in csv.DictReader(f)]
+        with Path(correlations_csv).open(encoding="utf-8") as f:
+            pairs = [(r["hs2022"], r["old_hs6"]) for r in csv.DictReader(f)]
+        return cls.from_correlations(edition, codes, pairs)
 
     def under(self, prefix: str) -> tuple[str, ...]:
         """Current ten-digit codes starting with ``prefix``, sorted."""

@@ -100,15 +100,7 @@ def edition_codes(engine: Engine, edition: str, level: int | None = None) -> fro
 
 def current_codes(engine: Engine) -> frozenset[str]:
     """The ten-digit codes of the current edition; empty when no edition is current."""
-    with engine.connect() as conn:
-        codes = conn.execute(
-            text(
-                "select m.code from tariff_edition_codes m "
-                "join tariff_editions e on e.name = m.edition "
-                "where e.is_current and m.level = 10"
-            )
-        ).scalars()
-        return frozenset(codes)
+    return current_edition_codes(engine)[1]
 
 
 def current_edition_codes(engine: Engine) -> tuple[str | None, frozenset[str]]:

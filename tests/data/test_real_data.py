@@ -108,15 +108,13 @@ def test_current_tariff_has_unique_ten_digit_codes(shared_data: Path) -> None:
 def test_old_name_codes_against_the_current_tariff(shared_data: Path) -> None:
     """docs/data.md: 300 of the 3,973 ghko99 codes (1,990 names) are not current ten-digit
     codes, 39 of them not even in a current subheading; most were split."""
-    with (shared_data / "arang0105_hskcodechecker" / "hsk_codes.csv").open(
-        encoding="utf-8-sig"
-    ) as f:
-        current = [r["hs10"] for r in csv.DictReader(f)]
-    with (shared_data / "hs_correlations" / "hs2022_correlations.csv").open(encoding="utf-8") as f:
-        pairs = [(r["hs2022"], r["old_hs6"]) for r in csv.DictReader(f)]
+    tariff = CurrentTariff.from_files(
+        "hsk-2026",
+        shared_data / "arang0105_hskcodechecker" / "hsk_codes.csv",
+        shared_data / "hs_correlations" / "hs2022_correlations.csv",
+    )
     with (shared_data / "ghko99_hscode" / "dataset.csv").open(encoding="utf-8") as f:
         names = [r["hscode"].strip().zfill(10) for r in csv.DictReader(f)]
-    tariff = CurrentTariff.from_correlations("hsk-2026", current, pairs)
     by_code = dict(zip(sorted(set(names)), code_statuses(sorted(set(names)), tariff), strict=True))
     statuses = Counter(r.status for r in by_code.values())
     assert len(by_code) == 3_973
