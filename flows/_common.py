@@ -44,10 +44,19 @@ def training_due(
     now: dt.datetime,
     min_new_cases: int,
     retrain_days: int,
+    current_edition: str | None = None,
 ) -> TrainingDecision:
-    """Whether to retrain tonight, and why: no champion, enough new cases, or it is a week old."""
+    """Whether to retrain tonight, and why: no champion, a new current tariff edition (the
+    champion learned another one's codes), enough new cases, or it is a week old."""
     if champion is None:
         return TrainingDecision(True, "no champion yet")
+    learned = champion.info.get("tariff_edition")
+    if current_edition is not None and learned != current_edition:
+        return TrainingDecision(
+            True,
+            f"the current tariff edition is {current_edition}; the champion learned "
+            f"{learned or 'the decided codes'}",
+        )
     trained_on = champion.n_cases
     if trained_on is not None and trainable_cases - trained_on >= min_new_cases:
         return TrainingDecision(

@@ -18,6 +18,8 @@ from hscode.settings import Settings
 
 @task(name="decide-training", tags=["train"], cache_policy=NO_CACHE)
 def decide_training(settings: Settings, min_new_cases: int, retrain_days: int) -> TrainingDecision:
+    from hscode.db import get_engine
+    from hscode.tariff_editions import current_edition
     from tasks.cases import count_trainable_cases
 
     return training_due(
@@ -26,6 +28,7 @@ def decide_training(settings: Settings, min_new_cases: int, retrain_days: int) -
         dt.datetime.now(dt.UTC),
         min_new_cases,
         retrain_days,
+        current_edition=current_edition(get_engine(settings)),
     )
 
 

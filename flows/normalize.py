@@ -43,7 +43,12 @@ def normalize_flow(
     trainable = count_trainable_cases(settings)
     # age never makes training due here: the weekly schedule covers that
     decision = training_due(
-        champion_info(settings), trainable, dt.datetime.now(dt.UTC), min_new_cases, 10**6
+        champion_info(settings),
+        trainable,
+        dt.datetime.now(dt.UTC),
+        min_new_cases,
+        10**6,
+        current_edition=statuses.edition if statuses is not None else None,
     )
     due, why = decision.due, decision.why
     new_cases = report.new_cases

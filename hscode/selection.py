@@ -35,6 +35,7 @@ class Selection:
     # the selected cases' decided codes against the current tariff (``hscode.code_status``;
     # "not derived" before an edition is loaded), and the largest groups of old codes
     code_status: dict[str, int] = field(default_factory=dict)
+    code_edition: str | None = None  # the tariff edition the statuses were derived against
     largest_not_current: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -55,6 +56,7 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
             "decision_date",
             "code_status",
             "code_candidates",
+            "code_edition",
         ],
     )
     rows = table.to_pylist()
@@ -130,6 +132,7 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
         dropped=dropped,
         missing_images=missing_images,
         code_status=dict(Counter(r["code_status"] or "not derived" for r in selected)),
+        code_edition=_edition(selected),
         largest_not_current=[
             {"hs10": code, "status": status, "candidates": n, "cases": k}
             for (code, status, n), k in groups.most_common(10)
@@ -155,3 +158,9 @@ def _one_code(row: dict[str, Any], digits: int) -> str:
         if len(codes) == 1:
             return codes.pop()
     return row["hs10"][:digits]
+
+
+def _edition(rows: list[dict[str, Any]]) -> str | None:
+    """The edition most of the rows' statuses were derived against (None: not derived)."""
+    editions = Counter(r["code_edition"] for r in rows if r["code_edition"])
+    return editions.most_common(1)[0][0] if editions else None

@@ -483,6 +483,9 @@ def train_and_register(
         "train_config": dataclasses.asdict(config),
         "split": report["split"],
         "selection": {k: v for k, v in report["selection"].items() if k != "labels"},
+        # the edition whose codes it learned (None: statuses were not derived); a new current
+        # edition makes training due (flows._common.training_due)
+        "tariff_edition": selection.code_edition,
         "metrics_describe": "the evaluated model, on its held-out test cases",
         "served": served_info,
         "gate": {"promoted": promote, "reason": reason},
