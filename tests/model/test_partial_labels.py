@@ -82,3 +82,25 @@ def test_a_model_learns_from_partial_labels_and_is_judged_on_the_set(tmp_path) -
         assert knn.knn.weights is not None and knn.knn.weights.min() == 0.5
     loaded = HSModel.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.predict_proba(test), model.predict_proba(test))
+
+
+def test_the_served_refit_keeps_partial_labels() -> None:
+    from model.refit import refit
+
+    cases = make_cases(160, 44, with_images=0)
+    split = ("8517130010", "8517130090")
+    train = [
+        Example(e.key, e.title, None, None, "8517120000", split) if e.label == "8517130000" else e
+        for e in cases
+    ]
+    cfg = ModelConfig.from_flat(
+        inputs="title", embed_dim=16, embed_epochs=2, hidden=16, feature_dim=32, epochs=2,
+        batch_size=32, num_threads=1, sentence_encoder="none", companion="none",
+    )  # fmt: skip
+    val = [e for e in make_cases(50, 45, with_images=0) if e.label != "8517130000"]
+    evaluated = fit(train, val, cfg)
+    served = refit(evaluated, [*train, *val])
+    assert served.labels == evaluated.labels and set(split) <= set(served.labels)
+    phones = [e for e in make_cases(30, 46, with_images=0) if e.label == "8517130000"]
+    top = [served.labels[i] for i in served.predict_proba(phones).argmax(axis=1)]
+    assert sum(code in split for code in top) >= len(phones) - 1
