@@ -29,7 +29,7 @@ from app.cli_common import (
     with_progress,
 )
 from app.cli_db import add_db_parser
-from hscode.schema import SERIES
+from hscode.series import SERIES
 from hscode.summaries import jsonable
 from model.config import TRAINABLE_INPUTS
 

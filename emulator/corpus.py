@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator.images import draw_product
-from hscode.schema import SERIES, Series
+from hscode.series import SERIES, Series
 
 log = logging.getLogger(__name__)
 

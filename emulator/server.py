@@ -27,7 +27,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, quote, urlsplit
 
 from emulator.corpus import Corpus, EmulatorCase, demo_corpus, kcs_corpus
-from hscode.schema import Series
+from hscode.series import Series
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from hscode.hs import parse_hs
 from hscode.rejects import Rejected, RejectReason
-from hscode.schema import SCHEMA_VERSION, SERIES
+from hscode.schema import SCHEMA_VERSION
+from hscode.series import SERIES
 from hscode.text import clean_text
 
 DEFAULT_MAX_TEXT_CHARS = 20_000  # same as Settings.max_text_chars

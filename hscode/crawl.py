@@ -26,7 +26,7 @@ from hscode.portal.errors import ImageRefused, PortalError, PortalHTTPError
 from hscode.portal.parse import DetailRecord, ListItem, PortalFormatError, parse_detail, parse_list
 from hscode.portal.politeness import crawl_slot
 from hscode.rawzone import RawZone, list_page_key
-from hscode.schema import SERIES
+from hscode.series import SERIES
 from hscode.settings import Settings
 from hscode.storage import atomic_write
 from hscode.text import clean_text

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from hscode.text import title_key
+from model.records import accepted_matrix
 
 ROLE_SALT = "hscode-role-v1"
 BOOTSTRAP_RESAMPLES = 2000
@@ -230,12 +231,7 @@ def topk_hits_many(
     if not examples:
         return {k: np.zeros(0, dtype=bool) for k in ks}
     probs = model.predict_proba(examples)
-    index = {label: j for j, label in enumerate(model.labels)}
-    accepted = np.zeros(probs.shape, dtype=bool)  # a partial label: any code of its set
-    for i, e in enumerate(examples):
-        for code in getattr(e, "accepted", (e.label,)):
-            if code in index:
-                accepted[i, index[code]] = True
+    accepted = accepted_matrix(examples, model.labels)  # a partial label: any of its set
     ranked = np.argsort(-probs, axis=1, kind="stable")
     rows = np.arange(len(examples))[:, None]
     return {k: accepted[rows, ranked[:, :k]].any(axis=1) for k in ks}

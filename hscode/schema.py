@@ -6,24 +6,12 @@ silently drops columns added later.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import pyarrow as pa
 
 # 2: the code-status columns (hscode.code_status, derived against the current tariff edition);
 # files written at 1 read them as null until ``restatus_cases`` derives them
 SCHEMA_VERSION = 2
 
-
-class Series(StrEnum):
-    """The portal's three series of rulings (a member compares equal to its string)."""
-
-    ORDINARY = "ordinary"  # 품목분류사례: ordinary classification cases
-    COUNCIL = "council"  # 품목분류협의회 결정: council decisions
-    COMMITTEE = "committee"  # 관세품목분류위원회 결정: committee decisions
-
-
-SERIES: tuple[str, ...] = tuple(s.value for s in Series)
 
 CASE_SCHEMA = pa.schema(
     [

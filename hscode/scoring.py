@@ -348,7 +348,7 @@ def _recommend(
     settings: Settings,
     check: CodeCheck = UNCHECKED,
 ) -> tuple[list[Recommendation], list[Rejection]]:
-    recs, bad = _recommend_checked(recommender, inputs, settings, check)
+    recs, bad = _recommend_with_retries(recommender, inputs, settings, check)
     if not check.active:
         return recs, bad
     # a request none of whose ranked codes is current gets no answer, and says why
@@ -363,7 +363,7 @@ def _recommend(
     return ok, bad
 
 
-def _recommend_checked(
+def _recommend_with_retries(
     recommender: Recommender,
     inputs: list[RequestInput],
     settings: Settings,

@@ -22,7 +22,7 @@ from model.encoding import Item, items_of
 from model.members import Batch, Member
 from model.network import Network
 from model.precedents import PrecedentIndex
-from model.records import Candidate, Example, Ranking, RequestInput
+from model.records import Candidate, Example, Ranking, RequestInput, accepted_matrix
 from model.runtime import json_safe
 
 
@@ -187,15 +187,6 @@ class HSModel:
         """Column index per label; -1 for a label the model never saw."""
         return np.array([self._label_index.get(lab, -1) for lab in labels], dtype=np.int64)
 
-    def accepted_matrix(self, examples: Sequence[Example]) -> np.ndarray:
-        """[N, C] bool: the classes that count as right for each example (its label, or
-        every candidate of a partial one)."""
-        accepted = np.zeros((len(examples), len(self.labels)), dtype=bool)
-        for i, e in enumerate(examples):
-            cols = self.label_indices(e.accepted)
-            accepted[i, cols[cols >= 0]] = True
-        return accepted
-
     def evaluate(self, examples: Sequence[Example], ks: Sequence[int] = (1, 3, 5)) -> dict:
         """Top-k accuracy, rolled-up top-1 (hs6/hs4/hs2 when the labels are longer), NLL and
         ECE before/after calibration, and the accuracy-vs-coverage curve of the confidence.
@@ -209,7 +200,7 @@ class HSModel:
         y = self.label_indices([e.label for e in examples])
         raw, cal = softmax(logits, 1.0), self.calibrated(logits)
         ranked = np.argsort(-cal, axis=1, kind="stable")
-        accepted = self.accepted_matrix(examples)
+        accepted = accepted_matrix(examples, self.labels)
         partial = np.array([bool(e.candidates) for e in examples])
         exact = ~partial
         metrics: dict[str, Any] = {

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+
+
+def partial_mask(sets: Sequence[Sequence[int]], n_classes: int) -> torch.Tensor | None:
+    """[len(sets), n_classes] bool with each row's partial-label classes (an exact row: an
+    empty set, all False); None when no row has a set, so :func:`mixed_loss` is plain
+    cross-entropy."""
+    if not any(sets):
+        return None
+    mask = torch.zeros(len(sets), n_classes, dtype=torch.bool)
+    for row, classes in enumerate(sets):
+        if classes:
+            mask[row, list(classes)] = True
+    return mask
 
 
 def set_nll(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

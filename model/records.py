@@ -8,7 +8,10 @@ policy and lives in ``hscode.review``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass(slots=True)
@@ -31,6 +34,19 @@ class Example:
     def accepted(self) -> tuple[str, ...]:
         """The codes that count as a correct answer for this case."""
         return self.candidates or (self.label,)
+
+
+def accepted_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """[N, len(labels)] bool: the classes that count as right for each example (its label,
+    or every candidate of a partial one); a code not among ``labels`` counts nowhere."""
+    index = {label: j for j, label in enumerate(labels)}
+    accepted = np.zeros((len(examples), len(labels)), dtype=bool)
+    for i, e in enumerate(examples):
+        for code in e.accepted:
+            j = index.get(code)
+            if j is not None:
+                accepted[i, j] = True
+    return accepted
 
 
 @dataclass(frozen=True, slots=True)

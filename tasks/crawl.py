@@ -35,7 +35,7 @@ def crawl_portal(
     series: Sequence[str] | None = None,
 ) -> CrawlSummary:
     from hscode.crawl import crawl
-    from hscode.schema import SERIES
+    from hscode.series import SERIES
 
     summary = crawl(
         settings,

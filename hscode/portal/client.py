@@ -23,7 +23,7 @@ from hscode.portal.parse import DetailRecord, ListPage, PortalFormatError, parse
 from hscode.portal.transport import PoliteTransport
 from hscode.portal.urls import _origin, check_image_origin
 from hscode.rawzone import RawEntry, RawZone
-from hscode.schema import Series
+from hscode.series import Series
 from hscode.settings import Settings
 
 log = logging.getLogger(__name__)
