@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.cli_common import (
     EXIT_BAD_INPUT,
@@ -29,14 +29,10 @@ from app.cli_common import (
     with_progress,
 )
 from app.cli_db import add_db_parser
+from app.cli_tariff import add_tariff_parser, restatus
 from hscode.series import SERIES
 from hscode.summaries import jsonable
 from model.config import TRAINABLE_INPUTS
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from hscode.settings import Settings
 
 log = logging.getLogger("hscode.cli")
 
@@ -104,18 +100,6 @@ def cmd_cases(args: argparse.Namespace) -> int:
             EXIT_BAD_INPUT,
         )
     return EXIT_OK
-
-
-def restatus(settings: Settings, engine: Engine) -> bool:
-    """Derive every case's code status against the current edition (after a tariff change);
-    False when no edition is current."""
-    from hscode.tariff_editions import derive_code_statuses
-
-    report = derive_code_statuses(settings, engine)
-    if report is None:
-        return False
-    print_summary(f"code statuses against {report.edition}", report)
-    return True
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -252,59 +236,6 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         settings_overrides=overrides or None,
     )
     print(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
-    return EXIT_OK
-
-
-def cmd_tariff(args: argparse.Namespace) -> int:
-    if not args.path.exists():
-        raise CliError(f"tariff file {args.path} not found", EXIT_BAD_INPUT)
-    from hscode.tariff import load_tariff
-
-    settings = settings_for(args)
-    engine = migrated_engine(settings)
-    summary = load_tariff(engine, args.path, args.edition, current=args.current)
-    print_summary(f"tariff edition {summary.edition}", summary)
-    if args.current:
-        restatus(settings, engine)
-    return EXIT_OK
-
-
-def cmd_tariff_editions(args: argparse.Namespace) -> int:
-    from hscode.tariff_editions import editions
-
-    found = editions(migrated_engine(settings_for(args)))
-    if not found:
-        print("no tariff editions loaded (hscode tariff load PATH --edition NAME --current)")
-    for edition in found:
-        mark = "*" if edition.is_current else " "
-        print(
-            f"{mark} {edition.name}  {edition.code_count} codes ({edition.hs10_count} ten-digit)"
-            f"  loaded {edition.loaded_at:%Y-%m-%d %H:%M}  {edition.source_file or ''}".rstrip()
-        )
-    return EXIT_OK
-
-
-def cmd_tariff_current(args: argparse.Namespace) -> int:
-    from hscode.tariff import set_current_edition
-
-    settings = settings_for(args)
-    engine = migrated_engine(settings)
-    previous = set_current_edition(engine, args.edition)
-    was = f" (was {previous})" if previous else ""
-    print(f"current tariff edition: {args.edition}{was}")
-    restatus(settings, engine)
-    return EXIT_OK
-
-
-def cmd_tariff_correlations(args: argparse.Namespace) -> int:
-    if not args.path.exists():
-        raise CliError(f"correlation file {args.path} not found", EXIT_BAD_INPUT)
-    from hscode.tariff import load_correlations
-
-    settings = settings_for(args)
-    engine = migrated_engine(settings)
-    print_summary("tariff correlations", load_correlations(engine, args.path))
-    restatus(settings, engine)  # moved codes are found through the correlations
     return EXIT_OK
 
 
@@ -459,44 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_db_parser(sub)
 
-    p = sub.add_parser("tariff", help="tariff editions (codes and names) and HS correlations")
-    tariff_sub = p.add_subparsers(dest="tariff_cmd", required=True)
-    q = tariff_sub.add_parser(
-        "load",
-        help="load a tariff file (hsk_codes.csv, hstable.json, ...) as an edition",
-        description="Load a tariff file as an edition: its codes and their names. Loading "
-        "an edition again replaces its codes; the same content again changes nothing.",
-    )
-    q.add_argument("path", type=Path)
-    q.add_argument(
-        "--edition",
-        help="the edition's name (default: the file's stem, e.g. hsk_codes for hsk_codes.csv)",
-    )
-    q.add_argument(
-        "--current",
-        action="store_true",
-        help="make it the current edition (the previous current one no longer is); without "
-        "it a new edition is an older one, and an existing one keeps its standing",
-    )
-    q.set_defaults(func=cmd_tariff)
-    q = tariff_sub.add_parser("editions", help="list the loaded editions (* = current)")
-    q.set_defaults(func=cmd_tariff_editions)
-    q = tariff_sub.add_parser("current", help="make a loaded edition the current one")
-    q.add_argument("edition")
-    q.set_defaults(func=cmd_tariff_current)
-    q = tariff_sub.add_parser("correlations", help="six-digit HS correlation tables")
-    corr_sub = q.add_subparsers(dest="correlations_cmd", required=True)
-    r = corr_sub.add_parser(
-        "load",
-        help="load six-digit correlation pairs (older HS edition -> newer)",
-        description="Load six-digit correlation pairs, from an older HS edition's code to a "
-        "newer one's: the layout of hs2022_correlations.csv (hs2022, old_version, old_hs6, "
-        "relationship) or from_edition, from_code, to_edition, to_code[, relationship]. A bad "
-        "row is reported with its reason and the rest goes on; for each pair of editions the "
-        "file has, the table then holds exactly its pairs (reloading is idempotent).",
-    )
-    r.add_argument("path", type=Path)
-    r.set_defaults(func=cmd_tariff_correlations)
+    add_tariff_parser(sub)
 
     p = sub.add_parser("report", help="write a static HTML report of the champion and recent runs")
     p.add_argument("--output", type=Path, default=Path("report.html"))
