@@ -33,6 +33,34 @@ def restatus(settings: Settings, engine: Engine) -> bool:
     return True
 
 
+def announce_current_edition(edition: str, previous: str | None) -> bool:
+    """Say that the current edition changed: training is due (the champion learned another
+    edition's codes). Emits ``hscode.tariff.current-changed`` when a Prefect server is
+    configured (``PREFECT_API_URL``), so the train deployment's trigger fires at once;
+    without one, the next nightly chain or normalize run finds training due itself.
+    True when the event was emitted."""
+    import os
+
+    print(
+        f"training is due: the current tariff edition is now {edition}"
+        + (f" (was {previous})" if previous else "")
+    )
+    if not os.environ.get("PREFECT_API_URL"):
+        print("  no Prefect server configured: the next nightly run (or `hscode train`) learns it")
+        return False
+    from prefect.events import emit_event
+
+    from tasks.events import TARIFF_CHANGED_EVENT, TARIFF_RESOURCE, TRAINING_DUE_LABEL
+
+    event = emit_event(
+        event=TARIFF_CHANGED_EVENT,
+        resource={"prefect.resource.id": TARIFF_RESOURCE, TRAINING_DUE_LABEL: "true"},
+        payload={"edition": edition, "previous": previous},
+    )
+    print(f"  {TARIFF_CHANGED_EVENT} emitted: the train deployment's trigger fires")
+    return event is not None
+
+
 def cmd_tariff(args: argparse.Namespace) -> int:
     if not args.path.exists():
         raise CliError(f"tariff file {args.path} not found", EXIT_BAD_INPUT)
@@ -44,6 +72,8 @@ def cmd_tariff(args: argparse.Namespace) -> int:
     print_summary(f"tariff edition {summary.edition}", summary)
     if args.current:
         restatus(settings, engine)
+        if summary.previous_current is not None or not summary.unchanged:
+            announce_current_edition(summary.edition, summary.previous_current)
     return EXIT_OK
 
 
@@ -71,6 +101,8 @@ def cmd_tariff_current(args: argparse.Namespace) -> int:
     was = f" (was {previous})" if previous else ""
     print(f"current tariff edition: {args.edition}{was}")
     restatus(settings, engine)
+    if previous is not None:
+        announce_current_edition(args.edition, previous)
     return EXIT_OK
 
 

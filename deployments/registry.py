@@ -10,11 +10,15 @@ How the steps chain (each link is declared here, nowhere else):
 - ``normalize/after-crawl`` is triggered when a ``crawl/nightly-crawl`` run completes.
 - ``train/weekly`` runs Sunday 03:00 KST on the ``gpu`` pool, and is triggered by a
   ``hscode.cases.normalized`` event whose resource says training is due (enough new
-  cases since the champion).
+  cases since the champion), or by an ``hscode.tariff.current-changed`` event (a new current
+  tariff edition loaded with ``hscode tariff load --current`` or ``hscode tariff current``).
 - ``score/nightly-score`` runs at 06:00 KST (after the crawl chain), and is triggered by a
   ``hscode.model.promoted`` event, so a new champion re-scores the backlog at once.
 - ``alert/on-failure`` is triggered when a run of any project flow fails or crashes
   (``flows.alert``).
+- ``live-accuracy-alert/live-accuracy`` is triggered by an ``hscode.live-accuracy.measured``
+  event (published after each scoring run) whose label says the champion's live top-1 over
+  the last decided requests is below the floor.
 - ``nightly/chain`` runs the whole chain in one flow run; its schedule is declared but
   inactive (use it instead of the step schedules, or run it by hand).
 
@@ -48,9 +52,14 @@ from tasks.events import (
     FLOW_RUN_COMPLETED,
     FLOW_RUN_CRASHED,
     FLOW_RUN_FAILED,
+    LIVE_ACCURACY_EVENT,
+    LIVE_LOW_LABEL,
+    LIVE_RESOURCE,
     MODEL_RESOURCE,
     NORMALIZED_EVENT,
     PROMOTED_EVENT,
+    TARIFF_CHANGED_EVENT,
+    TARIFF_RESOURCE,
     TRAINING_DUE_LABEL,
 )
 from tasks.tags import TAG_CONCURRENCY
@@ -183,7 +192,15 @@ def _after_deployment_completed(
 
 CRAWL_DEPLOYMENT = "nightly-crawl"
 # the flows whose failed or crashed runs raise the alert (not the alert flow itself: no loop)
-ALERTED_FLOWS = ("crawl", "normalize", "train", "score", "score-partitions", "nightly")
+ALERTED_FLOWS = (
+    "crawl",
+    "normalize",
+    "train",
+    "score",
+    "score-partitions",
+    "nightly",
+    "live-accuracy-alert",
+)
 
 
 DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
@@ -218,9 +235,12 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
         schedules=(Cron("0 3 * * 0", timezone=TIMEZONE),),
         triggers=(
             DeploymentEventTrigger(
-                name="train when enough new cases",
-                expect={NORMALIZED_EVENT},
-                match={"prefect.resource.id": CASES_RESOURCE, TRAINING_DUE_LABEL: "true"},
+                name="train when enough new cases or a new current tariff edition",
+                expect={NORMALIZED_EVENT, TARIFF_CHANGED_EVENT},
+                match={
+                    "prefect.resource.id": [CASES_RESOURCE, TARIFF_RESOURCE],
+                    TRAINING_DUE_LABEL: "true",
+                },
             ),
         ),
         tags=("train", "gpu"),
@@ -262,6 +282,26 @@ DEPLOYMENTS: tuple[DeploymentSpec, ...] = (
             ),
         ),
         concurrency=None,  # every failure gets its alert
+        tags=("alert",),
+    ),
+    DeploymentSpec(
+        name="live-accuracy",
+        flow="flows.alert:live_accuracy_alert_flow",
+        work_pool=CPU_POOL,
+        description=(
+            "Say that the champion's live top-1 over the last decided requests fell below "
+            "the floor (HSCODE_LIVE_ACCURACY_MIN_TOP1 over HSCODE_LIVE_ACCURACY_WINDOW): an "
+            "artifact and the notification block in HSCODE_ALERT_BLOCK."
+        ),
+        parameters={},
+        triggers=(
+            DeploymentEventTrigger(
+                name="alert when live accuracy drops",
+                expect={LIVE_ACCURACY_EVENT},
+                match={"prefect.resource.id": f"{LIVE_RESOURCE}.*", LIVE_LOW_LABEL: "true"},
+                parameters={"version": "{{ event.payload.recent.version }}"},
+            ),
+        ),
         tags=("alert",),
     ),
     DeploymentSpec(

@@ -84,15 +84,84 @@ def failure_alert_flow(
         resource={"prefect.resource.id": f"{RUN_RESOURCE}.{flow_run_id}"},
         payload=run,
     )
-    notified = False
-    if settings.alert_block:
-        try:
-            from prefect.blocks.core import Block
-
-            Block.load(settings.alert_block).notify(
-                text, subject=f"hscode: {run.get('flow')} failed"
-            )
-            notified = True
-        except Exception as exc:  # noqa: BLE001 - a broken block must not hide the artifact
-            logger.error("notification block %r failed: %s", settings.alert_block, exc)
+    notified = _notify(settings, text, f"hscode: {run.get('flow')} failed")
     return {"run": run, "notified": notified}
+
+
+def _notify(settings: Any, text: str, subject: str) -> bool:
+    """Send ``text`` through ``settings.alert_block`` when one is configured."""
+    if not settings.alert_block:
+        return False
+    try:
+        from prefect.blocks.core import Block
+
+        Block.load(settings.alert_block).notify(text, subject=subject)
+        return True
+    except Exception as exc:  # noqa: BLE001 - a broken block must not hide the artifact
+        get_run_logger().error("notification block %r failed: %s", settings.alert_block, exc)
+        return False
+
+
+def live_accuracy_text(measured: dict[str, Any]) -> str:
+    """The alert for a live-accuracy drop, in markdown (artifact and notification alike)."""
+    recent = measured.get("recent") or {}
+    version = recent.get("version", "?")
+
+    def pct(value: Any) -> str:
+        return f"{value:.1%}" if isinstance(value, (int, float)) else "?"
+
+    state = "dropped" if measured.get("low") else "is at or above its floor again"
+    lines = [
+        f"# Live accuracy of {version} {state}",
+        "",
+        f"- {measured.get('why', '')}",
+        f"- decided requests counted: {recent.get('decided', '?')} (since {recent.get('since')})",
+        (
+            f"- top-1 {pct(recent.get('top1'))}, top-3 {pct(recent.get('top3'))}, mean "
+            f"confidence {pct(recent.get('mean_confidence'))}, flagged for review "
+            f"{pct(recent.get('review_rate'))}"
+        ),
+        "",
+        (
+            "What to look at: `select * from decision_disagreements` (the champion's answers "
+            "the reviewers overruled), `select * from live_accuracy_by_chapter` (where it is "
+            "wrong), the training report of the champion; a retrain learns the decisions "
+            "(`hscode train`, or the train deployment)."
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="live-accuracy-alert", log_prints=True)
+def live_accuracy_alert_flow(
+    version: str, settings_overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Say that a model's live top-1 over the last decisions fell below the floor: an
+    artifact, and the configured notification block when there is one. The figures are read
+    again from the database (the trigger passes the version only), so the alert says what
+    holds when it runs.
+
+    Args:
+        version: the model version measured (the trigger passes the event's).
+        settings_overrides: other ``Settings`` fields (e.g. ``{"alert_block": "ops-slack"}``).
+    """
+    from hscode.db import get_engine
+    from hscode.live_accuracy import live_check
+    from hscode.summaries import jsonable
+
+    settings = resolve_settings(settings_overrides)
+    check = live_check(
+        get_engine(settings),
+        version,
+        window=settings.live_accuracy_window,
+        min_top1=settings.live_accuracy_min_top1,
+        min_decisions=settings.live_accuracy_min_decisions,
+    )
+    measured = jsonable(check)
+    text = live_accuracy_text(measured)
+    get_run_logger().warning("%s", check.why)
+    create_markdown_artifact(
+        key="live-accuracy-alert", markdown=text, description="live accuracy below the floor"
+    )
+    notified = _notify(settings, text, f"hscode: live accuracy of {version} dropped")
+    return {"low": check.low, "why": check.why, "text": text, "notified": notified}

@@ -102,6 +102,19 @@ class Settings(BaseSettings):
         ),
     )
 
+    live_accuracy_window: int = Field(
+        200, ge=1, description="the last N decided requests live accuracy is judged on"
+    )
+    live_accuracy_min_top1: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="live top-1 below this over the window fires the live-accuracy alert",
+    )
+    live_accuracy_min_decisions: int = Field(
+        30, ge=1, description="decided requests needed before live accuracy is judged"
+    )
+
     # training
     device: str = Field("auto", description="auto | cpu | cuda")
     seed: int = 13

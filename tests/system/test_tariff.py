@@ -558,3 +558,53 @@ def test_cli_derives_code_statuses_when_the_current_edition_changes(
     report = capsys.readouterr().out
     assert "## Decided codes against the current tariff" in report
     assert "| split | 2 |" in report and "| 2106.90-9090 | split | 2 |" in report
+
+
+def test_cli_a_new_current_edition_makes_training_due_at_once(
+    engine, tmp_path, monkeypatch, capsys
+):
+    """Switching the current edition says training is due and, with a Prefect server
+    configured, emits the event the train deployment triggers on; reloading the same
+    current edition says nothing."""
+    import prefect.events
+
+    from app.cli import main
+    from deployments.registry import DEPLOYMENTS
+    from tasks.events import TARIFF_CHANGED_EVENT, TARIFF_RESOURCE, TRAINING_DUE_LABEL
+
+    monkeypatch.setenv("HSCODE_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    base = ["--data-dir", str(tmp_path / "var"), "tariff"]
+    first = tmp_path / "a.csv"
+    first.write_text("hs10,품목명\n9608100000,볼펜\n", encoding="utf-8")
+    second = tmp_path / "b.csv"
+    second.write_text("hs10,품목명\n9608100000,볼펜\n9608109000,기타\n", encoding="utf-8")
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main([*base, "load", str(first), "--edition", "e2025", "--current"]) == 0
+    out = capsys.readouterr().out
+    assert "training is due: the current tariff edition is now e2025" in out
+    assert "no Prefect server configured" in out
+
+    emitted: list[dict] = []
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **kw: emitted.append(kw) or kw)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never contacted
+    assert main([*base, "load", str(first), "--edition", "e2025", "--current"]) == 0
+    assert "training is due" not in capsys.readouterr().out and emitted == []
+    assert main([*base, "load", str(second), "--edition", "e2026"]) == 0  # older: not current
+    assert emitted == []
+    assert main([*base, "current", "e2026"]) == 0
+    assert "training is due: the current tariff edition is now e2026 (was e2025)" in (
+        capsys.readouterr().out
+    )
+    assert [e["event"] for e in emitted] == [TARIFF_CHANGED_EVENT]
+    assert emitted[0]["resource"] == {
+        "prefect.resource.id": TARIFF_RESOURCE,
+        TRAINING_DUE_LABEL: "true",
+    }
+    assert emitted[0]["payload"] == {"edition": "e2026", "previous": "e2025"}
+    # ... and that is an event the train deployment's trigger matches
+    (train,) = [spec for spec in DEPLOYMENTS if spec.flow == "flows.train:train_flow"]
+    (trigger,) = train.triggers
+    assert TARIFF_CHANGED_EVENT in trigger.expect
+    assert TARIFF_RESOURCE in trigger.match.root["prefect.resource.id"]
+    assert trigger.match.root[TRAINING_DUE_LABEL] == "true"

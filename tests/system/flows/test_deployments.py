@@ -41,6 +41,7 @@ def test_every_deployment_registered_once(registered):
         "train/weekly",
         "score/nightly-score",
         "alert/on-failure",
+        "live-accuracy-alert/live-accuracy",
         "nightly/chain",
     } == set(ids)
 
@@ -125,8 +126,11 @@ def test_triggers_as_automations(registered):
     assert score[0].match.root["prefect.resource.id"] == "hscode.model.*"
 
     train = by_deployment[ids["train/weekly"]]
-    assert [sorted(t.expect) for t in train] == [["hscode.cases.normalized"]]
+    assert [sorted(t.expect) for t in train] == [
+        ["hscode.cases.normalized", "hscode.tariff.current-changed"]
+    ]
     assert train[0].match.root["hscode.training.due"] == "true"
+    assert train[0].match.root["prefect.resource.id"] == ["hscode.cases", "hscode.tariff"]
 
     normalize = by_deployment[ids["normalize/after-crawl"]]
     assert [sorted(t.expect) for t in normalize] == [["prefect.flow-run.Completed"]]
@@ -401,6 +405,56 @@ def test_a_failed_or_crashed_run_of_any_project_flow_raises_the_alert():
     assert not _fires("on-failure", _flow_run_completed("alert", "on-failure", state="Failed"))
     (trigger,) = _spec("alert/on-failure").triggers
     assert trigger.parameters == {"flow_run_id": "{{ event.resource.id }}"}
+
+
+def _live_accuracy_measured(version: str, low: bool):
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from prefect.server.events.schemas.events import Event
+
+    return Event(
+        id=uuid4(),
+        occurred=datetime.now(UTC),
+        event="hscode.live-accuracy.measured",
+        resource={
+            "prefect.resource.id": f"hscode.live-accuracy.{version}",
+            "hscode.live-accuracy.low": "true" if low else "false",
+        },
+        payload={"low": low, "recent": {"version": version, "top1": 0.4 if low else 0.9}},
+    ).receive()
+
+
+def test_a_live_accuracy_drop_fires_its_alert_and_nothing_else():
+    assert _fires("live-accuracy", _live_accuracy_measured("v7", low=True))
+    assert not _fires("live-accuracy", _live_accuracy_measured("v7", low=False))
+    for other in ("weekly", "nightly-score", "on-failure", "after-crawl"):
+        assert not _fires(other, _live_accuracy_measured("v7", low=True)), other
+    (trigger,) = _spec("live-accuracy-alert/live-accuracy").triggers
+    assert trigger.parameters == {"version": "{{ event.payload.recent.version }}"}
+
+
+def test_the_live_accuracy_alert_says_what_dropped_and_where_to_look():
+    from flows.alert import live_accuracy_text
+
+    text = live_accuracy_text(
+        {
+            "low": True,
+            "why": "live top-1 of v7 over its last 200 decisions is 41.0%, below the floor",
+            "recent": {
+                "version": "v7",
+                "decided": 200,
+                "since": "2026-11-20T09:00:00+00:00",
+                "top1": 0.41,
+                "top3": 0.62,
+                "mean_confidence": 0.83,
+                "review_rate": 0.2,
+            },
+        }
+    )
+    assert text.startswith("# Live accuracy of v7 dropped")
+    assert "top-1 41.0%, top-3 62.0%, mean confidence 83.0%" in text
+    assert "decision_disagreements" in text and "live_accuracy_by_chapter" in text
 
 
 def test_the_alert_says_which_run_failed_where_and_why():
