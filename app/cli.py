@@ -29,6 +29,7 @@ from app.cli_common import (
     with_progress,
 )
 from app.cli_db import add_db_parser
+from app.cli_review import add_review_parser
 from app.cli_tariff import add_tariff_parser, restatus
 from hscode.series import SERIES
 from hscode.summaries import jsonable
@@ -118,6 +119,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
     }
     config = TrainConfig(**{k: v for k, v in config_fields.items() if v is not None})
+    from hscode.review_cases import take_decisions
+
+    decided = take_decisions(settings)  # reviewers' decisions are cases of this training
+    if decided is not None and decided.decisions:
+        print_summary("reviewers' decisions taken as cases", decided)
     outcome = with_progress("train", lambda bar: train_and_register(settings, config, progress=bar))
     verdict = "promoted to champion" if outcome.promoted else "not promoted"
     print(
@@ -391,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_db_parser(sub)
 
     add_tariff_parser(sub)
+    add_review_parser(sub)
 
     p = sub.add_parser("report", help="write a static HTML report of the champion and recent runs")
     p.add_argument("--output", type=Path, default=Path("report.html"))
@@ -402,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="emulator + backlog + nightly flow, end to end")
-    p.add_argument("--cases", type=int, default=300)
+    p.add_argument("--cases", type=int, help="demo corpus size (default: app.demo.DEMO_CASES)")
     p.add_argument("--requests", type=int, default=50)
     p.set_defaults(func=cmd_demo)
     return parser

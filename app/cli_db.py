@@ -1,5 +1,5 @@
 """``hscode db``: the database (embedded PostgreSQL by default) as a service, its URI,
-migrations and read-only analyst logins."""
+migrations, read-only analyst logins and reviewer logins."""
 
 from __future__ import annotations
 
@@ -53,6 +53,47 @@ def _db_service(settings: Any, action: str) -> int:
     return EXIT_OK
 
 
+def _create_login(settings: Any, command: str, name: str, password: str | None) -> None:
+    """`hscode db analyst-login|reviewer-login NAME`: create the login, print how to connect."""
+    import secrets
+
+    from hscode.db import (
+        ANALYST_ROLE,
+        REVIEWER_ROLE,
+        create_analyst_login,
+        create_reviewer_login,
+        get_engine,
+        login_uri,
+        migrate,
+    )
+
+    engine = get_engine(settings)
+    migrate(engine)
+    given = password
+    password = given if given is not None else secrets.token_urlsafe(18)
+    reviewer = command == "reviewer-login"
+    try:
+        (create_reviewer_login if reviewer else create_analyst_login)(engine, name, password)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from exc
+    if reviewer:
+        print(
+            f"login {name} can read the analyst views and record decisions with "
+            f"decide(request_id, code, note) (role {REVIEWER_ROLE}); it cannot read or write "
+            "any table"
+        )
+    else:
+        print(f"login {name} can read the analyst views (role {ANALYST_ROLE}) and nothing else")
+    # the URI carries no password: not the configured URL's, not the login's
+    print(f"connect with: psql '{login_uri(settings, name)}'")
+    if given is not None:
+        print("  psql asks for the password given with --password (or set PGPASSWORD)")
+    else:  # generated: shown this once, stored only as a scram verifier
+        print(f"  password (shown once; psql asks for it): {password}")
+    if reviewer:
+        print("  then: select decide('REQUEST_ID', '3304101000', 'why');")
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from hscode.db import get_engine, migrate, psql_uri
 
@@ -64,27 +105,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.db_cmd == "migrate":
         applied = migrate(get_engine(settings))
         print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
-    elif args.db_cmd == "analyst-login":
-        import secrets
-
-        from hscode.db import create_analyst_login, login_uri
-
-        engine = get_engine(settings)
-        migrate(engine)
-        password = args.password if args.password is not None else secrets.token_urlsafe(18)
-        try:
-            create_analyst_login(engine, args.name, password)
-        except ValueError as exc:
-            raise CliError(str(exc), EXIT_BAD_INPUT) from exc
-        print(
-            f"login {args.name} can read the analyst views (role hscode_analyst) and nothing else"
-        )
-        # the URI carries no password: not the configured URL's, not the login's
-        print(f"connect with: psql '{login_uri(settings, args.name)}'")
-        if args.password is not None:
-            print("  psql asks for the password given with --password (or set PGPASSWORD)")
-        else:  # generated: shown this once, stored only as a scram verifier
-            print(f"  password (shown once; psql asks for it): {password}")
+    elif args.db_cmd in ("analyst-login", "reviewer-login"):
+        _create_login(settings, args.db_cmd, args.name, args.password)
     return EXIT_OK
 
 
@@ -98,6 +120,12 @@ def add_db_parser(sub: Any) -> None:
     db_sub.add_parser("url", help="print the psql connection URI (the server stays up)")
     db_sub.add_parser("migrate", help="apply pending migrations")
     q = db_sub.add_parser("analyst-login", help="create a read-only login for the analyst views")
+    q.add_argument("name")
+    q.add_argument("--password", help="the login's password (default: a generated one, shown once)")
+    q = db_sub.add_parser(
+        "reviewer-login",
+        help="create a reviewer login: the analyst views, and decisions through decide()",
+    )
     q.add_argument("name")
     q.add_argument("--password", help="the login's password (default: a generated one, shown once)")
     p.set_defaults(func=cmd_db)

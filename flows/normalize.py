@@ -15,6 +15,7 @@ from tasks.cases import (
     count_trainable_cases,
     derive_code_statuses,
     normalize_cases,
+    take_decisions,
 )
 
 
@@ -24,7 +25,8 @@ def normalize_flow(
     settings_overrides: dict[str, Any] | None = None,
     announce_training_due: bool = True,
 ) -> dict[str, Any]:
-    """Parse every raw response not yet normalized into the cases dataset; report quality.
+    """Parse every raw response not yet normalized into the cases dataset, take reviewers'
+    new decisions as cases, derive code statuses; report quality.
 
     Emits ``hscode.cases.normalized``; its resource label ``hscode.training.due`` is
     ``true`` once ``min_new_cases`` trainable cases arrived since the champion was
@@ -38,6 +40,7 @@ def normalize_flow(
     """
     settings = resolve_settings(settings_overrides)
     report = normalize_cases(settings)
+    decided = take_decisions(settings)  # reviewers' decisions are cases too
     statuses = derive_code_statuses(settings)
     quality = case_quality_report(settings)
     trainable = count_trainable_cases(settings)
@@ -58,6 +61,7 @@ def normalize_flow(
     announce_normalized(new_cases, trainable, announced, why)
     return {
         "normalize": jsonable(report),
+        "decisions": jsonable(decided),
         "code_statuses": jsonable(statuses),
         "quality": jsonable(quality.metrics),
         "new_cases": new_cases,

@@ -11,13 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from flows._common import resolve_settings
 from hscode.settings import Settings
 from hscode.summaries import jsonable
-from tasks.score import import_inbox, record_champion, resolve_champion, score_pending_requests
+from tasks.live import publish_live_accuracy
+from tasks.score import (
+    drift_markdown,
+    import_inbox,
+    record_champion,
+    resolve_champion,
+    score_pending_requests,
+)
 
 SUMMED = ("scored", "rejected", "batches", "pending_at_start")
 
@@ -29,7 +37,9 @@ def score_flow(
     partitions: int | None = None,
     settings_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Import new request files from the inbox, then score every pending request.
+    """Import new request files from the inbox, then score every pending request; publish
+    the model's live accuracy on reviewers' decisions (the ``live-accuracy`` artifact and the
+    ``hscode.live-accuracy.measured`` event).
 
     The champion is resolved once, so a promotion during the run cannot mix two models
     in one backlog.
@@ -58,7 +68,9 @@ def score_flow(
             **({"task_runner": runner} if runner is not None else {})
         )
         summary = partitioned(settings, version, max(n_parts, 1), batch_size, run_id)
-    return {"intake": intake, "model_version": version, **summary}
+    # how the model does on reviewers' decisions; a drop fires the live-accuracy alert
+    live = publish_live_accuracy(settings, version)
+    return {"intake": intake, "model_version": version, **summary, "live_accuracy": live}
 
 
 @flow(name="score-partitions", log_prints=True)
@@ -70,6 +82,8 @@ def score_partitions_flow(
     flow_run_id: str | None,
 ) -> dict[str, Any]:
     """Map the scoring task over the backlog partitions (on whatever task runner is set)."""
+    from hscode.scoring import drift_figures
+
     futures = [
         score_pending_requests.submit(settings, version, batch_size, flow_run_id, (i, n_parts))
         for i in range(n_parts)
@@ -80,6 +94,15 @@ def score_partitions_flow(
     total["partition_seconds"] = [round(p.seconds, 3) for p in parts]  # as ScoreSummary.as_dict
     context = FlowRunContext.get()
     total["runner"] = type(context.task_runner).__name__ if context else None
+    # the backlog's drift, pooled over the partitions' requests and tokens
+    total.update(drift_figures(parts))
+    create_markdown_artifact(
+        key="scoring-drift",
+        markdown=drift_markdown(
+            total, f"Drift of scoring with model {version}, {n_parts} partitions"
+        ),
+        description="the whole backlog's requests against the model's test cases",
+    )
     print(f"scored {total['scored']} requests in {n_parts} partitions")
     return total
 

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows._common import champion_info, resolve_settings
+from tasks.cases import take_decisions
 from tasks.train import announce_promotion, train_model
 
 
@@ -35,6 +36,7 @@ def train_flow(
             deployment); the nightly chain, which scores itself next, passes False.
     """
     settings = resolve_settings(settings_overrides)
+    take_decisions(settings)  # every decided request is a case of this training
     if not force:
         champion = champion_info(settings)
         current = _current_snapshot(settings)

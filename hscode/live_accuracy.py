@@ -24,18 +24,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-# the decided requests a version scored, newest decision first, with its rank-1 answer and
-# whether the decided code is among its first three
+# the decided requests a version scored (the view live_accuracy also counts), newest
+# decision first, with its rank-1 answer and whether the decided code is among its first three
 _DECIDED = """
-    select d.request_id, d.hs10 as decided, d.decided_at,
-           p1.hs10 as top1, p1.score as confidence, p1.review,
-           exists (select 1 from predictions p
-                    where p.request_id = d.request_id and p.model_version = :version
-                      and p.rank <= 3 and p.hs10 = d.hs10) as in_top3
-      from current_decisions d
-      join predictions p1
-        on p1.request_id = d.request_id and p1.model_version = :version and p1.rank = 1
-     order by d.decided_at desc, d.request_id
+    select request_id, decided_hs10 as decided, decided_at, top_hs10 as top1, confidence,
+           review, coalesce(rank_hs10 <= 3, false) as in_top3
+      from live_accuracy_requests
+     where model_version = :version
+     order by decided_at desc, request_id
+     limit :limit
 """
 
 
@@ -61,12 +58,11 @@ class LiveCheck:
 
 
 def _decided(engine: Engine, version: str, limit: int | None) -> list[Any]:
-    sql = _DECIDED + (" limit :limit" if limit is not None else "")
-    params: dict[str, Any] = {"version": version}
-    if limit is not None:
-        params["limit"] = int(limit)
+    """``limit`` None: all (a SQL ``limit null``)."""
     with engine.connect() as conn:
-        return conn.execute(text(sql), params).all()
+        return conn.execute(
+            text(_DECIDED), {"version": version, "limit": None if limit is None else int(limit)}
+        ).all()
 
 
 def recent_accuracy(engine: Engine, version: str, window: int) -> RecentAccuracy:
@@ -115,10 +111,13 @@ def live_check(
 
 def live_accuracy_rows(engine: Engine, version: str | None = None) -> list[dict[str, Any]]:
     """The ``live_accuracy`` view's rows (one version's, or all), newest week first."""
-    where = " where model_version = :version" if version is not None else ""
     with engine.connect() as conn:
         rows = conn.execute(
-            text(f"select * from live_accuracy{where} order by week desc, model_version"),
-            {"version": version} if version is not None else {},
+            text(
+                "select * from live_accuracy"
+                " where cast(:version as text) is null or model_version = :version"
+                " order by week desc, model_version"
+            ),
+            {"version": version},
         ).mappings()
         return [dict(r) for r in rows]

@@ -66,6 +66,11 @@ class RejectReason(StrEnum):
     # scoring
     MODEL_ERROR = "model_error"  # the model failed on this request alone
     NO_CURRENT_CODE = "no_current_code"  # none of the model's codes is in the current tariff
+    # reviewers' decisions (hscode.decisions; sql/009: record_decision's SQLSTATEs)
+    MALFORMED_CODE = "malformed_code"  # a decided code that is not ten digits
+    NOT_CURRENT_CODE = "not_current_code"  # not a ten-digit code of the current edition
+    UNKNOWN_REQUEST = "unknown_request"  # no request with that request_id
+    NO_CURRENT_EDITION = "no_current_edition"  # no tariff edition is current to check against
     # rows stored before codes existed whose message matches none of the above
     UNKNOWN = "unknown"
 

@@ -23,10 +23,7 @@ class ReviewPolicy:
     def assess(self, ranking: Ranking) -> tuple[bool, str | None]:
         """(review, reason) for one ranking."""
         if not ranking.familiar:
-            return True, (
-                f"unlike any known case: no similar past case (nearest similarity "
-                f"{ranking.nearest_similarity:.2f} < {ranking.similarity_floor:.2f})"
-            )
+            return True, f"unlike any known case: {_unfamiliar_why(ranking)}"
         confidence = ranking.confidence
         if confidence < self.threshold:
             return True, f"low confidence {confidence:.2f} < {self.threshold:.2f}"
@@ -44,3 +41,21 @@ class ReviewPolicy:
                     f"{winner}, not {top}"
                 )
         return False, None
+
+
+def _unfamiliar_why(ranking: Ranking) -> str:
+    nearest = ranking.nearest_similarity
+    floor = ranking.similarity_floor
+    similar = (
+        "no similar past case"
+        if nearest is not None and floor is not None and nearest < floor
+        else None
+    )
+    near = f"nearest past case {nearest:.2f}" if nearest is not None else None
+    if ranking.familiarity is not None and ranking.familiarity_floor is not None:
+        parts = [
+            f"familiarity {ranking.familiarity:.2f} < {ranking.familiarity_floor:.2f}",
+            similar or near,
+        ]
+        return "; ".join(p for p in parts if p)
+    return f"no similar past case (nearest similarity {nearest:.2f} < {floor:.2f})"

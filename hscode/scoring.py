@@ -10,19 +10,32 @@ gap: no duplicates (key ``(request_id, model_version, rank)``), no holes.
 One scoring run per model version at a time: a session advisory lock serialises runs of
 the same version (a second run waits, then finds nothing new). Runs are recorded in
 ``score_runs``; a run left ``running`` by a killed process is marked failed by the next run.
+
+Each precedent is written with its ruling's evidence (reference number, decision date,
+series, shortened decision reason, source: what the model's index recorded at training) and,
+for a portal ruling, its link (``hscode.evidence``). Each run records its drift, batch by
+batch with the batch's rows (``sql/010``): the mean rank-1 confidence and the review rate of
+the requests it scored, and the share of their tokens unseen in training (the recommender's
+``token_counts``, when it has one: ``HSModel.token_counts``), beside the model version's test
+figures (``model_versions.metrics``: ``test_mean_confidence``, ``test_review_rate``,
+``test_unseen_token_share``, recorded by ``hscode.training``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 from sqlalchemy import Connection, Engine, text
 
+from hscode.evidence import precedent_url
 from hscode.model_versions import ensure_model_version
 from hscode.recommend import UNCHECKED, CodeCheck, Recommendation, Recommender, recommend
 from hscode.rejects import Rejection, RejectReason
@@ -40,11 +53,24 @@ _PRED_COLUMNS = (
     "request_id, model_version, rank, hs10, hs6, hs4, hs2, score, review, review_reason, run_id, "
     "flow_run_id, tariff_edition"
 )
-_PREC_COLUMNS = "request_id, model_version, rank, case_key, hs10, title, similarity, run_id"
+_PREC_COLUMNS = (
+    "request_id, model_version, rank, case_key, hs10, title, similarity, run_id, "
+    "reference_no, decision_date, series, reason_excerpt, case_source, ruling_url"
+)
+# the model version's test figures a run's drift is compared with (model_versions.metrics)
+TEST_FIGURES = ("test_mean_confidence", "test_review_rate", "test_unseen_token_share")
 
 
 class ScoringError(RuntimeError):
     """The model broke its contract (wrong count/order of answers, invalid codes)."""
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """A recommender that says how many of a request's tokens it never saw in training
+    (``HSModel.token_counts``): (tokens, unseen) per request, or None."""
+
+    def token_counts(self, requests: Sequence[RequestInput]) -> tuple[Any, Any] | None: ...
 
 
 @dataclass
@@ -62,11 +88,40 @@ class ScoreSummary:
     # the tariff edition every recommended code was checked against; None: no current
     # edition was loaded, so the codes went out unchecked
     tariff_edition: str | None = None
+    # drift: over the scored requests, how many went to review, their rank-1 confidence
+    # summed, their tokens and those unseen in training (None: the recommender counts none)
+    reviewed: int = 0
+    confidence_sum: float = 0.0
+    request_tokens: int | None = None
+    unseen_tokens: int | None = None
+    # the model version's test figures (TEST_FIGURES; None: not recorded for it)
+    test_figures: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def requests_per_s(self) -> float:
         done = self.scored + self.rejected
         return done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_confidence(self) -> float | None:
+        """Mean rank-1 confidence of the scored requests (None: none scored)."""
+        return self.confidence_sum / self.scored if self.scored else None
+
+    @property
+    def review_rate(self) -> float | None:
+        """Share of the scored requests flagged for review (None: none scored)."""
+        return self.reviewed / self.scored if self.scored else None
+
+    @property
+    def unseen_token_share(self) -> float | None:
+        """Share of the scored requests' tokens not in the model's training vocabulary."""
+        if not self.request_tokens or self.unseen_tokens is None:
+            return None
+        return self.unseen_tokens / self.request_tokens
+
+    def drift(self) -> dict[str, float | None]:
+        """This run's figures, each beside the model version's test figure."""
+        return drift_figures([self])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,7 +138,35 @@ class ScoreSummary:
             "reasons": dict(self.reasons),
             "tariff_edition": self.tariff_edition,
             "codes_checked": self.tariff_edition is not None,
+            "reviewed": self.reviewed,
+            "request_tokens": self.request_tokens,
+            "unseen_tokens": self.unseen_tokens,
+            **{k: None if v is None else round(v, 6) for k, v in self.drift().items()},
         }
+
+
+def drift_figures(parts: Sequence[ScoreSummary]) -> dict[str, float | None]:
+    """The drift of one run, or of several runs together (partitions of one backlog: pooled
+    over their requests and tokens), each beside the model version's test figure (that of
+    the first part that has it)."""
+    scored = sum(p.scored for p in parts)
+    counted = [p for p in parts if p.request_tokens is not None and p.unseen_tokens is not None]
+    tokens = sum(int(p.request_tokens or 0) for p in counted)
+    unseen = sum(int(p.unseen_tokens or 0) for p in counted)
+
+    def test(name: str) -> float | None:
+        return next(
+            (p.test_figures[name] for p in parts if p.test_figures.get(name) is not None), None
+        )
+
+    return {
+        "mean_confidence": sum(p.confidence_sum for p in parts) / scored if scored else None,
+        "test_mean_confidence": test("test_mean_confidence"),
+        "review_rate": sum(p.reviewed for p in parts) / scored if scored else None,
+        "test_review_rate": test("test_review_rate"),
+        "unseen_token_share": unseen / tokens if tokens else None,
+        "test_unseen_token_share": test("test_unseen_token_share"),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +238,7 @@ def score_pending(
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     check = current_code_check(engine) if check is None else check
     summary = ScoreSummary(model_version=version, tariff_edition=check.edition)
+    counter = recommender if isinstance(recommender, TokenCounter) else None
     if not check.active:
         log.warning("no current tariff edition loaded: recommended codes are not checked")
     reasons: Counter[str] = Counter()
@@ -170,7 +254,10 @@ def score_pending(
         lock_conn.commit()
         try:
             label = None if partition is None else f"{partition[0]}/{partition[1]}"
-            run_id = _start_run(engine, version, flow_run_id, label, check.edition)
+            summary.test_figures = _test_figures(engine, version)
+            run_id = _start_run(
+                engine, version, flow_run_id, label, check.edition, summary.test_figures
+            )
             summary.run_id = run_id
             try:
                 t = time.perf_counter()
@@ -196,11 +283,27 @@ def score_pending(
                     inputs, rejects = _validate(rows, settings)
                     t = time.perf_counter()
                     recs, model_rejects = _recommend(recommender, inputs, settings, check)
+                    drift = _batch_drift(counter, inputs, recs)
                     summary.model_seconds += time.perf_counter() - t
                     rejects.extend(model_rejects)
                     t = time.perf_counter()
-                    _write_batch(engine, version, run_id, flow_run_id, recs, rejects, check.edition)
+                    _write_batch(
+                        engine,
+                        version,
+                        run_id,
+                        flow_run_id,
+                        recs,
+                        rejects,
+                        check.edition,
+                        drift=drift,
+                        portal_url=settings.portal_url,
+                    )
                     summary.db_seconds += time.perf_counter() - t
+                    summary.reviewed += drift.reviewed
+                    summary.confidence_sum += drift.confidence_sum
+                    if drift.tokens is not None and drift.unseen is not None:
+                        summary.request_tokens = (summary.request_tokens or 0) + drift.tokens
+                        summary.unseen_tokens = (summary.unseen_tokens or 0) + drift.unseen
                     summary.batches += 1
                     summary.scored += len(recs)
                     summary.rejected += len(rejects)
@@ -249,13 +352,64 @@ def current_code_check(engine: Engine) -> CodeCheck:
     return UNCHECKED if edition is None else CodeCheck(edition, codes)
 
 
+@dataclass(frozen=True, slots=True)
+class _BatchDrift:
+    """One batch's contribution to its run's drift figures (see ``ScoreSummary``)."""
+
+    reviewed: int = 0
+    confidence_sum: float = 0.0
+    tokens: int | None = None  # None: the recommender counts no tokens
+    unseen: int | None = None
+
+
+def _batch_drift(
+    counter: TokenCounter | None, inputs: Sequence[RequestInput], recs: Sequence[Recommendation]
+) -> _BatchDrift:
+    """Review count and summed confidence of the scored requests, and their token counts."""
+    tokens = unseen = None
+    if counter is not None and recs:
+        scored = {rec.request_id for rec in recs}
+        try:
+            counts = counter.token_counts([r for r in inputs if r.request_id in scored])
+        except Exception as exc:  # noqa: BLE001 - a drift figure must never fail the batch
+            log.warning("token counts failed (%s): the batch's unseen-token share is unknown", exc)
+            counts = None
+        if counts is not None:
+            tokens, unseen = int(np.sum(counts[0])), int(np.sum(counts[1]))
+    return _BatchDrift(
+        reviewed=sum(bool(rec.review) for rec in recs),
+        confidence_sum=float(sum(float(rec.confidence) for rec in recs)),
+        tokens=tokens,
+        unseen=unseen,
+    )
+
+
+def _test_figures(engine: Engine, version: str) -> dict[str, float | None]:
+    """The version's recorded test figures (TEST_FIGURES), None where it has none."""
+    with engine.connect() as conn:
+        metrics = conn.execute(
+            text("select metrics from model_versions where version = :v"), {"v": version}
+        ).scalar()
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics)
+    metrics = metrics if isinstance(metrics, dict) else {}
+    out: dict[str, float | None] = {}
+    for name in TEST_FIGURES:
+        value = metrics.get(name)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        out[name] = float(value) if ok and np.isfinite(value) else None
+    return out
+
+
 def _start_run(
     engine: Engine,
     version: str,
     flow_run_id: str | None,
     partition_label: str | None = None,
     tariff_edition: str | None = None,
+    test_figures: dict[str, float | None] | None = None,
 ) -> int:
+    figures = test_figures or {}
     with engine.begin() as conn:
         # We hold this version's scoring lock: any run still 'running' was interrupted.
         conn.execute(
@@ -271,9 +425,19 @@ def _start_run(
             conn.execute(
                 text(
                     "insert into score_runs (model_version, flow_run_id, partition_label, "
-                    "tariff_edition) values (:v, :f, :p, :e) returning run_id"
+                    "tariff_edition, reviewed, confidence_sum, test_mean_confidence, "
+                    "test_review_rate, test_unseen_token_share) "
+                    "values (:v, :f, :p, :e, 0, 0, :tc, :tr, :tu) returning run_id"
                 ),
-                {"v": version, "f": flow_run_id, "p": partition_label, "e": tariff_edition},
+                {
+                    "v": version,
+                    "f": flow_run_id,
+                    "p": partition_label,
+                    "e": tariff_edition,
+                    "tc": figures.get("test_mean_confidence"),
+                    "tr": figures.get("test_review_rate"),
+                    "tu": figures.get("test_unseen_token_share"),
+                },
             ).scalar_one()
         )
 
@@ -437,7 +601,11 @@ def _write_batch(
     recs: Sequence[Recommendation],
     rejects: Sequence[Rejection],
     tariff_edition: str | None = None,
+    *,
+    drift: _BatchDrift | None = None,
+    portal_url: str | None = None,
 ) -> None:
+    drift = drift or _batch_drift(None, (), recs)
     predictions = [
         (
             rec.request_id,
@@ -447,7 +615,7 @@ def _write_batch(
             cand.hs10[:6],
             cand.hs10[:4],
             cand.hs10[:2],
-            float(cand.score),
+            _real(cand.score),
             bool(rec.review),
             _no_nul(rec.review_reason),
             run_id,
@@ -465,8 +633,14 @@ def _write_batch(
             p.case_key,
             p.hs10,
             _no_nul(p.title),
-            float(p.similarity),
+            _real(p.similarity),
             run_id,
+            _no_nul(p.reference_no),
+            _iso_date(p.decision_date),
+            _no_nul(p.series),
+            _no_nul(p.reason),
+            _no_nul(p.source),
+            precedent_url(portal_url, p) if portal_url else None,
         )
         for rec in recs
         for rank, p in enumerate(rec.precedents, start=1)
@@ -494,13 +668,69 @@ def _write_batch(
                         [str(r.reason) for r in rejects],
                     ),
                 )
-            cursor.execute(
-                "update score_runs set scored = scored + %s, rejected = rejected + %s, "
-                "batches = batches + 1 where run_id = %s",
-                (len(recs), len(rejects), run_id),
-            )
+            cursor.execute(_RUN_UPDATE, _run_update_params(run_id, recs, rejects, drift))
         finally:
             cursor.close()
+
+
+# A batch's counters and the run's drift figures, from the old values plus the batch's
+# (every right-hand side reads the row as it was before this update).
+_RUN_UPDATE = """
+update score_runs set
+    scored = scored + %(n)s,
+    rejected = rejected + %(rejected)s,
+    batches = batches + 1,
+    reviewed = coalesce(reviewed, 0) + %(reviewed)s,
+    confidence_sum = coalesce(confidence_sum, 0) + %(conf)s,
+    mean_confidence = (coalesce(confidence_sum, 0) + %(conf)s) / nullif(scored + %(n)s, 0),
+    review_rate = (coalesce(reviewed, 0) + %(reviewed)s)::double precision
+                  / nullif(scored + %(n)s, 0),
+    request_tokens = case when %(tokens)s::bigint is null then request_tokens
+                          else coalesce(request_tokens, 0) + %(tokens)s::bigint end,
+    unseen_tokens = case when %(tokens)s::bigint is null then unseen_tokens
+                         else coalesce(unseen_tokens, 0) + %(unseen)s::bigint end,
+    unseen_token_share = case when %(tokens)s::bigint is null then unseen_token_share
+                              else (coalesce(unseen_tokens, 0) + %(unseen)s::bigint)::double precision
+                                   / nullif(coalesce(request_tokens, 0) + %(tokens)s::bigint, 0)
+                         end
+where run_id = %(run_id)s
+"""
+
+
+def _run_update_params(
+    run_id: int, recs: Sequence[Recommendation], rejects: Sequence[Rejection], drift: _BatchDrift
+) -> dict[str, Any]:
+    counted = drift.tokens is not None and drift.unseen is not None
+    return {
+        "n": len(recs),
+        "rejected": len(rejects),
+        "reviewed": drift.reviewed,
+        "conf": drift.confidence_sum,
+        "tokens": drift.tokens if counted else None,
+        "unseen": drift.unseen if counted else 0,
+        "run_id": run_id,
+    }
+
+
+# the smallest normal float32: the columns are ``real``, and Postgres refuses a value below it
+# (``value out of range: underflow``) where float32 arithmetic would round it to zero
+_REAL_TINY = float(np.finfo(np.float32).tiny)
+
+
+def _real(value: float) -> float:
+    """A score as a ``real`` column takes it: a magnitude below float32's range is 0."""
+    value = float(value)
+    return 0.0 if abs(value) < _REAL_TINY else value
+
+
+def _iso_date(value: str | None) -> dt.date | None:
+    """An ISO date of the index as a date (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _no_nul(value: str | None) -> str | None:

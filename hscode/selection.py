@@ -37,6 +37,11 @@ class Selection:
     code_status: dict[str, int] = field(default_factory=dict)
     code_edition: str | None = None  # the tariff edition the statuses were derived against
     largest_not_current: list[dict[str, Any]] = field(default_factory=list)
+    # trainable cases of the codes left out (rare, beyond top_codes): what the model learns
+    # "unlike the known goods" from (model.familiarity); titles and descriptions, no images
+    background: list[Example] = field(default_factory=list)
+    # selected cases per source (``clip``, ``review`` for reviewers' decisions, imports...)
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 def load_examples(settings: Settings, config: TrainConfig) -> Selection:
@@ -48,6 +53,7 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
         settings,
         columns=[
             "case_key",
+            "source",
             "hs10",
             "multi_code",
             "title",
@@ -137,7 +143,32 @@ def load_examples(settings: Settings, config: TrainConfig) -> Selection:
             {"hs10": code, "status": status, "candidates": n, "cases": k}
             for (code, status, n), k in groups.most_common(10)
         ],
+        sources=dict(Counter(r["source"] for r in selected).most_common()),
+        background=_background(with_title, chosen, digits, config),
     )
+
+
+MAX_BACKGROUND = 20_000
+
+
+def _background(
+    rows: list[dict[str, Any]], chosen: set[str], digits: int, config: TrainConfig
+) -> list[Example]:
+    """Up to MAX_BACKGROUND cases of the codes not chosen, a stable choice (by key hash, so
+    a case keeps its place as the dataset grows)."""
+    import hashlib
+
+    left = [r for r in rows if r["hs10"][:digits] not in chosen]
+    left.sort(key=lambda r: hashlib.sha256(r["case_key"].encode()).hexdigest())
+    return [
+        Example(
+            key=r["case_key"],
+            title=r["title"],
+            description=r["description"] if "description" in config.inputs else None,
+            label=r["hs10"][:digits],
+        )
+        for r in left[:MAX_BACKGROUND]
+    ]
 
 
 def _candidates(row: dict[str, Any], digits: int) -> tuple[str, ...]:

@@ -39,6 +39,8 @@ from hscode.evaluation import (
     grouped_stratified_split,
     topk_hits_many,
 )
+from hscode.evidence import case_evidence
+from hscode.review_cases import CASE_SOURCE
 from hscode.selection import LEVELS, Selection, load_examples
 from hscode.settings import Settings
 from model.config import TRAINABLE_INPUTS, ModelConfig
@@ -253,6 +255,37 @@ def _test_details(model: HSModel, test: Sequence[Example]) -> dict[str, Any]:
     }
 
 
+def drift_baseline(model: HSModel, test: Sequence[Example], settings: Settings) -> dict[str, float]:
+    """The test figures each scoring run is compared with (``score_runs``, ``hscode.scoring``),
+    computed as scoring computes them: ``test_mean_confidence``, the mean rank-1 score of the
+    model's ranking (familiarity included); ``test_review_rate``, the share the review policy
+    (``settings.review_threshold``, ``settings.n_precedents`` precedents) sends to a human;
+    ``test_unseen_token_share``, the share of the test cases' tokens not in the vocabulary
+    the model trained on (``HSModel.token_counts``). No tariff check: the test cases' codes
+    are the trained (current) ones."""
+    from hscode.review import ReviewPolicy
+    from model.records import RequestInput
+
+    policy = ReviewPolicy(settings.review_threshold)
+    requests = [RequestInput(e.key, e.title, e.description, e.image) for e in test]
+    confidence: list[float] = []
+    reviewed = 0
+    step = settings.score_batch_size
+    for start in range(0, len(requests), step):
+        chunk = requests[start : start + step]
+        for ranking in model.rank(chunk, top_k=1, n_precedents=settings.n_precedents):
+            confidence.append(ranking.confidence)
+            reviewed += policy.assess(ranking)[0]
+    counts = model.token_counts(test)
+    tokens = int(counts[0].sum()) if counts is not None else 0
+    figures = {
+        "test_mean_confidence": float(np.mean(confidence)) if confidence else None,
+        "test_review_rate": reviewed / len(requests) if requests else None,
+        "test_unseen_token_share": float(counts[1].sum()) / tokens if tokens else None,
+    }
+    return {k: v for k, v in figures.items() if v is not None}
+
+
 def _flat_metrics(evaluation: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {
         f"{prefix}{k}": v
@@ -372,10 +405,13 @@ def train_and_register(
     eval_stage, refit_stage = 1 + n_folds, 2 + n_folds
 
     t_fit = time.perf_counter()
-    model = fit(train, val, mconfig, progress=stages.for_stage(0))
+    model = fit(train, val, mconfig, progress=stages.for_stage(0), background=selection.background)
     fit_seconds = time.perf_counter() - t_fit
     stages.finish(0)
     model.set_precedents(train + val)  # everything the evaluated model learned from
+    # each precedent's ruling (reference, date, series, shortened reason) kept in the index
+    evidence = case_evidence(settings, (e.key for e in examples))
+    model.precedents.attach_evidence(evidence)
 
     cv = _cross_validate(examples, config, mconfig, seed, stages) if n_folds else None
 
@@ -399,6 +435,7 @@ def train_and_register(
             "n_val": len(val),
             "n_test": len(test),
             "n_test_recent": len(roles.recent),
+            "n_review_cases": selection.sources.get(CASE_SOURCE, 0),
             "fit_seconds": fit_seconds,
         }
     )
@@ -415,6 +452,7 @@ def train_and_register(
     by_month = accuracy_by_month(test_dates, hits1.tolist(), hits3.tolist())
     if cv is not None:
         metrics.update({f"cv_{k}": v for k, v in cv["mean"].items()})
+    metrics.update(drift_baseline(model, test, settings))
     stages.finish(eval_stage)
 
     registry = Registry.from_settings(settings)
@@ -429,6 +467,7 @@ def train_and_register(
     if promote and config.refit:
         t_refit = time.perf_counter()
         served = refit(model, examples, progress=stages.for_stage(refit_stage))  # logs its time
+        served.precedents.attach_evidence(evidence)
         metrics["refit_seconds"] = time.perf_counter() - t_refit
         served_info = {
             "model": "refit",
@@ -463,6 +502,8 @@ def train_and_register(
             # as their decided (old) code
             "code_status": selection.code_status,
             "largest_not_current": selection.largest_not_current,
+            # reviewers' decisions are cases of source "review" (hscode.review_cases)
+            "sources": selection.sources,
         },
         "split": roles.summary() | {"seed": seed},
         "comparison": {

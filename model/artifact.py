@@ -10,7 +10,9 @@ Format 2 (written now), one folder:
 - the members' files, named by their entries: ``companion/`` (a network folder),
   ``svm.json`` + ``svm.npz``, ``knn.json`` + ``knn.npz``, ``sentence.json`` +
   ``sentence.npz`` (vocabularies, coefficients, sparse matrices, layer weights);
-- ``precedents.npz``: the indexed cases (keys, titles, codes, features, sentence vectors).
+- ``precedents.npz``: the indexed cases (keys, titles, codes, features, sentence vectors);
+  ``precedent_evidence.json`` beside it, their rulings' evidence (optional: an index saved
+  without it loads with none, ``model.precedents``).
 
 No pickled objects. :func:`load` reads every older format through :data:`MIGRATIONS`, each of
 which turns one version's manifest into the next one's (file locations included), so the
@@ -27,6 +29,7 @@ from typing import Any
 
 from model.calibrate import Ensemble, TopLabelCalibrator
 from model.config import MemberName, ModelConfig
+from model.familiarity import Familiarity
 from model.hsmodel import HSModel
 from model.members import LoadContext, kind_of
 from model.network import Network
@@ -37,7 +40,7 @@ MANIFEST = "model.json"
 V1_MANIFEST = "config.json"
 NETWORK_PATH = "network"
 # every file or folder a member or network may write (a stale one must not survive a re-save)
-_OWNED = ("network", "companion", "svm", "knn", "sentence")
+_OWNED = ("network", "companion", "svm", "knn", "sentence", "familiarity")
 
 
 def save(model: HSModel, directory: Path) -> Path:
@@ -61,6 +64,8 @@ def save(model: HSModel, directory: Path) -> Path:
         "member_names": [str(n) for n in model.member_names],
         "mixture": model.mixture.to_dict() if model.mixture is not None else None,
         "members": members,
+        # optional (models saved before it have none): model.familiarity
+        "familiarity": model.familiarity.save(directory) if model.familiarity else None,
     }
     (directory / MANIFEST).write_text(
         json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8"
@@ -120,6 +125,11 @@ def load(directory: Path, device: str = "cpu") -> HSModel:
             directory,
             config.ensemble.sentence_encoder,
             config.calibration.precedent_min_similarity,
+        ),
+        familiarity=(
+            Familiarity.load(directory, manifest["familiarity"])
+            if manifest.get("familiarity")
+            else None
         ),
         version=manifest.get("version", ""),
         history=manifest.get("history", {}),

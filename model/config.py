@@ -220,10 +220,17 @@ class CalibrationConfig:
     # is below it is unfamiliar (on the ghko99 K = 100 names 5% of held-out names of known
     # codes and 19% of names of unknown headings are below 0.5)
     precedent_min_similarity: float = 0.5
+    # learn how much a request looks like the known goods from the cases of other codes
+    # (``model.familiarity``), when ``fit`` gets such a background; the floor below which a
+    # request is unfamiliar flags this share of the validation cases
+    familiarity: bool = True
+    familiarity_max_flagged: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share < 1.0:
             raise ValueError("calibration_share must be in [0, 1)")
+        if not 0.0 < self.familiarity_max_flagged < 1.0:
+            raise ValueError("familiarity_max_flagged must be in (0, 1)")
 
 
 _SECTIONS: dict[str, type] = {

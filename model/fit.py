@@ -18,14 +18,23 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from model.config import MemberName, ModelConfig
+from model.encoding import compose_texts, items_of
+from model.familiarity import (
+    MAX_COMBINER_CASES,
+    MIN_BACKGROUND,
+    Familiarity,
+    held_out_heading,
+    sample,
+)
 from model.hsmodel import HSModel
 from model.members import FitContext
 from model.members.network import companion_steps
 from model.mixture import calibrate_network, fit_ensemble
-from model.records import Example
+from model.records import Example, RequestInput
 from model.runtime import resolve_device, threads
 from model.train_loop import Progress, check_labelled, network_steps, train_network
 from model.validation import calibration_split
@@ -41,6 +50,7 @@ def fit(
     image_init: Mapping[str, torch.Tensor] | None = None,
     extra_texts: Sequence[str] = (),
     keyed_vectors: Any = None,
+    background: Sequence[Example] = (),
 ) -> HSModel:
     """Train a model on ``train``; ``val`` picks the best epoch, the ensemble weights and
     (on a separate, stratified share ``config.calibration.share`` of it) the temperature.
@@ -76,8 +86,50 @@ def fit(
     with threads(config.num_threads):
         return _fit(
             train, val, config, labels, device, progress, extra_images, image_init,
-            extra_texts, keyed_vectors,
+            extra_texts, keyed_vectors, [e for e in background if e.label not in set(labels)],
         )  # fmt: skip
+
+
+def fit_familiarity(
+    model: HSModel,
+    train: Sequence[Example],
+    val: Sequence[Example],
+    background: Sequence[Example],
+) -> Familiarity | None:
+    """The familiarity model (``model.familiarity``): the detector on ``train`` against the
+    background's part A, the combiner on ``val`` (held out from everything the model learned)
+    against part B, whose headings neither the classes nor part A have. None when a part is
+    too small."""
+    config = model.config
+    seed = config.seed
+    classes = {c[:4] for c in model.labels}
+    part_a = [e for e in background if not held_out_heading(e.label)]
+    part_b = [e for e in background if held_out_heading(e.label) and e.label[:4] not in classes]
+    familiar = sample([e for e in val if not e.candidates], MAX_COMBINER_CASES, seed)
+    part_b = sample(part_b, MAX_COMBINER_CASES, seed)
+    if min(len(part_a), len(part_b), len(familiar)) < MIN_BACKGROUND:
+        return None
+
+    def texts(examples: Sequence[Example]) -> list[str]:
+        return compose_texts(items_of(examples), config.uses_description)
+
+    def scored(examples: Sequence[Example]) -> tuple[list[str], list[float | None], np.ndarray]:
+        requests = [RequestInput(e.key, e.title, e.description, e.image) for e in examples]
+        rankings = model.rank(requests, top_k=1, n_precedents=0)
+        return (
+            texts(examples),
+            [r.nearest_similarity for r in rankings],
+            np.array([r.confidence for r in rankings]),
+        )
+
+    return Familiarity.fit(
+        texts(train),
+        texts(part_a),
+        scored(familiar),
+        scored(part_b),
+        max_flagged=config.calibration.familiarity_max_flagged,
+        seed=seed,
+    )
 
 
 def class_labels(examples: Sequence[Example]) -> list[str]:
@@ -96,6 +148,7 @@ def _fit(
     image_init: Mapping[str, torch.Tensor] | None,
     extra_texts: Sequence[str],
     keyed_vectors: Any,
+    background: Sequence[Example],
 ) -> HSModel:
     t0 = time.perf_counter()
     stop_idx, cal_idx = calibration_split(
@@ -134,6 +187,22 @@ def _fit(
         **{k: v for k, v in network.history.items() if k != "timings"},
     }
     model = HSModel(config, labels, network)
+    # the training cases are the precedents (first: the familiarity step searches them)
+    model.set_precedents(train, network.run(trained.train_inputs)[1])
+
+    def familiarity_step() -> None:
+        """While validation is still held out (before members are refitted on it)."""
+        if not (config.calibration.familiarity and background and val):
+            return
+        t1 = time.perf_counter()
+        model.familiarity = fit_familiarity(model, train, val, background)
+        timings["familiarity_s"] = time.perf_counter() - t1
+        history["familiarity"] = (
+            model.familiarity.history
+            if model.familiarity is not None
+            else {"skipped": f"too few background ({len(background)}) or validation cases"}
+        )
+
     if with_members:
         t1 = time.perf_counter()
         ctx = FitContext(
@@ -147,14 +216,14 @@ def _fit(
             extra_texts=extra_texts,
             keyed_vectors=keyed_vectors,
         )
-        fit_ensemble(model, ctx, val, stop_idx, cal_idx, history)
+        fit_ensemble(model, ctx, val, stop_idx, cal_idx, history, before_refit=familiarity_step)
         timings["ensemble_s"] = time.perf_counter() - t1
     else:
         if config.members:
             history["ensemble"] = {"kind": "none", "reason": "no validation data to weigh it"}
         calibrate_network(model, val_cal, history)
+        familiarity_step()
     prog.step()
-    model.set_precedents(train, network.run(trained.train_inputs)[1])
     timings["total_s"] = time.perf_counter() - t0
     history["timings"] = timings
     history["temperature"] = model.temperature

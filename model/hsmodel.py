@@ -18,12 +18,14 @@ import numpy as np
 
 from model.calibrate import Ensemble, TopLabelCalibrator, coverage_curve, ece, nll, softmax
 from model.config import MemberName, ModelConfig
-from model.encoding import Item, items_of
+from model.encoding import Item, items_of, title_texts
+from model.familiarity import Familiarity
 from model.members import Batch, Member
 from model.network import Network
 from model.precedents import PrecedentIndex
 from model.records import Candidate, Example, Ranking, RequestInput, accepted_matrix
 from model.runtime import json_safe
+from model.text import UNK
 
 
 class HSModel:
@@ -41,6 +43,7 @@ class HSModel:
         temperature: float = 1.0,
         top_calibration: TopLabelCalibrator | None = None,
         precedents: PrecedentIndex | None = None,
+        familiarity: Familiarity | None = None,
         version: str = "",
         history: dict[str, Any] | None = None,
     ) -> None:
@@ -57,6 +60,8 @@ class HSModel:
         self.precedents = precedents or PrecedentIndex(
             features=np.zeros((0, network.feature_dim), dtype=np.float32)
         )
+        # how much a request looks like the known goods (None: no background to learn it)
+        self.familiarity = familiarity
         self.version = version
         self.history: dict[str, Any] = history or {}
         self._label_index = {lab: i for i, lab in enumerate(self.labels)}
@@ -129,6 +134,62 @@ class HSModel:
         """L2-normalised learned features [N, D] of the main network."""
         return self.network.run(self.network.encode(items_of(examples)))[1]
 
+    # --- drift ------------------------------------------------------------------------------
+    def token_counts(
+        self, requests: Sequence[Example | RequestInput]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(tokens, unseen) per request, int64 [N] each: the tokens of its title (and of its
+        description when the model reads descriptions), as the main network's tokenizer cuts
+        them and before the length cap, and how many of them the model never saw in
+        training (:meth:`seen_tokens`). None for a model without text."""
+        network = self.network
+        seen = self.seen_tokens()
+        if seen is None:
+            return None
+        items = items_of(requests)
+        token_lists = network.token_cache(title_texts(items))
+        if self.config.uses_description:
+            descriptions = network.token_cache(
+                [d if isinstance(d, str) else "" for _, d, _ in items]
+            )
+            token_lists = [a + b for a, b in zip(token_lists, descriptions, strict=True)]
+        tokens = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(items))
+        unseen = np.fromiter(
+            (sum(tok not in seen for tok in t) for t in token_lists),
+            dtype=np.int64,
+            count=len(items),
+        )
+        return tokens, unseen
+
+    def seen_tokens(self) -> frozenset[str] | None:
+        """The tokens the model saw in training: its text network's vocabulary (the tokens of
+        the titles, and descriptions when it reads them, it was trained on) and the tokens of
+        the titles of every case it indexes as precedents (the cases it learned from: a served
+        refit indexes every selected case, also when it kept the evaluated model's network,
+        whose vocabulary is the training split's). Computed once per precedent index (a
+        tokenizer pass over its titles); None for a model without text."""
+        network = self.network
+        if network.vocab is None or not self.config.uses_text:
+            return None
+        cached = getattr(self, "_seen_tokens", None)
+        if cached is not None and cached[0] is self.precedents:
+            return cached[1]
+        seen = {tok for tok, i in network.vocab.stoi.items() if i > UNK}
+        for toks in network.tokenizer.tokenize_many(self.precedents.titles):
+            seen.update(toks)
+        frozen = frozenset(seen)
+        self._seen_tokens = (self.precedents, frozen)
+        return frozen
+
+    def unseen_token_share(self, requests: Sequence[Example | RequestInput]) -> float | None:
+        """The share of the requests' tokens (all requests' tokens together, see
+        :meth:`token_counts`) unseen in training; None without text or without any token."""
+        counts = self.token_counts(requests)
+        if counts is None:
+            return None
+        total = int(counts[0].sum())
+        return float(counts[1].sum()) / total if total else None
+
     def set_precedents(self, examples: Sequence[Example], features: np.ndarray | None = None):
         """Index these cases (normally the training set) for precedent search."""
         if features is None:
@@ -167,6 +228,13 @@ class HSModel:
             return feats if feats is not None else self.network.run(self.network.encode(items))[1]
 
         found = self.precedents.search(items, n_precedents, features)
+        familiarity = floor = None
+        if self.familiarity is not None:
+            # an unfamiliar request's scores are scaled by its familiarity: a low confidence
+            familiarity = self.familiarity.probability(batch.texts, found.nearest, top_scores[:, 0])
+            floor = self.familiarity.floor
+            low = familiarity < floor
+            top_scores = np.where(low[:, None], top_scores * familiarity[:, None], top_scores)
         labels = self.labels
         return [
             Ranking(
@@ -178,6 +246,8 @@ class HSModel:
                 precedents=found.precedents[r],
                 nearest_similarity=found.nearest[r],
                 similarity_floor=found.floor,
+                familiarity=None if familiarity is None else float(familiarity[r]),
+                familiarity_floor=floor,
             )
             for r, req in enumerate(requests)
         ]

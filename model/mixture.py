@@ -14,7 +14,7 @@ train + validation (more data; their scale is set by the member temperatures alr
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,8 +74,11 @@ def fit_ensemble(
     stop_idx: np.ndarray,
     cal_idx: np.ndarray,
     history: dict[str, Any],
+    before_refit: Callable[[], None] | None = None,
 ) -> None:
-    """Choose the mixture and the final temperature on validation; never on anything else."""
+    """Choose the mixture and the final temperature on validation; never on anything else.
+    ``before_refit`` runs once the model is complete and before members are refitted on
+    train + validation (``refit_members``): the last moment validation is held out."""
     cfg = model.config
     names = cfg.members
     model.member_names = names
@@ -120,6 +123,8 @@ def fit_ensemble(
         else [],
     }
     history["ensemble"]["dropped"] = drop_unweighted(model)
+    if before_refit is not None:
+        before_refit()
     if cfg.ensemble.refit_members:
         again = {n: m for n, m in model.members.items() if REGISTRY[n].on_all_validation}
         if again:

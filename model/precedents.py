@@ -7,11 +7,18 @@ requests). There, unrelated goods score low, so a precedent is shown only from
 ``min_similarity`` up and the nearest similarity says whether a request is familiar at all.
 Without one the space is the network's L2-normalised features, which have no such scale: every
 nearest case is shown and no familiarity is claimed.
+
+Each indexed case may carry its ruling's evidence (:class:`CaseEvidence`: reference number,
+decision date, series, the shortened decision reason, source), given at training
+(:meth:`PrecedentIndex.attach_evidence`, from the cases dataset) and saved beside the index
+in ``precedent_evidence.json``; a found :class:`~model.records.Precedent` carries it. An
+index saved before it has no such file: its precedents carry none (the fields are None).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +30,23 @@ from model.records import Example, Precedent
 from model.sentence import get_encoder
 
 FILE = "precedents.npz"
+EVIDENCE_FILE = "precedent_evidence.json"
+EVIDENCE_FORMAT = 1
+EVIDENCE_FIELDS = ("reference_no", "decision_date", "series", "reason", "source")
+
+
+@dataclass(frozen=True, slots=True)
+class CaseEvidence:
+    """What a reviewer reads about a past case besides its title and code."""
+
+    reference_no: str | None = None
+    decision_date: str | None = None  # ISO date
+    series: str | None = None
+    reason: str | None = None  # the decision reason, shortened by whoever builds the index
+    source: str | None = None  # "clip" for the portal's rulings, "review", "import:...", ...
+
+    def row(self) -> list[str | None]:
+        return [getattr(self, f) for f in EVIDENCE_FIELDS]
 
 
 @dataclass
@@ -44,6 +68,9 @@ class PrecedentIndex:
     sentences: np.ndarray | None = None
     encoder: str = SentenceEncoderName.NONE
     min_similarity: float = 0.5
+    # per indexed case (aligned with ``keys``), None for a case without it; None: the index
+    # holds no evidence at all (an index saved before it)
+    evidence: list[CaseEvidence | None] | None = None
 
     @classmethod
     def build(
@@ -70,6 +97,26 @@ class PrecedentIndex:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def attach_evidence(self, evidence: Mapping[str, CaseEvidence]) -> int:
+        """Record each indexed case's evidence by its key (a key not in ``evidence`` gets
+        none); returns how many cases got some."""
+        self.evidence = [evidence.get(k) for k in self.keys]
+        return sum(e is not None for e in self.evidence)
+
+    def _precedent(self, j: int, similarity: float) -> Precedent:
+        ev = (self.evidence[j] if self.evidence is not None else None) or _NO_EVIDENCE
+        return Precedent(
+            case_key=self.keys[j],
+            hs10=self.labels[j],
+            title=self.titles[j],
+            similarity=similarity,
+            reference_no=ev.reference_no,
+            decision_date=ev.decision_date,
+            series=ev.series,
+            reason=ev.reason,
+            source=ev.source,
+        )
 
     @property
     def sentence_space(self) -> bool:
@@ -105,12 +152,7 @@ class PrecedentIndex:
         near_sims = np.take_along_axis(near_sims, order, axis=1)
         found = [
             [
-                Precedent(
-                    case_key=self.keys[j],
-                    hs10=self.labels[j],
-                    title=self.titles[j],
-                    similarity=float(np.clip(s, -1.0, 1.0)),
-                )
+                self._precedent(j, float(np.clip(s, -1.0, 1.0)))
                 for j, s in zip(near[r].tolist(), near_sims[r].tolist(), strict=True)
                 if s >= minimum
             ]
@@ -128,11 +170,23 @@ class PrecedentIndex:
             labels=np.array(self.labels, dtype=str),
             **({} if self.sentences is None else {"sentences": self.sentences}),
         )
+        path = directory / EVIDENCE_FILE
+        if self.evidence is None:
+            path.unlink(missing_ok=True)  # a stale file must not describe another index
+            return
+        if len(self.evidence) != len(self.keys):
+            raise ValueError(f"{len(self.evidence)} evidence rows for {len(self.keys)} cases")
+        payload = {
+            "format": EVIDENCE_FORMAT,
+            "fields": list(EVIDENCE_FIELDS),
+            "rows": [None if e is None else e.row() for e in self.evidence],
+        }
+        path.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
     def load(cls, directory: Path, encoder: str, min_similarity: float) -> PrecedentIndex:
         with np.load(directory / FILE, allow_pickle=False) as prec:
-            return cls(
+            index = cls(
                 keys=prec["keys"].tolist(),
                 titles=prec["titles"].tolist(),
                 labels=prec["labels"].tolist(),
@@ -143,3 +197,32 @@ class PrecedentIndex:
                 encoder=encoder,
                 min_similarity=min_similarity,
             )
+        index.evidence = _load_evidence(directory / EVIDENCE_FILE, len(index.keys))
+        return index
+
+
+_NO_EVIDENCE = CaseEvidence()
+
+
+def _load_evidence(path: Path, n: int) -> list[CaseEvidence | None] | None:
+    """The saved evidence rows (None without the file: an index saved before it)."""
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    if payload.get("format") != EVIDENCE_FORMAT:
+        raise ValueError(f"{path}: unsupported evidence format {payload.get('format')!r}")
+    rows = payload.get("rows") or []
+    if len(rows) != n:
+        raise ValueError(f"{path}: {len(rows)} evidence rows for an index of {n} cases")
+    position = {f: i for i, f in enumerate(payload.get("fields") or EVIDENCE_FIELDS)}
+    return [
+        None
+        if row is None
+        else CaseEvidence(
+            *(
+                None if f not in position or row[position[f]] is None else str(row[position[f]])
+                for f in EVIDENCE_FIELDS
+            )
+        )
+        for row in rows
+    ]

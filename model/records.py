@@ -69,6 +69,13 @@ class Precedent:
     hs10: str
     title: str
     similarity: float  # cosine similarity in the model's precedent space, in [-1, 1]
+    # the ruling's evidence, recorded in the index at training (``model.precedents``); None
+    # for an index without it (models trained before it) or a case that lacks the field
+    reference_no: str | None = None
+    decision_date: str | None = None  # ISO date
+    series: str | None = None  # the portal's series (portal cases)
+    reason: str | None = None  # the decision reason, shortened
+    source: str | None = None  # where the case came from: "clip" (the portal), "review", ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,10 @@ class Ranking:
     precedents: list[Precedent] = field(default_factory=list)
     nearest_similarity: float | None = None
     similarity_floor: float | None = None
+    # P(the request is like the goods the model knows) and the floor below which it is not
+    # (``model.familiarity``); None without a familiarity model
+    familiarity: float | None = None
+    familiarity_floor: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -94,7 +105,10 @@ class Ranking:
 
     @property
     def familiar(self) -> bool:
-        """False when no indexed case is as similar as the floor (an unfamiliar good)."""
+        """False for an unfamiliar good: its familiarity is below the floor, or (without a
+        familiarity model) no indexed case is as similar as the similarity floor."""
+        if self.familiarity is not None and self.familiarity_floor is not None:
+            return self.familiarity >= self.familiarity_floor
         if self.nearest_similarity is None or self.similarity_floor is None:
             return True
         return self.nearest_similarity >= self.similarity_floor

@@ -125,6 +125,9 @@ def refit(
         timings["precedents_s"] = time.perf_counter() - t1
     model.temperature = evaluated.temperature
     model.top_calibration = copy.deepcopy(evaluated.top_calibration)
+    # the familiarity model is kept: its detector learned the training cases, its combiner
+    # and floor need held-out cases, which a refit on every case no longer has
+    model.familiarity = copy.deepcopy(evaluated.familiarity)
     if progress is not None:
         progress(1000, 1000)
     history: dict[str, Any] = copy.deepcopy(evaluated.history)
@@ -136,7 +139,13 @@ def refit(
         if retrain_network
         else "kept from the evaluated model: the mixture weighs it 0",
         "companion_epochs": companion_epochs or None,
-        "kept_from_evaluated": ["epochs", "mixture", "temperature", "top_calibration"],
+        "kept_from_evaluated": [
+            "epochs",
+            "mixture",
+            "temperature",
+            "top_calibration",
+            "familiarity",
+        ],
         "timings": timings | {"total_s": time.perf_counter() - t0},
     }
     model.history = history

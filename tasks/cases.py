@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from hscode.case_report import QualityReport
     from hscode.cases import RestatusReport
     from hscode.normalize import NormalizeReport
+    from hscode.review_cases import ReviewCasesReport
 
 
 # Normalizing upserts by case key, so re-running it never duplicates cases.
@@ -38,6 +39,21 @@ def normalize_cases(settings: Settings) -> NormalizeReport:
         description="Raw responses parsed into the cases dataset",
     )
     return report
+
+
+@task(
+    name="take-decisions",
+    retries=1,
+    retry_delay_seconds=30,
+    tags=["cases", "db"],
+    cache_policy=NO_CACHE,
+)
+def take_decisions(settings: Settings) -> ReviewCasesReport | None:
+    """Reviewers' new decisions into the cases dataset (source ``review``), so training
+    learns them and they count toward "training is due" (None: no database yet)."""
+    from hscode.review_cases import take_decisions as take
+
+    return take(settings)
 
 
 @task(name="derive-code-statuses", tags=["normalize", "db"], cache_policy=NO_CACHE)

@@ -123,13 +123,49 @@ def score_pending_requests(
             progress=ArtifactProgress(f"score-progress{suffix}", "requests scored"),
             partition=partition,
         )
+    where = "" if partition is None else f", partition {partition[0] + 1} of {partition[1]}"
     create_table_artifact(
         key=f"scoring-summary{suffix}",
         table=scalar_rows(jsonable(summary)),
-        description=f"Scoring with model {version}"
-        + ("" if partition is None else f", partition {partition[0] + 1} of {partition[1]}"),
+        description=f"Scoring with model {version}{where}",
+    )
+    create_markdown_artifact(
+        key=f"scoring-drift{suffix}",
+        markdown=drift_markdown(summary.drift(), f"Drift of scoring with model {version}{where}"),
+        description="this run's requests against the model's test cases",
     )
     return summary
+
+
+DRIFT_ROWS = (
+    ("mean rank-1 confidence", "mean_confidence"),
+    ("review rate", "review_rate"),
+    ("share of tokens unseen in training", "unseen_token_share"),
+)
+
+
+def drift_markdown(figures: dict[str, float | None], title: str) -> str:
+    """A run's drift figures (``hscode.scoring.drift_figures``) beside the model version's
+    test figures, for people."""
+    lines = [
+        f"# {title}",
+        "",
+        "| figure | this run | model's test cases | difference |",
+        "|---|---|---|---|",
+    ]
+    for label, name in DRIFT_ROWS:
+        run, test = figures.get(name), figures.get(f"test_{name}")
+        diff = run - test if run is not None and test is not None else None
+        lines.append(f"| {label} | {_figure(run)} | {_figure(test)} | {_figure(diff, sign=True)} |")
+    if all(figures.get(f"test_{name}") is None for _, name in DRIFT_ROWS):
+        lines += ["", "The model version has no recorded test figures (trained before they were)."]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(value: float | None, sign: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if sign else f"{value:.3f}"
 
 
 @task(name="record-champion", tags=["score", "db"], cache_policy=NO_CACHE)

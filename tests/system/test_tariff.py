@@ -375,7 +375,8 @@ def test_analyst_views_show_current_names_first_and_is_current(engine):
     def view(name: str) -> list[dict]:
         with engine.connect() as conn:
             result = conn.execute(text(f"select * from {name} order by 1, 2"))
-            assert list(result.keys())[-1] == "is_current"  # appended last
+            # appended by 007 (later migrations append after it: sql/010 to latest_precedents)
+            assert "is_current" in list(result.keys())
             return [dict(r) for r in result.mappings()]
 
     load_tariff_rows(engine, _rows(OLD), "hs2012")
@@ -608,3 +609,50 @@ def test_cli_a_new_current_edition_makes_training_due_at_once(
     assert TARIFF_CHANGED_EVENT in trigger.expect
     assert TARIFF_RESOURCE in trigger.match.root["prefect.resource.id"]
     assert trigger.match.root[TRAINING_DUE_LABEL] == "true"
+
+
+def test_predict_recommends_only_current_codes_and_says_against_which_edition(
+    engine, tmp_path, monkeypatch
+):
+    """`hscode predict` checks codes as scoring does: only codes of the current edition, the
+    edition written with every row; a request with no current code left is a reject."""
+    import csv
+
+    from hscode.case_records import synthetic_case_records
+    from hscode.cases import upsert_cases
+    from hscode.predict import predict_file, rejects_path
+    from hscode.training import TrainConfig, train_and_register
+    from model.synthetic import PRODUCTS
+
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(data_dir=tmp_path / "var", database_url=url, _env_file=None)
+    upsert_cases(settings, synthetic_case_records(100, seed=3, prefix="t", decision_date=None))
+    train_and_register(
+        settings,
+        TrainConfig(inputs="title", epochs=3, embed_dim=16, embed_epochs=2, hidden=16,
+                    batch_size=16, device="cpu", num_threads=1),
+    )  # fmt: skip
+    codes = sorted(PRODUCTS)
+    current, dropped = codes[: len(codes) // 2], codes[len(codes) // 2 :]
+    load_tariff_rows(engine, [{"hs10": c, "name_ko": "x"} for c in current], "e26", current=True)
+    requests = tmp_path / "requests.csv"
+    requests.write_text(
+        "request_id,title\n" + "".join(f"r{i},{PRODUCTS[c][0][0]}\n" for i, c in enumerate(codes)),
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    summary = predict_file(settings, requests, out, top_k=3)
+    assert summary["tariff_edition"] == "e26" and summary["codes_checked"] is True
+    with open(out, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and {r["hs_code"] for r in rows} <= set(current)
+    assert {r["tariff_edition"] for r in rows} == {"e26"}
+    # no current code at all: every request is set aside with its reason
+    load_tariff_rows(engine, [{"hs10": "9999999999", "name_ko": "y"}], "e27", current=True)
+    summary = predict_file(settings, requests, out, top_k=3)
+    assert summary["predicted"] == 0 and summary["rejected"] == len(codes)
+    with open(rejects_path(out), newline="", encoding="utf-8") as fh:
+        rejected = list(csv.DictReader(fh))
+    assert [r["line"] for r in rejected] == [str(i + 1) for i in range(len(codes))]
+    assert {r["reason_code"] for r in rejected} == {RejectReason.NO_CURRENT_CODE}
+    assert dropped  # (both halves were used)

@@ -92,7 +92,7 @@ def test_csv_round_trip_with_bad_rows(trained: Settings, tmp_path: Path) -> None
     assert summary["model_version"].startswith("v0001-")
 
     got = _read_csv(out)
-    assert list(got[0]) == ["request_id", "rank", "hs_code", "score", "review"]
+    assert list(got[0]) == ["request_id", "rank", "hs_code", "score", "review", "tariff_edition"]
     by_id: dict[str, list[dict[str, str]]] = {}
     for row in got:
         by_id.setdefault(row["request_id"], []).append(row)
@@ -168,7 +168,7 @@ def test_jsonl_and_parquet(trained: Settings, tmp_path: Path) -> None:
     summary = predict_file(trained, src, out, top_k=2)
     assert (summary["predicted"], summary["rejected"]) == (2, 1)
     table = pq.read_table(out)
-    assert table.column_names == ["request_id", "rank", "hs_code", "score", "review"]
+    assert table.column_names == ["request_id", "rank", "hs_code", "score", "review", "tariff_edition"]
     assert table.num_rows == 4
     (reject,) = _read_csv(rejects_path(out))
     assert (reject["line"], reject["request_id"]) == ("2", "")
