@@ -136,7 +136,10 @@ def serve(settings: Settings, port: int = 4200, workers: bool = True) -> int:
 
 
 def _version_dicts(settings: Settings) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The champion (with its training report, for the plots) and the 20 newest versions."""
+    """The champion and the 20 newest versions, newest first, each with its training report
+    (report.json; None when a version has none): the champion's for its section and plots,
+    every version's for why it was or was not promoted, so the top box explains an unpromoted
+    newest version from its own comparison with the champion."""
     import dataclasses
 
     from hscode.registry import Registry
@@ -145,11 +148,16 @@ def _version_dicts(settings: Settings) -> tuple[dict[str, Any] | None, list[dict
     versions = [
         dataclasses.asdict(v) | {"is_champion": v.champion} for v in registry.list_versions()
     ]
-    versions.sort(key=lambda v: v["created_at"], reverse=True)
+    # newest first; within one second (created_at's resolution) the later version first
+    versions.sort(key=lambda v: (v["created_at"], v["version"]), reverse=True)
     champion = next((v for v in versions if v["is_champion"]), None)
-    if champion is not None:
-        champion["report"] = registry.read_report(champion["version"])
-    return champion, versions[:20]
+    shown = versions[:20]
+    readers = list(shown)
+    if champion is not None and not any(v is champion for v in shown):
+        readers.append(champion)  # an older champion than the 20 shown: still its section
+    for v in readers:
+        v["report"] = registry.read_report(v["version"])
+    return champion, shown
 
 
 def _recent_scoring_runs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
@@ -193,7 +201,13 @@ def write_html_report(settings: Settings, output: Path) -> Path:
         sections.append(("Recent scoring runs", reports.html_table(runs)))
     except Exception as exc:  # noqa: BLE001 - the report must render without a database
         sections.append(("Recent scoring runs", f"<p>unavailable: {type(exc).__name__}</p>"))
-    html = reports.html_report(champion, versions, sections, generated_at=dt.datetime.now(dt.UTC))
+    html = reports.html_report(
+        champion,
+        versions,
+        sections,
+        generated_at=dt.datetime.now(dt.UTC),
+        review_threshold=settings.review_threshold,
+    )
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(html, encoding="utf-8")

@@ -1,302 +1,107 @@
-"""Pictures and tables of a trained model: learning curves, accuracy by chapter,
-reliability diagram, accuracy versus coverage; a training report in Markdown (for a
-Prefect artifact) and a static HTML report of the champion and recent versions.
+"""The model reports: the training report in Markdown (``training_report_markdown``, for a
+Prefect artifact) and the static HTML page about the champion and recent versions
+(``html_report``: the latest run's verdict at the top, the champion's section, the versions
+table, callers' extra sections, the page's style).
 
-Plain Python + matplotlib (Agg backend: no display needed); no Prefect import.
-Evaluation inputs are read from the training report with tolerant key names, because a
-model version written by an older trainer may lack some of them: a missing input means
-a missing plot, never a failed report.
+This module is the entry point callers import from; it re-exports the names they use from
+the modules that own each job:
+
+- ``hscode.metrics_catalog``: what every figure means (``METRICS``, ``describe``,
+  ``format_value``);
+- ``hscode.report_inputs``: what is read from a training report, and the series computed
+  from it;
+- ``hscode.report_plots``: the matplotlib plots as PNG bytes, ``data_uri``;
+- ``hscode.report_tables``: Markdown and HTML tables, truncation, escaping;
+- ``hscode.report_version``: the HTML section about one version, and why it was or was not
+  promoted.
+
+Plain Python + matplotlib (Agg backend); no Prefect import.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from hscode.metrics_catalog import (
+    MEMBER_NAMES,
+    METRIC_ALIASES,
+    METRICS,
+    MetricInfo,
+    code_digits,
+    describe,
+    format_value,
+)
+from hscode.report_inputs import (
+    accuracy_by_chapter,
+    accuracy_coverage_curve,
+    evaluation_arrays,
+    expected_calibration_error,
+    learning_history,
+    reliability_chart,
+)
+from hscode.report_plots import (
+    PLOT_TITLES,
+    data_uri,
+    plot_accuracy_by_chapter,
+    plot_accuracy_coverage,
+    plot_learning_curves,
+    plot_reliability,
+    training_plots,
+)
+from hscode.report_tables import Cell, html_table, legend, markdown_table, metric_rows, render_table
+from hscode.report_version import (
+    baseline_rows,
+    explain_promotion,
+    gate_record,
+    verdict_box,
+    version_html,
+    version_level,
+)
 
-matplotlib.use("Agg")  # headless: flows run on workers without a display
-import matplotlib.pyplot as plt
-import numpy as np
-
-from model.calibrate import ece, reliability_bins
+__all__ = [
+    "MEMBER_NAMES",
+    "METRICS",
+    "METRIC_ALIASES",
+    "PLOT_TITLES",
+    "MetricInfo",
+    "accuracy_by_chapter",
+    "accuracy_coverage_curve",
+    "baseline_rows",
+    "code_digits",
+    "data_uri",
+    "describe",
+    "dumps_json",
+    "evaluation_arrays",
+    "expected_calibration_error",
+    "explain_promotion",
+    "format_value",
+    "gate_record",
+    "gate_section",
+    "html_report",
+    "html_table",
+    "learning_history",
+    "markdown_table",
+    "metric_rows",
+    "plot_accuracy_by_chapter",
+    "plot_accuracy_coverage",
+    "plot_learning_curves",
+    "plot_reliability",
+    "reliability_chart",
+    "training_plots",
+    "training_report_markdown",
+    "version_html",
+]
 
 log = logging.getLogger(__name__)
 
-PLOT_TITLES = {
-    "learning_curves": "Learning curves",
-    "accuracy_by_chapter": "Accuracy by HS chapter",
-    "reliability": "Reliability diagram",
-    "accuracy_coverage": "Accuracy versus coverage",
-}
 
-
-# ---------------------------------------------------------------- evaluation inputs
-
-
-def _first(mapping: Mapping[str, Any] | None, *keys: str) -> Any:
-    if not mapping:
-        return None
-    for key in keys:
-        if key in mapping and mapping[key] is not None:
-            return mapping[key]
-    return None
-
-
-def evaluation_arrays(report: Mapping[str, Any] | None) -> dict[str, np.ndarray] | None:
-    """Per-test-case confidence, correctness and true chapter, if the report holds them.
-
-    Accepts ``report["test"]`` / ``report["evaluation"]`` or the report itself, with
-    ``confidence``/``confidences``, ``correct`` (bools) or ``y_true`` + ``y_pred``.
-    """
-    if not report:
-        return None
-    for scope in (_first(report, "test", "evaluation", "eval"), report):
-        if not isinstance(scope, Mapping):
-            continue
-        conf = _first(scope, "confidence", "confidences", "top1_confidence", "top1_score")
-        if conf is None:
-            continue
-        correct = _first(scope, "correct", "top1_correct")
-        true = _first(scope, "y_true", "true_hs10", "labels", "true")
-        if correct is None:
-            pred = _first(scope, "y_pred", "pred_hs10", "predictions", "pred")
-            if pred is None or true is None:
-                continue
-            correct = [str(a) == str(b) for a, b in zip(true, pred, strict=False)]
-        conf_arr = np.asarray(conf, dtype=float)
-        correct_arr = np.asarray(correct, dtype=bool)
-        if conf_arr.shape != correct_arr.shape or conf_arr.size == 0:
-            continue
-        out = {"confidence": conf_arr, "correct": correct_arr}
-        if true is not None and len(true) == conf_arr.size:
-            out["chapter"] = np.asarray([str(t)[:2] for t in true])
-        return out
-    return None
-
-
-def learning_history(report: Mapping[str, Any] | None) -> list[dict[str, float]]:
-    """Per-epoch records (``epoch`` + numeric metrics), flattening per-encoder histories."""
-    if not report:
-        return []
-    history = _first(report, "history", "learning_curves", "epochs")
-    if isinstance(history, Mapping):
-        # {"text": [...], "fusion": [...]} -> prefix each metric with its stage
-        rows: list[dict[str, float]] = []
-        for stage, records in history.items():
-            if not isinstance(records, Sequence) or isinstance(records, (str, bytes)):
-                continue  # a scalar next to the per-stage lists (e.g. an epoch count)
-            for i, rec in enumerate(records):
-                if isinstance(rec, Mapping):
-                    row = {"epoch": float(rec.get("epoch", i + 1)), "stage": stage}
-                    row.update({k: v for k, v in rec.items() if isinstance(v, (int, float))})
-                    rows.append(row)
-        return rows
-    if isinstance(history, Sequence):
-        return [
-            {
-                "epoch": float(rec.get("epoch", i + 1)),
-                **{k: v for k, v in rec.items() if isinstance(v, (int, float))},
-            }
-            for i, rec in enumerate(history)
-            if isinstance(rec, Mapping)
-        ]
-    return []
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def plot_learning_curves(history: Sequence[Mapping[str, Any]]) -> bytes | None:
-    if not history:
-        return None
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    stages = sorted({str(r.get("stage", "")) for r in history})
-    for stage in stages:
-        rows = [r for r in history if str(r.get("stage", "")) == stage]
-        epochs = [r["epoch"] for r in rows]
-        metrics = sorted({k for r in rows for k in r if k not in ("epoch", "stage")})
-        for metric in metrics:
-            ys = [r.get(metric, np.nan) for r in rows]
-            label = f"{stage} {metric}".strip()
-            ax = ax_loss if "loss" in metric else ax_acc
-            ax.plot(epochs, ys, marker="o", ms=3, label=label)
-    ax_loss.set(title="Loss", xlabel="epoch")
-    ax_acc.set(title="Accuracy", xlabel="epoch", ylim=(0, 1.02))
-    for ax in (ax_loss, ax_acc):
-        if ax.lines:
-            ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def accuracy_by_chapter(chapter: np.ndarray, correct: np.ndarray) -> list[dict[str, Any]]:
-    rows = []
-    for ch in sorted(set(chapter.tolist())):
-        mask = chapter == ch
-        rows.append({"chapter": ch, "n": int(mask.sum()), "accuracy": float(correct[mask].mean())})
-    return rows
-
-
-def plot_accuracy_by_chapter(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(rows) + 2), 3.2))
-    xs = [str(r["chapter"]) for r in rows]
-    ax.bar(xs, [r["accuracy"] for r in rows], color="#4c72b0")
-    for i, r in enumerate(rows):
-        ax.text(i, min(r["accuracy"] + 0.02, 1.0), f"n={r['n']}", ha="center", fontsize=7)
-    ax.set(title="Top-1 accuracy by HS chapter", xlabel="chapter (HS2)", ylim=(0, 1.08))
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray) -> float:
-    """The ECE of top-1 confidences and their correctness, computed by ``model.calibrate.ece``
-    (the stored ``ece_after`` metric's function, with its binning): one column of
-    probabilities whose label is 0 when the answer was right and -1 (an unknown class, which
-    ``ece`` counts as wrong) when it was not."""
-    confidence = np.asarray(confidence, dtype=np.float64).reshape(-1, 1)
-    labels = np.where(np.asarray(correct, dtype=bool).reshape(-1), 0, -1)
-    return ece(confidence, labels)
-
-
-def reliability_chart(
-    confidence: np.ndarray, correct: np.ndarray
-) -> tuple[list[dict[str, Any]], float]:
-    """What the reliability diagram draws: the bins of ``model.calibrate.reliability_bins``
-    and their ECE, binned exactly as the stored ``ece_after`` metric is."""
-    return reliability_bins(confidence, correct), expected_calibration_error(confidence, correct)
-
-
-def plot_reliability(confidence: np.ndarray, correct: np.ndarray) -> bytes | None:
-    rows, ece_value = reliability_chart(confidence, correct)
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(3.8, 3.6))
-    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
-    ax.plot(
-        [r["mean_confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", label="model"
-    )
-    ax.set(
-        title=f"Reliability (ECE {ece_value:.3f})",
-        xlabel="mean confidence",
-        ylabel="accuracy",
-        xlim=(0, 1),
-        ylim=(0, 1.02),
-    )
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def accuracy_coverage_curve(
-    confidence: np.ndarray, correct: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy on the most confident fraction of cases, for every coverage level."""
-    order = np.argsort(-confidence, kind="stable")
-    hits = np.cumsum(correct[order])
-    n = np.arange(1, len(order) + 1)
-    return n / len(order), hits / n
-
-
-def plot_accuracy_coverage(confidence: np.ndarray, correct: np.ndarray) -> bytes | None:
-    if confidence.size == 0:
-        return None
-    coverage, accuracy = accuracy_coverage_curve(confidence, correct)
-    fig, ax = plt.subplots(figsize=(3.8, 3.6))
-    ax.plot(coverage, accuracy)
-    ax.set(
-        title="Accuracy vs coverage",
-        xlabel="coverage (most confident fraction answered)",
-        ylabel="accuracy",
-        xlim=(0, 1),
-        ylim=(0, 1.02),
-    )
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def training_plots(report: Mapping[str, Any] | None) -> dict[str, bytes]:
-    """The PNG plots a training report supports; keys as in ``PLOT_TITLES``."""
-    plots: dict[str, bytes | None] = {
-        "learning_curves": plot_learning_curves(learning_history(report))
-    }
-    arrays = evaluation_arrays(report)
-    if arrays is not None:
-        conf, correct = arrays["confidence"], arrays["correct"]
-        if "chapter" in arrays:
-            plots["accuracy_by_chapter"] = plot_accuracy_by_chapter(
-                accuracy_by_chapter(arrays["chapter"], correct)
-            )
-        plots["reliability"] = plot_reliability(conf, correct)
-        plots["accuracy_coverage"] = plot_accuracy_coverage(conf, correct)
-    return {k: v for k, v in plots.items() if v}
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-# ---------------------------------------------------------------- tables
-
-
-def metric_rows(metrics: Mapping[str, Any] | None, prefix: str = "") -> list[dict[str, Any]]:
-    """Flatten nested numeric metrics into ``[{"metric": "test.top1", "value": 0.83}]``."""
-    rows: list[dict[str, Any]] = []
-    for key, value in (metrics or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool) or value is None:
-            continue
-        if isinstance(value, (int, float)):
-            rows.append({"metric": name, "value": value})
-        elif isinstance(value, Mapping):
-            rows.extend(metric_rows(value, prefix=f"{name}."))
-    return rows
-
-
-def markdown_table(
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str] | None = None,
-    float_format: str = ".4f",
-) -> str:
-    """A Markdown table (for artifacts and reports); pipes and newlines in cells escaped."""
-    if not rows:
-        return "_none_\n"
-    cols = list(columns or rows[0].keys())
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        out.append("| " + " | ".join(_cell(r.get(c), float_format) for c in cols) + " |")
-    return "\n".join(out) + "\n"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
-
-
-def _cell(value: Any, float_format: str) -> str:
-    if isinstance(value, float):
-        return format(value, float_format)
-    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-
-
-# ---------------------------------------------------------------- reports
+# ---------------------------------------------------------------- the training report (Markdown)
 
 
 def gate_section(report: Mapping[str, Any] | None) -> list[str]:
@@ -393,78 +198,141 @@ def training_report_markdown(
     return "\n".join(parts)
 
 
+# ---------------------------------------------------------------- the HTML page
+
+
+_VERSION_COLUMNS = ("test_top1", "test_top3", "test_ece_after", "n_test")
+
+
+def _versions_section(versions: Sequence[Mapping[str, Any]], max_rows: int) -> str:
+    esc = html.escape
+    rows = []
+    levels = []
+    for v in versions:
+        metrics = {m["metric"]: m["value"] for m in metric_rows(v.get("metrics"))}
+        promoted, reason = gate_record(v)
+        levels.append(version_level(v))
+        rows.append(
+            {
+                "version": v.get("version"),
+                "created": v.get("created_at"),
+                "serving": "yes" if v.get("is_champion") else "",
+                "promoted": {True: "yes", False: "no", None: "?"}[promoted],
+                "why": Cell(esc(reason or "not recorded")),
+                **{k: metrics.get(k) for k in _VERSION_COLUMNS},
+            }
+        )
+    level = levels[0] if levels and len(set(map(str, levels))) == 1 else None
+    infos = {k: describe(k, level) for k in _VERSION_COLUMNS}
+    columns = [
+        ("version", "Version"),
+        ("created", "Trained"),
+        ("serving", "Champion"),
+        ("promoted", "Promoted"),
+        ("why", "Why (the gate's reason)"),
+        *((k, infos[k].name) for k in _VERSION_COLUMNS),
+    ]
+    table = render_table(
+        rows,
+        columns,
+        kinds={k: i.kind for k, i in infos.items()},
+        widths=["13%", "11%", "7%", "7%", "30%", "8%", "8%", "8%", "8%"],
+        max_rows=max_rows,
+        more=" versions",
+    )
+    return table + legend(infos.values())
+
+
 def html_report(
     champion: Mapping[str, Any] | None,
     versions: Sequence[Mapping[str, Any]],
     extra_sections: Sequence[tuple[str, str]] = (),
     generated_at: dt.datetime | None = None,
+    review_threshold: float | None = None,
+    max_rows: int = 15,
 ) -> str:
-    """A self-contained HTML page (plots inline) about the champion and recent versions.
+    """A self-contained HTML page (plots inline, no external assets) about the champion and
+    recent versions, explaining itself: why the newest version was or was not promoted at the
+    top, every figure named in words with its meaning, the TF-IDF + SVM baseline beside the
+    model, long tables cut to ``max_rows`` rows.
 
     ``champion``/``versions`` are dicts with ``version``, ``metrics``, ``created_at``,
-    ``promoted``/``is_champion`` and optionally ``report`` (the training report).
-    ``extra_sections`` are (title, pre-rendered HTML) pairs, e.g. recent scoring runs.
+    ``is_champion``, ``info`` (``gate``, ``served``, ...) and optionally ``report`` (the
+    training report). ``extra_sections`` are (title, pre-rendered HTML) pairs, e.g. recent
+    scoring runs. ``review_threshold`` (default: the settings' default) marks its row in the
+    review-rate table.
     """
+    if review_threshold is None:
+        review_threshold = _default_review_threshold()
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     esc = html.escape
     body = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>HS-code recommender report</title>",
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        + "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        + "<title>HS-code recommender report</title>",
         _STYLE,
         "<h1>HS-code recommender report</h1>",
-        f"<p>Generated {esc(generated_at.isoformat(timespec='seconds'))}</p>",
+        f"<p class='legend'>Generated {esc(generated_at.isoformat(timespec='seconds'))}</p>",
     ]
+    newest = max(versions, key=lambda v: str(v.get("created_at") or ""), default=None)
+    same = False
+    if newest is not None:
+        same = champion is not None and newest.get("version") == champion.get("version")
+        shown = champion if same else newest
+        body.append("<h2>Latest training run</h2>")
+        body.append(
+            verdict_box(
+                shown,
+                heading=f"{newest.get('version')}"
+                + (" (the champion)" if newest.get("is_champion") else "")
+                + ":",
+            )
+        )
     if champion:
         body.append(f"<h2>Champion: {esc(str(champion.get('version')))}</h2>")
-        body.append(_html_table(metric_rows(champion.get("metrics"))))
-        for key, png in training_plots(champion.get("report")).items():
-            body.append(
-                f"<h3>{esc(PLOT_TITLES[key])}</h3><img alt='{esc(key)}' src='{data_uri(png)}'>"
+        body.append(
+            version_html(
+                champion, review_threshold=review_threshold, max_rows=max_rows, verdict=not same
             )
+        )
     else:
         body.append("<h2>No champion model yet</h2><p>Run <code>hscode train</code>.</p>")
     body.append("<h2>Recent model versions</h2>")
-    rows = []
-    for v in versions:
-        row: dict[str, Any] = {
-            "version": v.get("version"),
-            "created": v.get("created_at"),
-            "champion": "yes" if v.get("is_champion") else "",
-        }
-        # a dozen metrics keep the table readable; the full set is in each version's dir
-        row.update({m["metric"]: m["value"] for m in metric_rows(v.get("metrics"))[:12]})
-        rows.append(row)
-    body.append(_html_table(rows))
+    body.append(_versions_section(versions, max_rows=max(max_rows, 20)))
     for title, section in extra_sections:
         body.append(f"<h2>{esc(title)}</h2>{section}")
     body.append("</body></html>")
     return "\n".join(body)
 
 
+def _default_review_threshold() -> float | None:
+    try:
+        from hscode.settings import Settings
+
+        return float(Settings.model_fields["review_threshold"].default)
+    except Exception:  # noqa: BLE001 - a report renders without the settings
+        return None
+
+
 _STYLE = (
-    "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
-    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-    "text-align:left;font-size:13px}img{max-width:100%;margin:.5em}</style></head><body>"
+    "<style>"
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;"
+    "line-height:1.4;margin:1.5em auto;padding:0 1em;max-width:1100px}"
+    "h2{margin-top:1.6em;border-bottom:1px solid #ddd}h3{margin-top:1.2em}"
+    "table{border-collapse:collapse;margin:.5em 0;width:100%;table-layout:fixed}"
+    "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top;"
+    "font-size:13px;overflow-wrap:anywhere;word-break:break-word}"
+    "th{background:#f4f4f4}tr.group th{background:#e8eef6}"
+    "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "tr.more td{font-style:italic;color:#666}"
+    ".legend{font-size:12px;color:#555;margin:.2em 0 .8em}"
+    ".verdict{padding:.6em 1em;margin:.8em 0;border-left:6px solid #999;background:#f6f6f6}"
+    ".verdict.promoted{border-color:#2e7d32;background:#edf7ee}"
+    ".verdict.kept{border-color:#c62828;background:#fbeeee}"
+    ".verdict small{color:#555}"
+    "img{max-width:100%;height:auto;margin:.5em 0}code{overflow-wrap:anywhere}"
+    "</style></head><body>"
 )
-
-
-def _html_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    if not rows:
-        return "<p><em>none</em></p>"
-    cols: list[str] = []
-    for r in rows:
-        cols += [c for c in r if c not in cols]
-    esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    lines = [f"<table><tr>{head}</tr>"]
-    for r in rows:
-        lines.append("<tr>" + "".join(f"<td>{esc(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>")
-    lines.append("</table>")
-    return "\n".join(lines)
-
-
-def html_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Public alias for callers building ``extra_sections``."""
-    return _html_table(rows)
 
 
 def dumps_json(obj: Any) -> str:

@@ -135,3 +135,42 @@ def test_training_report_reliability_bins_give_the_stored_ece(settings):
     assert n == outcome.metrics["n_test"]
     assert from_bins == pytest.approx(stored, abs=1e-6)
     assert chart_ece == pytest.approx(stored, abs=1e-6)
+
+
+def test_html_report_of_trained_versions_names_every_figure(settings):
+    """End to end: two trained versions (the second compared with the first) as
+    ``hscode report`` passes them; every metric training writes has a name and a meaning in
+    ``reports.METRICS``, and the page shows them, the baseline row and the gate's reason."""
+    import dataclasses
+    import html as html_lib
+
+    from hscode.case_records import synthetic_case_records
+    from hscode.cases import upsert_cases
+    from hscode.registry import Registry
+    from hscode.training import SMOKE_TRAIN, TrainConfig, train_and_register
+
+    upsert_cases(settings, synthetic_case_records(120, 0, "html"))
+    train_and_register(settings, TrainConfig(**SMOKE_TRAIN, refit=False))
+    upsert_cases(settings, synthetic_case_records(40, 1, "html2"))
+    second = train_and_register(settings, TrainConfig(**SMOKE_TRAIN, refit=False))
+    registry = Registry.from_settings(settings)
+    versions = [
+        dataclasses.asdict(v) | {"is_champion": v.champion} for v in registry.list_versions()
+    ]
+    newest = next(v for v in versions if v["version"] == second.version)
+    newest["report"] = registry.read_report(second.version)
+    champion = next(v for v in versions if v["is_champion"])
+    if champion is not newest:
+        champion["report"] = registry.read_report(champion["version"])
+
+    undescribed = [k for k in second.metrics if k not in reports.METRICS]
+    assert undescribed == [], "name and explain them in hscode.reports.METRICS"
+    assert "compared_diff_top1" in second.metrics  # the comparison's figures are covered too
+    page = reports.html_report(champion, versions)
+    shown = [k for k in champion["metrics"] if k not in reports.METRIC_ALIASES]
+    for key in shown:
+        info = reports.describe(key, "hs10")
+        assert html_lib.escape(info.name) in page and html_lib.escape(info.meaning) in page, key
+    assert html_lib.escape(second.reason) in page
+    assert "<b>TF-IDF + SVM baseline</b>" in page
+    assert "no description in hscode.reports.METRICS" not in page
