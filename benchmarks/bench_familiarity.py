@@ -10,7 +10,13 @@ the default ``ReviewPolicy``):
 
 - familiar: the held-out names of the K codes;
 - unfamiliar: up to 2,000 names (seeded sample) whose heading (4 digits) is none of the K
-  codes' headings: every answer to them is wrong.
+  codes' headings: every answer to them is wrong;
+- novel: the same from a stable third of those headings that the background lacks too.
+
+The background (``fit(..., background=)``, what ``model.familiarity`` learns from, as
+``hscode train`` passes the cases of codes it does not classify): every other name outside
+the K codes' headings, minus the unfamiliar sample and the novel headings.
+``--no-background`` fits the former model (no familiarity; the nearest-case rule only).
 
 Reported per seed: the review rate on each, why they were flagged, top-1 of the familiar
 names answered without review against all of them, and the AUROC (familiar against
@@ -218,10 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = [run_seed(args, seed) for seed in args.seeds]
     print(
-        "| seed | familiar flagged | unfamiliar flagged | top-1 familiar (all / answered) "
-        "| AUROC confidence | AUROC nearest | AUROC familiarity |"
+        "| seed | familiar flagged | unfamiliar flagged | novel flagged "
+        "| top-1 familiar (all / answered) | AUROC confidence | AUROC nearest "
+        "| AUROC familiarity | AUROC familiarity, novel |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         a = r["auroc"]
         print(
