@@ -17,7 +17,7 @@ from model.fit import fit
 from model.hsmodel import HSModel
 from model.records import Example, RequestInput
 from model.refit import refit
-from model.synthetic import BRANDS, model_number, make_cases
+from model.synthetic import BRANDS, make_cases, model_number
 
 TINY = {
     "embed_dim": 16,
@@ -112,7 +112,7 @@ def test_goods_of_other_codes_are_flagged_far_more_often_than_known_goods(models
     model, _, _ = models
     known = [RequestInput(e.key, e.title) for e in make_cases(100, 77, with_images=0)]
     other = [RequestInput(e.key, e.title) for e in background_cases(8, seed=99)]
-    flagged = lambda reqs: np.mean(  # noqa: E731
+    flagged = lambda reqs: np.mean(
         [(r.review_reason or "").startswith("unlike") for r in _recommend(model, reqs)]
     )
     assert flagged(known) <= 0.25

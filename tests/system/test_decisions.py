@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from db_rows import insert_scored
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
@@ -89,23 +90,7 @@ def _current(engine) -> dict[str, dict]:
 
 def _scores(engine, version: str, champion: bool, ranked: dict[str, list]) -> None:
     """Predictions of ``version``: request -> [(hs10, score, review) by rank]."""
-    with engine.begin() as conn:
-        conn.execute(
-            text("insert into model_versions (version, champion) values (:v, :c)"),
-            {"v": version, "c": champion},
-        )
-        conn.execute(
-            text(
-                "insert into predictions (request_id, model_version, rank, hs10, hs6, hs4, hs2,"
-                " score, review) values (:r, :v, :k, :c, left(:c, 6), left(:c, 4), left(:c, 2),"
-                " :s, :review)"
-            ),
-            [
-                {"r": rid, "v": version, "k": k, "c": code, "s": score, "review": review}
-                for rid, codes in ranked.items()
-                for k, (code, score, review) in enumerate(codes, start=1)
-            ],
-        )
+    insert_scored(engine, version, ranked, champion)
 
 
 def _decide_at(engine, rows: list[tuple[str, str, str]]) -> None:

@@ -6,6 +6,7 @@ recent live accuracy and its floor equal a hand computation."""
 from __future__ import annotations
 
 import pytest
+from db_rows import insert_scored
 from sqlalchemy import text
 
 from hscode.cases import read_cases
@@ -54,9 +55,7 @@ def _review_cases(settings) -> dict[str, dict]:
     return {r["case_key"]: r for r in rows if r["source"] == CASE_SOURCE}
 
 
-def test_decisions_become_cases_incrementally_and_a_later_one_replaces_its_case(
-    engine, settings
-):
+def test_decisions_become_cases_incrementally_and_a_later_one_replaces_its_case(engine, settings):
     phone, bag, other = CODES[CODES.index("8517130000")], "4202920000", CODES[0]
     record_decision(engine, "REQ-1", phone, "checked the spec sheet", decided_by="kim")
     record_decision(engine, "REQ-2", bag, decided_by="lee")
@@ -111,26 +110,9 @@ def test_the_next_training_learns_the_decisions_counts_them_and_cites_them(engin
     assert {"review:REQ-1", "review:REQ-2", "review:REQ-3"} <= set(served.precedents.keys)
 
 
-def _scored(engine, version: str, answers: dict[str, list[tuple[str, float, bool]]]) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("insert into model_versions (version) values (:v)"), {"v": version})
-        conn.execute(
-            text(
-                "insert into predictions (request_id, model_version, rank, hs10, hs6, hs4, hs2,"
-                " score, review) values (:r, :v, :k, :c, left(:c, 6), left(:c, 4), left(:c, 2),"
-                " :s, :review)"
-            ),
-            [
-                {"r": rid, "v": version, "k": k, "c": code, "s": score, "review": review}
-                for rid, codes in answers.items()
-                for k, (code, score, review) in enumerate(codes, start=1)
-            ],
-        )
-
-
 def test_recent_live_accuracy_and_its_floor_equal_a_hand_computation(engine):
     phone, bag, monitor = "8517130000", "4202920000", "8528520000"
-    _scored(
+    insert_scored(
         engine,
         "v1",
         {

@@ -168,7 +168,14 @@ def test_jsonl_and_parquet(trained: Settings, tmp_path: Path) -> None:
     summary = predict_file(trained, src, out, top_k=2)
     assert (summary["predicted"], summary["rejected"]) == (2, 1)
     table = pq.read_table(out)
-    assert table.column_names == ["request_id", "rank", "hs_code", "score", "review", "tariff_edition"]
+    assert table.column_names == [
+        "request_id",
+        "rank",
+        "hs_code",
+        "score",
+        "review",
+        "tariff_edition",
+    ]
     assert table.num_rows == 4
     (reject,) = _read_csv(rejects_path(out))
     assert (reject["line"], reject["request_id"]) == ("2", "")
