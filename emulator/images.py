@@ -1,9 +1,11 @@
 """Simple drawn product pictures for the demo corpus.
 
-One drawing routine per product class (distinct shape and base colour), with
-random position, size, rotation, colour jitter, background, occasional small
-distractor shapes from other classes and pixel noise: an image model can learn
-the classes, but not from one constant pixel.
+One drawing routine per kind of picture (distinct shape and base colour), with random
+position, size, rotation, colour jitter, background, occasional small distractor shapes
+from other kinds and pixel noise: an image model can learn the kinds, but not from one
+constant pixel. Sibling codes share a kind, as their photos would (fresh and frozen beef
+look alike, a T-shirt is a T-shirt whatever its fibre): the picture tells the family, the
+text the subheading.
 """
 
 from __future__ import annotations
@@ -172,6 +174,120 @@ def _lamp(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
             d.line((cx - w * 0.18, y, cx + w * 0.18, y), fill=(110, 110, 110), width=1)
 
 
+def _chip(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    x0, y0, x1, y1 = _box(rng, 0.5, 0.5)
+    w, h = x1 - x0, y1 - y0
+    pin = _jitter(rng, (190, 190, 195), 15)
+    n = rng.randint(4, 8)
+    for i in range(n):  # pins on two sides (or four)
+        y = y0 + h * (i + 0.5) / n
+        d.line((x0 - 6, y, x0, y), fill=pin, width=3)
+        d.line((x1, y, x1 + 6, y), fill=pin, width=3)
+        if rng.random() < 0.5:
+            x = x0 + w * (i + 0.5) / n
+            d.line((x, y0 - 6, x, y0), fill=pin, width=3)
+            d.line((x, y1, x, y1 + 6), fill=pin, width=3)
+    d.rectangle((x0, y0, x1, y1), fill=colour)
+    r = max(2, int(w * 0.06))
+    d.ellipse((x0 + r, y0 + r, x0 + 3 * r, y0 + 3 * r), fill=_jitter(rng, colour, 30))  # pin 1
+
+
+def _pcb(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    x0, y0, x1, y1 = _box(rng, 0.85, 0.6)
+    w, h = x1 - x0, y1 - y0
+    d.rectangle((x0, y0, x1, y1), fill=colour)
+    trace = _jitter(rng, (200, 170, 80), 30)
+    for _ in range(rng.randint(4, 9)):  # copper traces
+        ax, ay = rng.uniform(x0, x1), rng.uniform(y0, y1)
+        d.line((ax, ay, rng.uniform(x0, x1), ay), fill=trace, width=1)
+    for _ in range(rng.randint(2, 5)):  # components
+        cw, ch = w * rng.uniform(0.08, 0.22), h * rng.uniform(0.1, 0.3)
+        cx, cy = rng.uniform(x0, x1 - cw), rng.uniform(y0, y1 - ch)
+        d.rectangle((cx, cy, cx + cw, cy + ch), fill=_jitter(rng, (30, 30, 30), 20))
+
+
+def _part(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    """A machined metal part: a gear-like disc or a drilled bracket."""
+    x0, y0, x1, y1 = _box(rng, 0.65, 0.65)
+    w, h = x1 - x0, y1 - y0
+    if rng.random() < 0.5:
+        cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, min(w, h) / 2
+        teeth = rng.randint(8, 14)
+        for i in range(teeth):
+            a = i / teeth * 6.2832
+            tx, ty = cx + r * 0.95 * np.cos(a), cy + r * 0.95 * np.sin(a)
+            d.ellipse((tx - r * 0.12, ty - r * 0.12, tx + r * 0.12, ty + r * 0.12), fill=colour)
+        d.ellipse((cx - r * 0.85, cy - r * 0.85, cx + r * 0.85, cy + r * 0.85), fill=colour)
+        hole = _jitter(rng, (225, 225, 220), 25)
+        d.ellipse((cx - r * 0.25, cy - r * 0.25, cx + r * 0.25, cy + r * 0.25), fill=hole)
+    else:
+        d.polygon(
+            [(x0, y0), (x0 + w * 0.35, y0), (x0 + w * 0.35, y1 - h * 0.35), (x1, y1 - h * 0.35),
+             (x1, y1), (x0, y1)],
+            fill=colour,
+        )  # fmt: skip
+        hole = _jitter(rng, (225, 225, 220), 25)
+        for hx, hy in ((x0 + w * 0.17, y0 + h * 0.2), (x1 - w * 0.15, y1 - h * 0.17)):
+            d.ellipse((hx - 5, hy - 5, hx + 5, hy + 5), fill=hole)
+
+
+def _bottle(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    x0, y0, x1, y1 = _box(rng, 0.32, 0.85)
+    w, h = x1 - x0, y1 - y0
+    d.rounded_rectangle((x0, y0 + h * 0.3, x1, y1), radius=max(2, int(w * 0.2)), fill=colour)
+    d.polygon(
+        [(x0 + w * 0.1, y0 + h * 0.32), (x0 + w * 0.35, y0 + h * 0.15),
+         (x1 - w * 0.35, y0 + h * 0.15), (x1 - w * 0.1, y0 + h * 0.32)],
+        fill=colour,
+    )  # fmt: skip
+    d.rectangle((x0 + w * 0.33, y0, x1 - w * 0.33, y0 + h * 0.16), fill=_jitter(rng, (40, 40, 40)))
+    d.rectangle(
+        (x0 + w * 0.08, y0 + h * 0.5, x1 - w * 0.08, y0 + h * 0.75),
+        fill=_jitter(rng, (245, 245, 240), 10),
+    )  # label
+
+
+def _box_pack(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    """A retail carton in perspective, with a printed band."""
+    x0, y0, x1, y1 = _box(rng, 0.65, 0.6)
+    w, h = x1 - x0, y1 - y0
+    depth = w * 0.2
+    d.polygon(
+        [(x0, y0 + depth), (x0 + depth, y0), (x1, y0), (x1 - depth, y0 + depth)],
+        fill=_jitter(rng, colour, 25),
+    )
+    d.polygon(
+        [(x1 - depth, y0 + depth), (x1, y0), (x1, y1 - depth), (x1 - depth, y1)],
+        fill=_jitter(rng, colour, 45),
+    )
+    d.rectangle((x0, y0 + depth, x1 - depth, y1), fill=colour)
+    d.rectangle(
+        (x0, y0 + depth + h * 0.3, x1 - depth, y0 + depth + h * 0.45),
+        fill=_jitter(rng, (245, 245, 240), 10),
+    )
+
+
+def _trousers(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    x0, y0, x1, y1 = _box(rng, 0.5, 0.85)
+    w, h = x1 - x0, y1 - y0
+    mid = x0 + w / 2
+    d.rectangle((x0, y0, x1, y0 + h * 0.1), fill=_jitter(rng, colour, 20))  # waistband
+    d.polygon([(x0, y0 + h * 0.1), (mid, y0 + h * 0.1), (mid - w * 0.05, y1), (x0 - w * 0.05, y1)],
+              fill=colour)  # fmt: skip
+    d.polygon([(mid, y0 + h * 0.1), (x1, y0 + h * 0.1), (x1 + w * 0.05, y1), (mid + w * 0.05, y1)],
+              fill=colour)  # fmt: skip
+
+
+def _chair(d: ImageDraw.ImageDraw, rng: random.Random, colour: RGB) -> None:
+    x0, y0, x1, y1 = _box(rng, 0.6, 0.85)
+    w, h = x1 - x0, y1 - y0
+    leg = _jitter(rng, (60, 60, 60), 30)
+    d.rectangle((x0 + w * 0.1, y0, x1 - w * 0.1, y0 + h * 0.45), fill=colour)  # back
+    d.rectangle((x0, y0 + h * 0.45, x1, y0 + h * 0.58), fill=_jitter(rng, colour, 25))  # seat
+    for lx in (x0 + w * 0.05, x1 - w * 0.12):
+        d.rectangle((lx, y0 + h * 0.58, lx + w * 0.07, y1), fill=leg)
+
+
 # class key -> (draw function, base colours); colours overlap across classes on purpose.
 DRAWERS: dict[str, tuple[Callable[[ImageDraw.ImageDraw, random.Random, RGB], None], list[RGB]]] = {
     "pen": (_pen, [(30, 60, 180), (20, 20, 20), (190, 30, 30)]),
@@ -184,6 +300,13 @@ DRAWERS: dict[str, tuple[Callable[[ImageDraw.ImageDraw, random.Random, RGB], Non
     "lipstick": (_lipstick, [(190, 20, 50), (220, 90, 120), (150, 30, 60)]),
     "backpack": (_backpack, [(30, 30, 30), (40, 60, 120), (110, 80, 50), (60, 110, 60)]),
     "lamp": (_lamp, [(250, 240, 170), (255, 255, 230), (240, 220, 120)]),
+    "chip": (_chip, [(25, 25, 28), (45, 45, 50), (70, 70, 75)]),
+    "pcb": (_pcb, [(20, 110, 50), (30, 60, 130), (20, 20, 20)]),
+    "part": (_part, [(150, 150, 155), (110, 110, 115), (180, 170, 150), (60, 60, 65)]),
+    "bottle": (_bottle, [(240, 240, 245), (200, 60, 90), (60, 140, 200), (90, 160, 90)]),
+    "box": (_box_pack, [(200, 60, 40), (230, 190, 60), (60, 110, 180), (120, 80, 50)]),
+    "trousers": (_trousers, [(40, 60, 120), (30, 30, 35), (170, 150, 110), (90, 90, 95)]),
+    "chair": (_chair, [(30, 30, 30), (120, 80, 50), (60, 90, 140), (150, 150, 150)]),
 }
 
 

@@ -115,9 +115,7 @@ def cases_from_decisions(
             records.append(decided_case(row, image_hash))
         except CaseRejected as exc:
             rejects.append(
-                exc.rejection(
-                    case_key(row.request_id), CASE_SOURCE, f"decision {row.decision_id}"
-                )
+                exc.rejection(case_key(row.request_id), CASE_SOURCE, f"decision {row.decision_id}")
             )
     report: UpsertReport = upsert_cases(settings, records, rejects)
     last = max((int(r.decision_id) for r in rows), default=after)

@@ -104,7 +104,7 @@ def test_demo_corpus_is_deterministic_and_realistic(corpus: Corpus) -> None:
     multi = [c for c in corpus if c.hs_code.startswith("①")]
     assert 2 <= len(multi) <= 3
     single_codes = {c.hs_code for c in corpus} - {c.hs_code for c in multi}
-    assert len(single_codes) == 10
+    assert len(single_codes) >= 50  # 75 main codes and a long tail; 300 cases show most
     assert all(re.fullmatch(r"\d{4}\.\d{2}-\d{4}", code) for code in single_codes)
     with_images = sum(1 for c in corpus if c.images) / len(corpus)
     assert 0.6 <= with_images <= 0.9
@@ -114,6 +114,187 @@ def test_demo_corpus_is_deterministic_and_realistic(corpus: Corpus) -> None:
     assert {c.decision_date.year for c in corpus} == {2024}
     assert len({c.decision_date.month for c in corpus}) == 12
     assert all(c.hs_code.split()[-1] in c.reason for c in corpus if c not in multi)
+
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+OLDER_YEARS = (2017, 2018, 2019, 2020, 2021)
+
+
+@pytest.fixture(scope="module")
+def big_corpus() -> Corpus:
+    """The demo's own shape: 1,200 cases, rulings of 2023-2024 and of the older edition."""
+    return demo_corpus(1200, seed=0, years=(2023, 2024), older_years=OLDER_YEARS)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.split(r"[\s;()/,]+", text.lower()) if len(w) > 1}
+
+
+def test_demo_corpus_siblings_share_words_and_differ_in_the_description(
+    big_corpus: Corpus,
+) -> None:
+    """Sibling subheadings are named alike; what tells them apart is the state or material."""
+    words: dict[str, set[str]] = {}
+    materials: dict[str, set[str]] = {}
+    for case in big_corpus:
+        words.setdefault(case.hs_code, set()).update(_words(case.title))
+        line = next((x for x in re.split(r"\n|  ", case.description) if x.startswith("- 재질")), "")
+        materials.setdefault(case.hs_code, set()).add(line)
+    siblings = [
+        ("0201.30-0000", "0202.30-0000"),  # chilled / frozen beef
+        ("0203.19-0000", "0203.29-0000"),  # chilled / frozen pork
+        ("0202.30-0000", "0203.29-0000"),  # frozen beef / frozen pork
+        ("6109.10-1000", "6109.90-3010"),  # cotton / synthetic T-shirts
+        ("6203.42-1000", "6203.43-1000"),  # cotton / synthetic trousers
+        ("8473.30-1000", "8473.30-9000"),  # computer parts
+        ("8542.31-0000", "8542.32-0000"),  # integrated circuits
+        ("8708.30-0000", "8708.99-0000"),  # vehicle parts
+    ]
+    for a, b in siblings:
+        assert a in words and b in words, (a, b)
+        assert words[a] & words[b], f"{a} and {b} share no title word"
+        assert materials[a] != materials[b], f"{a} and {b} have the same material lines"
+    # and parts against their whole machines share vocabulary too
+    assert {"노트북"} & words["8471.30-0000"] & words["8473.30-9000"]
+
+
+def test_demo_corpus_has_part_numbers_label_noise_and_a_long_tail(big_corpus: Corpus) -> None:
+    from emulator.corpus import NOISE_SHARE, PRODUCTS, TAIL_PRODUCTS
+
+    big = big_corpus
+    # names that are only a part number: no Hangul, no space, digits and a hyphen or so
+    bare = [
+        c
+        for c in big
+        if not HANGUL.search(c.title) and " " not in c.title and re.search(r"\d", c.title)
+    ]
+    assert len(bare) >= 0.03 * len(big)
+    # Korean and English names mixed
+    korean = sum(bool(HANGUL.search(c.title)) for c in big)
+    assert 0.3 * len(big) < korean < 0.8 * len(big)
+    # label noise: a ruling whose material line belongs to a sibling product, not to its code
+    by_hs = {p.hs: p for p in PRODUCTS}
+    noisy = 0
+    main = [c for c in big if c.hs_code in by_hs]
+    for case in main:
+        line = next(x for x in re.split(r"\n|  ", case.description) if x.startswith("- 재질"))
+        if line.removeprefix("- 재질: ") not in by_hs[case.hs_code].materials:
+            noisy += 1
+    assert 0.3 * NOISE_SHARE * len(main) <= noisy <= 2 * NOISE_SHARE * len(main)
+    # the long tail: codes of one or two rulings, about one case in seven
+    counts = Counter(c.hs_code for c in big)
+    tail_codes = {p.hs for p in TAIL_PRODUCTS}
+    assert all(counts[code] <= 2 for code in tail_codes)
+    assert sum(counts[code] for code in tail_codes) >= 0.1 * len(big)
+    assert len([code for code, n in counts.items() if n <= 2]) >= 50
+    assert len(counts) >= 100
+
+
+def _demo_tariff(tmp_path):
+    """The demo's current edition and correlation rows, read back as the files would be."""
+    import csv
+
+    from emulator.corpus import DEMO_CURRENT_EDITION, correlation_rows, current_tariff_rows
+    from hscode.code_status import CurrentTariff
+
+    codes, correlations = tmp_path / "codes.csv", tmp_path / "correlations.csv"
+    for path, rows in ((codes, current_tariff_rows()), (correlations, correlation_rows())):
+        with path.open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return CurrentTariff.from_files(DEMO_CURRENT_EDITION, codes, correlations)
+
+
+def test_older_rulings_are_remapped_split_and_moved_by_the_older_edition(tmp_path) -> None:
+    from emulator.corpus import OLD_CODES, older_tariff_rows
+    from hscode.code_status import CodeStatus, code_statuses
+    from hscode.hs import parse_hs
+
+    corpus = demo_corpus(600, seed=0, years=(2023, 2024), older_years=OLDER_YEARS)
+    assert demo_corpus(600, seed=0, years=(2023, 2024), older_years=OLDER_YEARS).fingerprint() == (
+        corpus.fingerprint()
+    )
+    years = Counter(c.decision_date.year for c in corpus)
+    assert set(years) <= {2016, *OLDER_YEARS, 2022, 2023, 2024}  # 2 January may fall back
+    assert sum(n for y, n in years.items() if y <= 2021) >= 0.1 * len(corpus)
+    tariff = _demo_tariff(tmp_path)
+    single = [c for c in corpus if parse_hs(c.hs_code).hs10]
+    results = code_statuses([parse_hs(c.hs_code).hs10 for c in single], tariff)
+    by_status = Counter(r.status for r in results)
+    for status in (CodeStatus.CURRENT, CodeStatus.REMAPPED, CodeStatus.SPLIT, CodeStatus.MOVED):
+        assert by_status[status] >= 10, by_status
+    assert by_status[CodeStatus.UNKNOWN] == 0
+    old_codes = {o.hs.replace(".", "").replace("-", "") for o in OLD_CODES}
+    for case, result in zip(single, results, strict=True):
+        code = parse_hs(case.hs_code).hs10
+        if result.status != CodeStatus.CURRENT:
+            # only old rulings carry codes a later edition replaced, and none stays current
+            assert code in old_codes and case.decision_date.year <= 2021, case.rrdc_no
+            assert result.candidates and set(result.candidates) <= tariff.codes
+        if result.status in (CodeStatus.SPLIT, CodeStatus.MOVED):
+            assert len(result.candidates) >= 2
+    expected = {
+        "0202301000": CodeStatus.REMAPPED,  # HSK renumbering inside 0202.30
+        "8539500000": CodeStatus.REMAPPED,  # HS2022: 8539.50 -> 8539.51 / .52 (one current)
+        "2106909090": CodeStatus.SPLIT,  # 2106.90-9090 -> 9091 / 9099
+        "8473300000": CodeStatus.SPLIT,
+        "8517120000": CodeStatus.MOVED,  # HS2022: 8517.12 -> 8517.13 / 8517.14
+        "9405409000": CodeStatus.MOVED,  # HS2022: 9405.40 -> 9405.41 / .42 / .49
+    }
+    got = {parse_hs(c.hs_code).hs10: r.status for c, r in zip(single, results, strict=True)}
+    assert {code: got[code] for code in expected} == expected
+    # the older edition has the old codes and not what replaced them; today's has neither
+    older = {row["hs10"] for row in older_tariff_rows()}
+    assert old_codes <= older and not old_codes & tariff.codes
+    assert "8517130000" not in older and "0202300000" not in older
+    assert {"6109101000", "8471300000"} <= older & tariff.codes  # unchanged codes in both
+
+
+def test_demo_correlation_rows_have_the_layout_of_the_real_file(shared_data) -> None:
+    import csv
+
+    from emulator.corpus import correlation_rows
+
+    path = shared_data / "hs_correlations" / "hs2022_correlations.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with path.open(encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    rows = correlation_rows()
+    assert all(list(row) == header for row in rows)
+    assert all(re.fullmatch(r"\d{6}", row["hs2022"]) for row in rows)
+    assert all(re.fullmatch(r"\d{6}", row["old_hs6"]) for row in rows)
+    assert {row["old_version"] for row in rows} == {"HS2017"}
+    assert {row["relationship"] for row in rows} == {"1:1", "1:n"}
+
+
+def test_demo_requests_mix_known_goods_part_numbers_and_unfamiliar_goods(
+    big_corpus: Corpus,
+) -> None:
+    from app.demo import demo_backlog
+    from emulator.corpus import PRODUCTS, TAIL_PRODUCTS, demo_request_goods
+
+    goods = demo_request_goods(50, seed=7919)
+    assert goods == demo_request_goods(50, seed=7919)  # deterministic
+    kinds = Counter(g.kind for g in goods)
+    assert kinds == {"familiar": 35, "part_number": 5, "unfamiliar": 10}
+    big = big_corpus
+    corpus_codes = {c.hs_code for c in big}
+    known = {p.hs for p in (*PRODUCTS, *TAIL_PRODUCTS)}
+    unfamiliar = [g for g in goods if g.kind == "unfamiliar"]
+    assert len({g.hs_code for g in unfamiliar}) >= 5
+    assert not {g.hs_code for g in unfamiliar} & (corpus_codes | known)
+    assert all(g.hs_code in corpus_codes for g in goods if g.kind != "unfamiliar")
+    for g in goods:
+        if g.kind == "part_number":  # a bare part number, sometimes with a short description
+            assert not HANGUL.search(g.title) and " " not in g.title
+    # the backlog: intake rows only, none with a title the corpus has
+    backlog = demo_backlog(50, {c.title for c in big})
+    assert len(backlog) == 50
+    assert [row["request_id"] for row, _ in backlog] == [f"demo-{i:04d}" for i in range(1, 51)]
+    assert all(set(row) == {"request_id", "title", "description", "image"} for row, _ in backlog)
+    assert not {row["title"] for row, _ in backlog} & {c.title for c in big}
 
 
 def test_kcs_corpus_loads_all_real_cases(shared_data) -> None:

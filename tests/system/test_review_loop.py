@@ -140,3 +140,31 @@ def test_recent_live_accuracy_and_its_floor_equal_a_hand_computation(engine):
     few = live_check(engine, "v1", window=10, min_top1=0.5, min_decisions=4)
     assert not few.low and "too few to judge" in few.why
     assert recent_accuracy(engine, "v-none", window=10).decided == 0
+
+
+def test_the_demo_reviewer_decides_flagged_answers_first_and_shows_live_accuracy(engine):
+    from app.demo_review import decide_some, live_accuracy_lines
+
+    phone, bag, monitor = "8517130000", "4202920000", "8528520000"
+    insert_scored(
+        engine,
+        "v1",
+        {
+            "REQ-1": [(phone, 0.95, False)],
+            "REQ-2": [(phone, 0.40, True)],  # flagged: decided first
+            "REQ-3": [(monitor, 0.70, False)],
+        },
+        champion=True,
+    )
+    assert live_accuracy_lines(engine)[0].endswith(
+        "no decided request was scored by the champion yet"
+    )
+    truth = {"REQ-1": "8517.13-0000", "REQ-2": bag, "REQ-3": "9999999999"}  # not current
+    assert decide_some(engine, truth, limit=2) == {"recorded": 2, "unchanged": 0, "refused": 1}
+    with engine.connect() as conn:
+        decided = dict(conn.execute(text("select request_id, hs10 from current_decisions")).all())
+    assert decided == {"REQ-2": bag, "REQ-1": phone}
+    assert decide_some(engine, truth, limit=2) == {"recorded": 0, "unchanged": 2, "refused": 1}
+    lines = live_accuracy_lines(engine)
+    assert "2 decided, top-1 50%" in lines[1]
+    assert "1 decisions differ from the champion's top code" in lines[2]

@@ -19,20 +19,24 @@ N_REQUESTS = 6
 
 @pytest.fixture(scope="module")
 def tiny_corpus():
+    from collections import Counter
+
     from emulator.corpus import Corpus, demo_corpus
     from hscode.hs import parse_hs
 
-    pool = demo_corpus(n_cases=400, seed=3)
-    codes: list[str] = []
+    pool = demo_corpus(n_cases=800, seed=3)
+    # the pool's most frequent codes (it has 75 and a long tail), up to 15 cases each
+    frequent = Counter(parse_hs(c.hs_code).hs10 for c in pool if parse_hs(c.hs_code).hs10)
+    codes = [code for code, _ in frequent.most_common(N_CODES)]
     chosen = []
     for case in pool:
         code = parse_hs(case.hs_code).hs10
-        if code is None:
-            continue
-        if code not in codes and len(codes) < N_CODES:
-            codes.append(code)
-        if code in codes and len(chosen) < N_CASES:
+        if (
+            code in codes
+            and sum(parse_hs(c.hs_code).hs10 == code for c in chosen) < N_CASES // N_CODES
+        ):
             chosen.append(case)
+    assert len(chosen) == N_CASES
     return Corpus(chosen, name="tiny"), set(codes)
 
 
