@@ -66,10 +66,11 @@ def live_accuracy_lines(engine: Engine) -> list[str]:
         disagreements = conn.execute(text("select count(*) from decision_disagreements")).scalar()
     if not rows:
         return ["live accuracy:      no decided request was scored by the champion yet"]
-    lines = [
+    header = (
         "live accuracy (select * from live_accuracy where is_champion; the reviewer decided "
         "flagged answers first, so these are the doubtful ones):"
-    ]
+    )
+    lines = [header]
     for r in rows:
         lines.append(
             f"  week of {r['week']}: {r['decided']} decided, top-1 {_pct(r['top1_10'])}, "
