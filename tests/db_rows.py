@@ -25,3 +25,16 @@ def insert_scored(engine, version: str, ranked: dict, champion: bool = False) ->
                 for k, (code, score, review) in enumerate(codes, start=1)
             ],
         )
+
+
+def empty_tables(engine) -> None:
+    """Requests, decisions, predictions, model versions and the tariff, all emptied."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "truncate decisions, predictions, precedents, requests, intake_rejects, "
+                "score_runs, model_versions, tariff, tariff_editions cascade"
+            )
+        )

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from db_rows import insert_scored
+from db_rows import empty_tables, insert_scored
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
@@ -48,13 +48,7 @@ REQUESTS = {f"R{i}": f"요청 {i}" for i in range(1, 7)}
 @pytest.fixture
 def engine(pg_engine):
     """Empty tables, a current edition (and an older one with 3304109000), six requests."""
-    with pg_engine.begin() as conn:
-        conn.execute(
-            text(
-                "truncate decisions, predictions, precedents, requests, intake_rejects, "
-                "score_runs, model_versions, tariff, tariff_editions cascade"
-            )
-        )
+    empty_tables(pg_engine)
     load_tariff_rows(
         pg_engine,
         [{"code": c, "name_ko": ko, "name_en": en} for c, (ko, en) in CURRENT_CODES.items()],

@@ -6,7 +6,7 @@ recent live accuracy and its floor equal a hand computation."""
 from __future__ import annotations
 
 import pytest
-from db_rows import insert_scored
+from db_rows import empty_tables, insert_scored
 from sqlalchemy import text
 
 from hscode.cases import read_cases
@@ -25,13 +25,7 @@ CODES = sorted(PRODUCTS)
 
 @pytest.fixture
 def engine(pg_engine):
-    with pg_engine.begin() as conn:
-        conn.execute(
-            text(
-                "truncate decisions, predictions, precedents, requests, intake_rejects, "
-                "score_runs, model_versions, tariff, tariff_editions cascade"
-            )
-        )
+    empty_tables(pg_engine)
     load_tariff_rows(pg_engine, [{"hs10": c, "name_ko": "x"} for c in CODES], "e26", current=True)
     submit_requests(
         pg_engine,
