@@ -44,18 +44,13 @@ class ReviewPolicy:
 
 
 def _unfamiliar_why(ranking: Ranking) -> str:
-    nearest = ranking.nearest_similarity
-    floor = ranking.similarity_floor
-    similar = (
-        "no similar past case"
-        if nearest is not None and floor is not None and nearest < floor
-        else None
-    )
-    near = f"nearest past case {nearest:.2f}" if nearest is not None else None
-    if ranking.familiarity is not None and ranking.familiarity_floor is not None:
-        parts = [
-            f"familiarity {ranking.familiarity:.2f} < {ranking.familiarity_floor:.2f}",
-            similar or near,
-        ]
-        return "; ".join(p for p in parts if p)
-    return f"no similar past case (nearest similarity {nearest:.2f} < {floor:.2f})"
+    """Why a ranking is unfamiliar: its familiarity below the floor (with the nearest case),
+    or, without a familiarity model, no case as similar as the similarity floor."""
+    nearest, floor = ranking.nearest_similarity, ranking.similarity_floor
+    below = nearest is not None and floor is not None and nearest < floor
+    if ranking.familiarity is None or ranking.familiarity_floor is None:
+        return f"no similar past case (nearest similarity {nearest:.2f} < {floor:.2f})"
+    why = f"familiarity {ranking.familiarity:.2f} < {ranking.familiarity_floor:.2f}"
+    if below:
+        return f"{why}; no similar past case"
+    return why if nearest is None else f"{why}; nearest past case {nearest:.2f}"

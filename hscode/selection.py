@@ -9,6 +9,7 @@ successor trains as that successor).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -156,8 +157,6 @@ def _background(
 ) -> list[Example]:
     """Up to MAX_BACKGROUND cases of the codes not chosen, a stable choice (by key hash, so
     a case keeps its place as the dataset grows)."""
-    import hashlib
-
     left = [r for r in rows if r["hs10"][:digits] not in chosen]
     left.sort(key=lambda r: hashlib.sha256(r["case_key"].encode()).hexdigest())
     return [
