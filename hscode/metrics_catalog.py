@@ -373,7 +373,8 @@ MEMBER_NAMES: Mapping[str, str] = {
     "svm": "TF-IDF + SVM baseline",
     "network": "Main network (fastText + BiLSTM)",
     "companion": "Second text network",
-    "knn": "TF-IDF nearest cases (k-NN)",
+    "knn": "TF-IDF nearest cases (k-NN vote)",
+    "nearest": "Most similar past case of each code",
     "sentence": "Sentence-encoder classifier",
 }
 

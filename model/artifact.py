@@ -40,7 +40,7 @@ MANIFEST = "model.json"
 V1_MANIFEST = "config.json"
 NETWORK_PATH = "network"
 # every file or folder a member or network may write (a stale one must not survive a re-save)
-_OWNED = ("network", "companion", "svm", "knn", "sentence", "familiarity")
+_OWNED = ("network", "companion", "svm", "knn", "nearest", "sentence", "familiarity")
 
 
 def save(model: HSModel, directory: Path) -> Path:

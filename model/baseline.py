@@ -241,6 +241,35 @@ class TfidfSvm:
         return model
 
 
+def l2_rows(x: sparse.spmatrix) -> sparse.csr_matrix:
+    """``x`` as float32 CSR with each row scaled to unit length (an empty row stays empty)."""
+    x = sparse.csr_matrix(x, dtype=np.float32)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sparse.csr_matrix(sparse.diags(1.0 / norms).astype(np.float32) @ x)
+
+
+def csr_state(m: sparse.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix's arrays for ``np.savez`` (its shape goes in the JSON metadata)."""
+    return {
+        "data": m.data.astype(np.float32),
+        "indices": m.indices.astype(np.int32),
+        "indptr": m.indptr.astype(np.int64),
+    }
+
+
+def csr_from_state(
+    arrays: dict[str, np.ndarray], shape: Sequence[int], features: TfidfSvm, what: str
+) -> sparse.csr_matrix:
+    """The CSR matrix :func:`csr_state` saved, checked against ``features``' term count."""
+    n_terms = len(features.char_vectorizer.vocabulary_) + len(features.word_vectorizer.vocabulary_)
+    if shape[1] != n_terms:
+        raise ValueError(f"{what} state: {shape[1]} columns but the vectorizers give {n_terms}")
+    return sparse.csr_matrix(
+        (arrays["data"], arrays["indices"], arrays["indptr"]), shape=tuple(shape)
+    )
+
+
 class TfidfKnn:
     """Cosine k-nearest-neighbour vote over the TF-IDF features of the training texts.
 
@@ -263,13 +292,6 @@ class TfidfKnn:
         self.weights: np.ndarray | None = None  # vote weight per training row (None: 1)
         self.n_classes = 0
 
-    @staticmethod
-    def _normalise(x: sparse.spmatrix) -> sparse.csr_matrix:
-        x = sparse.csr_matrix(x, dtype=np.float32)
-        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return sparse.csr_matrix(sparse.diags(1.0 / norms).astype(np.float32) @ x)
-
     def fit(
         self,
         features: TfidfSvm,
@@ -288,7 +310,7 @@ class TfidfKnn:
         if labels.min() < 0 or labels.max() >= n_classes:
             raise ValueError("TfidfKnn labels must be class indices in [0, n_classes)")
         self.features = features
-        self.matrix = self._normalise(features.sparse_features(texts))
+        self.matrix = l2_rows(features.sparse_features(texts))
         self.labels = labels
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.n_classes = int(n_classes)
@@ -298,7 +320,7 @@ class TfidfKnn:
         """Vote scores [N, n_classes] (float64)."""
         if self.matrix is None or self.features is None:
             raise RuntimeError("TfidfKnn is not fitted")
-        x = self._normalise(self.features.sparse_features(texts))
+        x = l2_rows(self.features.sparse_features(texts))
         out = np.zeros((x.shape[0], self.n_classes), dtype=np.float64)
         train_t = self.matrix.T.tocsr()
         kk = min(self.k, self.matrix.shape[0])
@@ -319,12 +341,7 @@ class TfidfKnn:
             raise RuntimeError("TfidfKnn is not fitted")
         m = self.matrix
         meta = {"k": self.k, "n_classes": self.n_classes, "shape": list(m.shape)}
-        arrays = {
-            "data": m.data.astype(np.float32),
-            "indices": m.indices.astype(np.int32),
-            "indptr": m.indptr.astype(np.int64),
-            "labels": self.labels.astype(np.int32),
-        }
+        arrays = {**csr_state(m), "labels": self.labels.astype(np.int32)}
         if self.weights is not None:
             arrays["weights"] = self.weights
         return meta, arrays
@@ -332,15 +349,7 @@ class TfidfKnn:
     @classmethod
     def from_state(cls, meta: dict, arrays: dict[str, np.ndarray], features: TfidfSvm) -> TfidfKnn:
         knn = cls(k=meta["k"])
-        shape = tuple(meta["shape"])
-        n_features = len(features.char_vectorizer.vocabulary_) + len(
-            features.word_vectorizer.vocabulary_
-        )
-        if shape[1] != n_features:
-            raise ValueError(f"kNN state: {shape[1]} columns but the vectorizers give {n_features}")
-        knn.matrix = sparse.csr_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape
-        )
+        knn.matrix = csr_from_state(arrays, meta["shape"], features, "kNN")
         knn.labels = np.asarray(arrays["labels"], dtype=np.int64)
         knn.weights = np.asarray(arrays["weights"], np.float32) if "weights" in arrays else None
         knn.n_classes = int(meta["n_classes"])

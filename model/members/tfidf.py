@@ -83,11 +83,12 @@ class KnnMember:
         return {"file": self.STEM}
 
 
-def _svm_of(members: Mapping[MemberName, Any]) -> TfidfSvm:
+def svm_of(members: Mapping[MemberName, Any], what: str = "k-NN") -> TfidfSvm:
+    """The fitted SVM member's model, whose TF-IDF features the ``what`` member reuses."""
     member = members.get(MemberName.SVM)
     if not isinstance(member, SvmMember):
         raise ValueError(  # noqa: TRY004 - a model-file problem, not a caller's type error
-            "the k-NN member needs the SVM member's TF-IDF features"
+            f"the {what} member needs the SVM member's TF-IDF features"
         )
     return member.svm
 
@@ -95,14 +96,14 @@ def _svm_of(members: Mapping[MemberName, Any]) -> TfidfSvm:
 def _fit_knn(ctx: FitContext) -> KnnMember:
     texts, y, weights = ctx.expanded
     knn = TfidfKnn(k=ctx.config.ensemble.knn_k).fit(
-        _svm_of(ctx.fitted), texts, y, len(ctx.labels), weights=weights
+        svm_of(ctx.fitted), texts, y, len(ctx.labels), weights=weights
     )
     return KnnMember(knn)
 
 
 def _load_knn(entry: Mapping[str, Any], ctx: LoadContext) -> KnnMember:
     meta, arrays = read_state(ctx.directory, entry.get("file", KnnMember.STEM))
-    return KnnMember(TfidfKnn.from_state(meta, arrays, _svm_of(ctx.loaded)))
+    return KnnMember(TfidfKnn.from_state(meta, arrays, svm_of(ctx.loaded)))
 
 
 register(

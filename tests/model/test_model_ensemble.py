@@ -1,5 +1,8 @@
 """model.members / model.mixture: the ensemble: the TF-IDF SVM and k-NN members, their validation-chosen mixture
-(cross-fitted), the final temperature on the whole validation set, save/load without pickle."""
+(cross-fitted), the final temperature on the whole validation set, save/load without pickle.
+
+These fixtures use the k-NN vote ("tfidf+knn", the former default, still supported) because
+they exercise a weighted k-NN; the default nearest-case member: tests/model/test_nearest.py."""
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ TINY = {
     # the recipe these fixtures were written for: with every term (min_df 1) the mixture
     # weighs the k-NN vote 0 on this data, and the tests below exercise a weighted k-NN
     "ensemble_min_df": 2,
+    "ensemble": "tfidf+knn",
 }
 
 
@@ -65,7 +69,7 @@ def data():
 def models(data):
     train, val, _ = data
     on = fit(train, val, ModelConfig.from_flat(inputs="title", **TINY))
-    off = fit(train, val, ModelConfig.from_flat(inputs="title", ensemble="none", **TINY))
+    off = fit(train, val, ModelConfig.from_flat(inputs="title", **{**TINY, "ensemble": "none"}))
     return on, off
 
 
@@ -78,7 +82,8 @@ def norefit(data):
 def test_ensemble_on_and_off(models, data):
     on, off = models
     test = data[2]
-    assert on.config.ensemble.kind == "tfidf+knn"  # the shipped default
+    assert ModelConfig().ensemble.kind == "tfidf+nearest"  # the shipped default
+    assert on.config.ensemble.kind == "tfidf+knn"  # what these fixtures choose
     assert on.member("svm") is not None and off.member("svm") is None
     assert on.member_names == ("network", "companion", "svm", "knn", "sentence")
     assert off.member_names == ()
@@ -123,10 +128,13 @@ def test_ensemble_on_and_off(models, data):
         ModelConfig.from_flat(companion="glove")
     assert ModelConfig.from_flat(
         inputs="title", companion="none", sentence_encoder="none"
-    ).members == (
+    ).members == ("network", "svm", "nearest")
+    assert ModelConfig.from_flat(inputs="title", ensemble="tfidf+knn").members == (
         "network",
+        "companion",
         "svm",
         "knn",
+        "sentence",
     )
     assert ModelConfig.from_flat(inputs="image").members == ()
 

@@ -153,11 +153,13 @@ def test_save_load_round_trip(text_model, tmp_path):
     network_files = {p.name for p in (tmp_path / "m" / "network").iterdir()}
     assert network_files >= {"vocab.json", "weights.pt", "embeddings.npy"}
     # the sentence head (weighted > 0 on this data) is saved as plain arrays; the companion
-    # network and the k-NN member, weighted 0 here, are neither kept nor saved
+    # network, weighted 0 here, is neither kept nor saved; the nearest-case member is saved
+    # exactly when it is weighted
     weight = dict(zip(text_model.member_names, text_model.mixture.weights, strict=True))
-    assert weight["sentence"] > 0.0 and weight["companion"] == weight["knn"] == 0.0
+    assert weight["sentence"] > 0.0 and weight["companion"] == 0.0
     assert (tmp_path / "m" / "sentence.npz").is_file()
-    assert text_model.member("knn") is None and not (tmp_path / "m" / "knn.npz").exists()
+    assert (text_model.member("nearest") is None) == (weight["nearest"] == 0.0)
+    assert (tmp_path / "m" / "nearest.npz").exists() == (weight["nearest"] != 0.0)
     assert text_model.member("companion") is None and not (tmp_path / "m" / "companion").exists()
     loaded = HSModel.load(tmp_path / "m")
     assert loaded.member("sentence") is not None and loaded.member("companion") is None
@@ -331,7 +333,7 @@ def test_subword_text_model_embeds_unseen_words_and_round_trips(text_data, tmp_p
     model = fit(train[:150], val, cfg)
     emb = model.network.module.text_encoder.embedding
     assert type(emb).__name__ == "SubwordEmbedding"
-    assert model.history["ensemble"]["kind"] == "tfidf+knn"
+    assert model.history["ensemble"]["kind"] == "tfidf+nearest"
     # misspelt product words: not in the vocabulary, yet not <unk> either
     probe = [Example("p", "leathr handbg"), Example("q", "<unk>")]
     assert all(t not in model.network.vocab.stoi for t in ("leathr", "handbg"))

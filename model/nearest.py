@@ -1,0 +1,142 @@
+"""The nearest past case of each code: a request scored by how like it each code's most
+similar training case is.
+
+The similarity blends two spaces: the cosine of the TF-IDF n-gram features (the SVM's
+vectorizers: spelling, part numbers, shared words) and the cosine of a frozen sentence
+encoder's vectors (meaning across languages and paraphrases), ``w * sentence + (1 - w) *
+tfidf``. A code's score is its best case's blended similarity times ``scale`` (the mixture's
+temperature sets the final scale). Unlike a k-NN vote it is a score for every code, so the
+mixture can use it to re-rank the SVM's close calls: on the ghko99 K = 100 names it adds
+0.6-0.8 points of top-1 to the SVM and sentence head, where the TF-IDF-only version adds 0.2
+(`docs/benchmarks.md` section 14). Saves without pickle (:meth:`to_state` /
+:meth:`from_state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+
+from model.baseline import TfidfSvm, csr_from_state, csr_state, l2_rows
+from model.sentence import get_encoder
+
+NO_CASE = -1.0  # the similarity of a code with no training case (below any cosine's use)
+
+
+class NearestCases:
+    """Per code, the blended similarity to its most similar training case (see the module)."""
+
+    def __init__(
+        self,
+        encoder: str = "use-m3",
+        sentence_weight: float = 0.5,
+        scale: float = 20.0,
+        chunk: int = 1024,
+    ) -> None:
+        if not 0.0 <= sentence_weight <= 1.0:
+            raise ValueError("sentence_weight must be in [0, 1]")
+        if encoder == "none":
+            sentence_weight = 0.0
+        else:
+            get_encoder(encoder)  # an unknown name fails here, not after fitting
+        self.encoder = encoder
+        self.sentence_weight = float(sentence_weight)
+        self.scale = float(scale)
+        self.chunk = int(chunk)
+        self.features: TfidfSvm | None = None
+        self.matrix: sparse.csr_matrix | None = None  # [n_train, n_terms], rows L2-normalised
+        self.vectors: np.ndarray | None = None  # [n_train, dim] float16 (None: tfidf only)
+        self.starts: np.ndarray | None = None  # first row of each code with rows (rows sorted)
+        self.codes: np.ndarray | None = None  # the code of each run that starts there
+        self.n_classes = 0
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray | None:
+        if self.sentence_weight == 0.0:
+            return None
+        return get_encoder(self.encoder).encode(texts)
+
+    def fit(
+        self, features: TfidfSvm, texts: Sequence[str], labels: Sequence[int], n_classes: int
+    ) -> NearestCases:
+        """Index ``texts`` with class indices ``labels`` in ``[0, n_classes)`` (a case with
+        several right codes: once per code)."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if len(labels) == 0:
+            raise ValueError("NearestCases needs at least one training text")
+        if labels.min() < 0 or labels.max() >= n_classes:
+            raise ValueError("NearestCases labels must be class indices in [0, n_classes)")
+        order = np.argsort(labels, kind="stable")
+        texts = [texts[i] for i in order]
+        labels = labels[order]
+        self.features = features
+        self.matrix = l2_rows(features.sparse_features(texts))
+        vectors = self._vectors(texts)
+        self.vectors = None if vectors is None else vectors.astype(np.float16)
+        self.codes, self.starts = np.unique(labels, return_index=True)
+        self.n_classes = int(n_classes)
+        return self
+
+    def similarities(self, texts: Sequence[str]) -> np.ndarray:
+        """[N, n_classes]: each code's best blended similarity (``NO_CASE`` without a case)."""
+        if self.matrix is None or self.features is None:
+            raise RuntimeError("NearestCases is not fitted")
+        out = np.full((len(texts), self.n_classes), NO_CASE, dtype=np.float32)
+        if len(texts) == 0:
+            return out
+        x = l2_rows(self.features.sparse_features(texts))
+        dense = self._vectors(texts)
+        train_t = self.matrix.T.tocsr()
+        vectors_t = None if self.vectors is None else self.vectors.astype(np.float32).T
+        w = self.sentence_weight
+        for start in range(0, len(texts), self.chunk):
+            stop = start + self.chunk
+            sims = (x[start:stop] @ train_t).toarray()
+            if vectors_t is not None:
+                sims *= 1.0 - w
+                sims += w * (dense[start:stop] @ vectors_t)
+            out[start:stop, self.codes] = np.maximum.reduceat(sims, self.starts, axis=1)
+        return out
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Logit-like scores [N, n_classes] (float64): the similarities times ``scale``."""
+        return self.similarities(texts).astype(np.float64) * self.scale
+
+    # --- persistence without pickle ---------------------------------------------------------
+    def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        if self.matrix is None:
+            raise RuntimeError("NearestCases is not fitted")
+        m = self.matrix
+        meta = {
+            "encoder": self.encoder,
+            "sentence_weight": self.sentence_weight,
+            "scale": self.scale,
+            "n_classes": self.n_classes,
+            "shape": list(m.shape),
+        }
+        arrays = {
+            **csr_state(m),
+            "codes": self.codes.astype(np.int32),
+            "starts": self.starts.astype(np.int64),
+        }
+        if self.vectors is not None:
+            arrays["vectors"] = self.vectors
+        return meta, arrays
+
+    @classmethod
+    def from_state(
+        cls, meta: dict, arrays: dict[str, np.ndarray], features: TfidfSvm
+    ) -> NearestCases:
+        nearest = cls(
+            encoder=meta["encoder"], sentence_weight=meta["sentence_weight"], scale=meta["scale"]
+        )
+        nearest.features = features
+        nearest.matrix = csr_from_state(arrays, meta["shape"], features, "nearest-case")
+        nearest.vectors = arrays.get("vectors")
+        nearest.codes = arrays["codes"].astype(np.int64)
+        nearest.starts = arrays["starts"].astype(np.int64)
+        nearest.n_classes = int(meta["n_classes"])
+        return nearest
