@@ -143,11 +143,16 @@ class TfidfSvm:
         self.intercept = intercept
         self._classes = np.asarray(classes)
 
-    def decision_scores(self, texts: Sequence[str]) -> np.ndarray:
-        """SVM margins, shape [N, n_classes], columns in ``classes_`` order."""
+    def decision_scores(
+        self, texts: Sequence[str], tfidf: sparse.csr_matrix | None = None
+    ) -> np.ndarray:
+        """SVM margins, shape [N, n_classes], columns in ``classes_`` order. ``tfidf``: the
+        texts' :meth:`sparse_features` when the caller has them already."""
         if self.coef is None:
             raise RuntimeError("TfidfSvm is not fitted")
-        tfidf = self.sparse_features(texts).astype(np.float32)
+        if tfidf is None:
+            tfidf = self.sparse_features(texts)
+        tfidf = tfidf.astype(np.float32)
         n_terms = tfidf.shape[1]
         scores = np.asarray(tfidf @ self.coef[:n_terms], dtype=np.float64)
         dense = self.dense_features(texts)
@@ -316,11 +321,11 @@ class TfidfKnn:
         self.n_classes = int(n_classes)
         return self
 
-    def scores(self, texts: Sequence[str]) -> np.ndarray:
-        """Vote scores [N, n_classes] (float64)."""
+    def scores(self, texts: Sequence[str], tfidf: sparse.csr_matrix | None = None) -> np.ndarray:
+        """Vote scores [N, n_classes] (float64); ``tfidf``: the texts' features, when known."""
         if self.matrix is None or self.features is None:
             raise RuntimeError("TfidfKnn is not fitted")
-        x = l2_rows(self.features.sparse_features(texts))
+        x = l2_rows(self.features.sparse_features(texts) if tfidf is None else tfidf)
         out = np.zeros((x.shape[0], self.n_classes), dtype=np.float64)
         train_t = self.matrix.T.tocsr()
         kk = min(self.k, self.matrix.shape[0])

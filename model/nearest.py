@@ -80,14 +80,17 @@ class NearestCases:
         self.n_classes = int(n_classes)
         return self
 
-    def similarities(self, texts: Sequence[str]) -> np.ndarray:
-        """[N, n_classes]: each code's best blended similarity (``NO_CASE`` without a case)."""
+    def similarities(
+        self, texts: Sequence[str], tfidf: sparse.csr_matrix | None = None
+    ) -> np.ndarray:
+        """[N, n_classes]: each code's best blended similarity (``NO_CASE`` without a case).
+        ``tfidf``: the texts' TF-IDF features under ``features``, when the caller has them."""
         if self.matrix is None or self.features is None:
             raise RuntimeError("NearestCases is not fitted")
         out = np.full((len(texts), self.n_classes), NO_CASE, dtype=np.float32)
         if len(texts) == 0:
             return out
-        x = l2_rows(self.features.sparse_features(texts))
+        x = l2_rows(self.features.sparse_features(texts) if tfidf is None else tfidf)
         dense = self._vectors(texts)
         train_t = self.matrix.T.tocsr()
         vectors_t = None if self.vectors is None else self.vectors.astype(np.float32).T
@@ -101,9 +104,9 @@ class NearestCases:
             out[start:stop, self.codes] = np.maximum.reduceat(sims, self.starts, axis=1)
         return out
 
-    def scores(self, texts: Sequence[str]) -> np.ndarray:
+    def scores(self, texts: Sequence[str], tfidf: sparse.csr_matrix | None = None) -> np.ndarray:
         """Logit-like scores [N, n_classes] (float64): the similarities times ``scale``."""
-        return self.similarities(texts).astype(np.float64) * self.scale
+        return self.similarities(texts, tfidf).astype(np.float64) * self.scale
 
     # --- persistence without pickle ---------------------------------------------------------
     def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -20,7 +20,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
+from scipy import sparse
 
+from model.baseline import TfidfSvm
 from model.config import MemberName, ModelConfig
 from model.encoding import Item, compose_texts, items_of
 from model.network import Network
@@ -41,10 +43,19 @@ class Batch:
         self.items = list(items)
         self.with_description = with_description
         self.network_logits = network_logits
+        self._tfidf: dict[int, sparse.csr_matrix] = {}
 
     @cached_property
     def texts(self) -> list[str]:
         return compose_texts(self.items, self.with_description)
+
+    def tfidf(self, svm: TfidfSvm) -> sparse.csr_matrix:
+        """The texts' TF-IDF features under ``svm``'s vectorizers, computed once per batch:
+        the SVM, the k-NN vote and the nearest case all read them."""
+        key = id(svm)
+        if key not in self._tfidf:
+            self._tfidf[key] = svm.sparse_features(self.texts)
+        return self._tfidf[key]
 
     def __len__(self) -> int:
         return len(self.items)

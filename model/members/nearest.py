@@ -32,7 +32,7 @@ class NearestMember:
         self.nearest = nearest
 
     def scores(self, batch: Batch) -> np.ndarray:
-        return self.nearest.scores(batch.texts)
+        return self.nearest.scores(batch.texts, batch.tfidf(self.nearest.features))
 
     def save(self, directory: Path) -> dict[str, Any]:
         meta, arrays = self.nearest.to_state()

@@ -34,7 +34,7 @@ class SvmMember:
         self.svm = svm
 
     def scores(self, batch: Batch) -> np.ndarray:
-        return self.svm.decision_scores(batch.texts)
+        return self.svm.decision_scores(batch.texts, batch.tfidf(self.svm))
 
     def save(self, directory: Path) -> dict[str, Any]:
         write_state(directory, self.STEM, *self.svm.to_state())
@@ -75,7 +75,7 @@ class KnnMember:
         self.knn = knn
 
     def scores(self, batch: Batch) -> np.ndarray:
-        return self.knn.scores(batch.texts)
+        return self.knn.scores(batch.texts, batch.tfidf(self.knn.features))
 
     def save(self, directory: Path) -> dict[str, Any]:
         meta, arrays = self.knn.to_state()

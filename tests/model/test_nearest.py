@@ -123,3 +123,27 @@ def test_default_ensemble_has_the_member():
     assert ensemble["kind"] == "tfidf+nearest" and "val_top1_nearest" in ensemble
     # on this easy data the SVM alone is perfect, so the others are weighed 0 and dropped
     assert (model.member("nearest") is None) == ("nearest" in ensemble["dropped"])
+
+
+def test_a_batch_computes_its_tfidf_features_once(svm, monkeypatch):
+    from model.config import MemberName
+    from model.encoding import items_of
+    from model.members import Batch
+    from model.members.nearest import NearestMember
+    from model.members.tfidf import SvmMember
+    from model.records import Example
+
+    members = [
+        SvmMember(svm),
+        NearestMember(NearestCases(encoder="none").fit(svm, TEXTS, LABELS, 2)),
+    ]
+    assert [m.name for m in members] == [MemberName.SVM, MemberName.NEAREST]
+    batch = Batch(items_of([Example("a", "hex bolt"), Example("b", "plastic clip")]), False)
+    expected = [svm.decision_scores(batch.texts), members[1].nearest.scores(batch.texts)]
+    calls = []
+    transform = svm.sparse_features
+    monkeypatch.setattr(svm, "sparse_features", lambda texts: calls.append(1) or transform(texts))
+    got = [m.scores(batch) for m in members]
+    assert len(calls) == 1  # the SVM and the nearest case share one transform
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
