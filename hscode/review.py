@@ -6,7 +6,8 @@ A ranking goes to review, with the first reason that applies:
    (the model has not seen goods like these; its confidence means little there);
 2. ``low confidence``: the calibrated probability of the top code is below the threshold;
 3. ``precedents disagree``: the similar past cases (similarity-weighted vote) point to
-   another code than the top candidate.
+   another code than the top candidate (a case decided under a code the tariff has since
+   split or moved votes for the top candidate when it is one of its successors).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ class ReviewPolicy:
             return True, f"low confidence {confidence:.2f} < {self.threshold:.2f}"
         precedents = ranking.precedents
         if precedents and ranking.candidates:
+            top = ranking.candidates[0].hs10
             votes: dict[str, float] = {}
             for p in precedents:
-                votes[p.hs10] = votes.get(p.hs10, 0.0) + max(p.similarity, 0.0) + 1e-6
+                # a case decided under a code since split or moved speaks for its successors
+                code = top if p.supports(top) else p.hs10
+                votes[code] = votes.get(code, 0.0) + max(p.similarity, 0.0) + 1e-6
             winner = max(votes, key=votes.__getitem__)
-            top = ranking.candidates[0].hs10
             if winner != top:
-                agree = sum(p.hs10 == winner for p in precedents)
+                agree = sum(p.supports(winner) for p in precedents)
                 return True, (
                     f"precedents disagree: {agree}/{len(precedents)} nearest cases are "
                     f"{winner}, not {top}"

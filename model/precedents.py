@@ -71,6 +71,9 @@ class PrecedentIndex:
     # per indexed case (aligned with ``keys``), None for a case without it; None: the index
     # holds no evidence at all (an index saved before it)
     evidence: list[CaseEvidence | None] | None = None
+    # per indexed case, the current codes it was split or moved into (``Example.candidates``;
+    # empty for a case whose label is its code); None: none has any (or an older index)
+    successors: list[tuple[str, ...]] | None = None
 
     @classmethod
     def build(
@@ -93,6 +96,9 @@ class PrecedentIndex:
             sentences=sentences,
             encoder=encoder,
             min_similarity=min_similarity,
+            successors=[tuple(e.candidates) for e in examples]
+            if any(e.candidates for e in examples)
+            else None,
         )
 
     def __len__(self) -> int:
@@ -116,6 +122,7 @@ class PrecedentIndex:
             series=ev.series,
             reason=ev.reason,
             source=ev.source,
+            successors=self.successors[j] if self.successors is not None else (),
         )
 
     @property
@@ -169,6 +176,12 @@ class PrecedentIndex:
             titles=np.array(self.titles, dtype=str),
             labels=np.array(self.labels, dtype=str),
             **({} if self.sentences is None else {"sentences": self.sentences}),
+            # "|"-joined candidate codes per case ("" for a case whose label is its code)
+            **(
+                {}
+                if self.successors is None
+                else {"successors": np.array(["|".join(c) for c in self.successors], dtype=str)}
+            ),
         )
         path = directory / EVIDENCE_FILE
         if self.evidence is None:
@@ -196,6 +209,9 @@ class PrecedentIndex:
                 else None,
                 encoder=encoder,
                 min_similarity=min_similarity,
+                successors=[tuple(c.split("|")) if c else () for c in prec["successors"].tolist()]
+                if "successors" in prec.files
+                else None,
             )
         index.evidence = _load_evidence(directory / EVIDENCE_FILE, len(index.keys))
         return index

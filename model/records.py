@@ -76,6 +76,14 @@ class Precedent:
     series: str | None = None  # the portal's series (portal cases)
     reason: str | None = None  # the decision reason, shortened
     source: str | None = None  # where the case came from: "clip" (the portal), "review", ...
+    # the current codes the case stands for when its decided code ``hs10`` is no longer one
+    # (split or moved: its candidate set); empty when ``hs10`` is its code
+    successors: tuple[str, ...] = ()
+
+    def supports(self, code: str) -> bool:
+        """Whether this past case speaks for ``code``: its decided code, or a current code it
+        was split or moved into."""
+        return code == self.hs10 or code in self.successors
 
 
 @dataclass(frozen=True, slots=True)
