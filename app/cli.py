@@ -115,6 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "promotion_margin": args.promotion_margin,
         "recent_days": args.recent_days,
         "refit": False if args.no_refit else None,
+        "full": True if args.full else None,
         "hidden": args.hidden,
         "batch_size": args.batch_size,
     }
@@ -125,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if decided is not None and decided.decisions:
         print_summary("reviewers' decisions taken as cases", decided)
     outcome = with_progress("train", lambda bar: train_and_register(settings, config, progress=bar))
+    if outcome.report is not None:
+        print(f"recipe: {outcome.report['recipe']['reason']}")
     verdict = "promoted to champion" if outcome.promoted else "not promoted"
     print(
         f"model {outcome.version}: {verdict}" + (f" ({outcome.reason})" if outcome.reason else "")
@@ -353,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-refit",
         action="store_true",
         help="serve the evaluated model instead of refitting a promoted one on every case",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="train every member, also those the champion's last full run weighed 0 (by "
+        "default they are left out until that run is HSCODE_FULL_RECIPE_DAYS old, 7)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_train)

@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     # training
     device: str = Field("auto", description="auto | cpu | cuda")
     seed: int = 13
+    full_recipe_days: int = Field(
+        7,
+        ge=0,
+        description="A training leaves out the members the champion's full run weighed 0 "
+        "(the companion network) until its full run is this many days old; then a full run "
+        "re-checks them (0: every run is full)",
+    )
 
     @field_validator("registry_dir", "storage_url", mode="before")
     @classmethod

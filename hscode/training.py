@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from hscode.evidence import case_evidence
 from hscode.review_cases import CASE_SOURCE
 from hscode.selection import LEVELS, Selection, load_examples
 from hscode.settings import Settings
-from model.config import TRAINABLE_INPUTS, ModelConfig
+from model.config import TRAINABLE_INPUTS, Companion, MemberName, ModelConfig
 
 if TYPE_CHECKING:  # the model's heavy imports (torch) load only when a model is trained
     from model.hsmodel import HSModel
@@ -113,6 +114,8 @@ class TrainConfig:
     # 0: none (roles by title hash only)
     recent_days: int = 30
     refit: bool = True  # a promoted candidate is refitted on every selected case and served
+    # train every member, whatever the champion's mixture weighed (see ``choose_recipe``)
+    full: bool = False
     # model overrides (None: ModelConfig's default)
     embedding: str | None = None
     tokenizer: str | None = None
@@ -221,6 +224,77 @@ def model_config(settings: Settings, config: TrainConfig) -> ModelConfig:
         if value is not None:
             values[name] = value
     return ModelConfig.from_flat(**values)
+
+
+# ------------------------------------------------------------------ the recipe
+
+# members a training may leave out while the champion's full run weighed them 0: the
+# companion network (the second BiLSTM, the costliest member to train: 258 of 1,421 s at
+# every code, docs/benchmarks.md section 10e); the main network is the model's backbone
+SKIPPABLE = (MemberName.COMPANION,)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a training trains. ``full``: every member; otherwise the members in ``skipped``,
+    which the full run of ``full_since`` weighed 0, are left out until ``full_recipe_days``
+    have passed."""
+
+    full: bool
+    reason: str
+    full_since: str  # ISO date of the full run whose weights decided the skips
+    skipped: tuple[str, ...] = ()
+    zero_weight: tuple[str, ...] = ()  # skippable members that full run weighed 0
+
+    def apply(self, mconfig: ModelConfig) -> ModelConfig:
+        if MemberName.COMPANION in self.skipped:
+            return mconfig.with_flat(companion=Companion.NONE)
+        return mconfig
+
+    def after(self, model: HSModel) -> Recipe:
+        """The recipe as recorded with the trained model: a full run notes which skippable
+        members its mixture weighed 0; a light run carries its full run's finding."""
+        if not self.full:
+            return self
+        weights = model.weights()
+        zero = tuple(str(m) for m in SKIPPABLE if m in weights and weights[m] == 0.0)
+        return dataclasses.replace(self, zero_weight=zero)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {
+            "skipped": list(self.skipped),
+            "zero_weight": list(self.zero_weight),
+        }
+
+
+def choose_recipe(
+    champion_info: dict[str, Any] | None, config: TrainConfig, days: int, today: dt.date
+) -> Recipe:
+    """Full, or light: without the members the champion's last full run weighed 0, while
+    that run is younger than ``days`` (``Settings.full_recipe_days``)."""
+    iso = today.isoformat()
+    if config.full:
+        return Recipe(True, "full: asked for (--full)", iso)
+    if champion_info is None:
+        return Recipe(True, "full: no champion yet", iso)
+    recorded = champion_info.get("recipe")
+    if not recorded:
+        return Recipe(True, "full: the champion records no recipe", iso)
+    since = dt.date.fromisoformat(recorded["full_since"])
+    age = (today - since).days
+    if age >= days:
+        return Recipe(True, f"full: the last full run was {age} days ago (every {days})", iso)
+    zero = tuple(recorded.get("zero_weight") or ())
+    if not zero:
+        return Recipe(True, "full: the last full run weighed every skippable member", iso)
+    return Recipe(
+        False,
+        f"light: {', '.join(zero)} left out, weighed 0 by the full run of {since.isoformat()} "
+        f"(a full run re-checks every {days} days)",
+        since.isoformat(),
+        skipped=zero,
+        zero_weight=zero,
+    )
 
 
 def split_roles(selection: Selection, config: TrainConfig):
@@ -397,7 +471,16 @@ def train_and_register(
             f"too few cases to hold out validation and test sets: {len(examples)} cases in "
             f"{selection.n_classes} classes (train {len(train)}, val {len(val)}, test {len(test)})"
         )
-    mconfig = model_config(settings, config)
+    registry = Registry.from_settings(settings)
+    champion = registry.champion()
+    recipe = choose_recipe(
+        champion.info if champion is not None else None,
+        config,
+        settings.full_recipe_days,
+        dt.datetime.now(dt.UTC).date(),
+    )
+    log.info("recipe: %s", recipe.reason)
+    mconfig = recipe.apply(model_config(settings, config))
     n_folds = config.folds or 0
     # stage 0: the evaluated model; 1..k: CV folds; then evaluation; last: the refit
     refit_weight = 1.3 if config.refit else 0.0
@@ -408,6 +491,7 @@ def train_and_register(
     model = fit(train, val, mconfig, progress=stages.for_stage(0), background=selection.background)
     fit_seconds = time.perf_counter() - t_fit
     stages.finish(0)
+    recipe = recipe.after(model)
     model.set_precedents(train + val)  # everything the evaluated model learned from
     # each precedent's ruling (reference, date, series, shortened reason) kept in the index
     evidence = case_evidence(settings, (e.key for e in examples))
@@ -437,6 +521,7 @@ def train_and_register(
             "n_test_recent": len(roles.recent),
             "n_review_cases": selection.sources.get(CASE_SOURCE, 0),
             "fit_seconds": fit_seconds,
+            "recipe_full": recipe.full,
         }
     )
     # out of time: the test cases decided in the newest window, and every test case by month
@@ -455,7 +540,6 @@ def train_and_register(
     metrics.update(drift_baseline(model, test, settings))
     stages.finish(eval_stage)
 
-    registry = Registry.from_settings(settings)
     promote, reason, comparison = _compare_with_champion(registry, model, test, config, seed)
     if comparison is not None:
         metrics["champion_test_top1"] = comparison.champion_top1
@@ -513,6 +597,7 @@ def train_and_register(
             **(comparison.to_dict() if comparison is not None else {"n": 0, "keys": []}),
         },
         "served": served_info,
+        "recipe": recipe.to_dict(),
         "cv": cv,
     }
     info = {
@@ -530,6 +615,7 @@ def train_and_register(
         "metrics_describe": "the evaluated model, on its held-out test cases",
         "served": served_info,
         "gate": {"promoted": promote, "reason": reason},
+        "recipe": recipe.to_dict(),
     }
     evaluated = model if served is not model else None
     version = registry.register(served, metrics, info, evaluated=evaluated)
