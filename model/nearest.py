@@ -51,6 +51,7 @@ class NearestCases:
         self.starts: np.ndarray | None = None  # first row of each code with rows (rows sorted)
         self.codes: np.ndarray | None = None  # the code of each run that starts there
         self.n_classes = 0
+        self._t: tuple[sparse.csr_matrix, np.ndarray | None] | None = None
 
     def _vectors(self, texts: Sequence[str]) -> np.ndarray | None:
         if self.sentence_weight == 0.0:
@@ -74,6 +75,7 @@ class NearestCases:
         labels = labels[order]
         self.features = features
         self.matrix = l2_rows(features.sparse_features(texts))
+        self._t = None
         vectors = self._vectors(texts)
         self.vectors = None if vectors is None else vectors.astype(np.float16)
         self.codes, self.starts = np.unique(labels, return_index=True)
@@ -92,8 +94,7 @@ class NearestCases:
             return out
         x = l2_rows(self.features.sparse_features(texts) if tfidf is None else tfidf)
         dense = self._vectors(texts)
-        train_t = self.matrix.T.tocsr()
-        vectors_t = None if self.vectors is None else self.vectors.astype(np.float32).T
+        train_t, vectors_t = self._transposed()
         w = self.sentence_weight
         for start in range(0, len(texts), self.chunk):
             stop = start + self.chunk
@@ -103,6 +104,13 @@ class NearestCases:
                 sims += w * (dense[start:stop] @ vectors_t)
             out[start:stop, self.codes] = np.maximum.reduceat(sims, self.starts, axis=1)
         return out
+
+    def _transposed(self) -> tuple[sparse.csr_matrix, np.ndarray | None]:
+        """The training matrices as the products want them, made once (not per batch)."""
+        if self._t is None:
+            vectors_t = None if self.vectors is None else self.vectors.astype(np.float32).T
+            self._t = (self.matrix.T.tocsr(), vectors_t)
+        return self._t
 
     def scores(self, texts: Sequence[str], tfidf: sparse.csr_matrix | None = None) -> np.ndarray:
         """Logit-like scores [N, n_classes] (float64): the similarities times ``scale``."""
