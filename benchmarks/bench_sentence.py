@@ -3,6 +3,10 @@
     python -m benchmarks.bench_sentence --k 100 --seeds 0 1
     python -m benchmarks.bench_sentence --k 100 300 --seeds 1 2 --members
 
+``--members --nearest`` adds the k-NN vote (the former default member) and the nearest case
+of each code (``model.nearest``) at sentence weights 0 (TF-IDF only), 0.3, 0.5 and 0.7, each
+alone and mixed with the SVM and the sentence head (docs/benchmarks.md section 14).
+
 ``--members``: the product's text members on the same split instead of the weights: the
 n-gram SVM alone, the former design (the sentence vector appended to the SVM's features,
 weight 0.5; skipped for K > 300, where it takes over 19 minutes; so is the min_df 2 row, which
@@ -91,7 +95,44 @@ def _hits(scores: np.ndarray, y: np.ndarray, classes: list[str], k: int, digits:
     return float(np.mean((prefix[top] == prefix[y][:, None]).any(axis=1)))
 
 
-def run_members(frame, seed: int, k: int) -> dict:
+def _nearest_members(scored, svm, text, train, val, test, y, n_classes, labels, cfg) -> None:
+    """The k-NN vote (the former default) and the nearest case of each code at several
+    sentence weights, alone and mixed with the SVM and the sentence head (on ``svm``'s
+    features)."""
+    from model.baseline import TfidfKnn
+    from model.calibrate import choose_mixture
+    from model.nearest import NearestCases
+    from model.validation import calibration_split
+
+    t0 = time.perf_counter()
+    knn = TfidfKnn(k=cfg.ensemble.knn_k).fit(svm, text(train), y[train], n_classes)
+    scored["k-NN vote (former)"] = (
+        knn.scores(text(val)), knn.scores(text(test)), time.perf_counter() - t0
+    )  # fmt: skip
+    shipped = cfg.ensemble.nearest_sentence_weight
+    for weight in sorted({0.0, 0.3, 0.5, 0.7, shipped}):
+        t0 = time.perf_counter()
+        near = NearestCases(str(cfg.ensemble.sentence_encoder), sentence_weight=weight).fit(
+            svm, text(train), y[train], n_classes
+        )
+        what = "TF-IDF only" if weight == 0 else f"sentence weight {weight}"
+        scored[f"nearest case, {what}"] = (
+            near.scores(text(val)), near.scores(text(test)), time.perf_counter() - t0
+        )  # fmt: skip
+    parts = calibration_split([labels[i] for i in val], cfg.calibration.share, cfg.seed)
+    base = ["n-gram SVM", "sentence head"]
+    for third in [k for k in scored if k.startswith(("k-NN", "nearest case"))]:
+        names = [*base, third]
+        choice = choose_mixture([scored[n][0] for n in names], y[val], parts)
+        mark = " (shipped)" if third == f"nearest case, sentence weight {shipped}" else ""
+        scored[f"SVM + head + {third}, mixed {choice.mixture.weights}{mark}"] = (
+            choice.mixture.log_probs([scored[n][0] for n in names]),
+            choice.mixture.log_probs([scored[n][1] for n in names]),
+            sum(scored[n][2] for n in names),
+        )
+
+
+def run_members(frame, seed: int, k: int, nearest: bool = False) -> dict:
     """The product's text members and their mixture on one title-grouped 70/10/20 split."""
     from model.baseline import TfidfSvm
     from model.calibrate import choose_mixture
@@ -110,6 +151,7 @@ def run_members(frame, seed: int, k: int) -> dict:
         seconds = time.perf_counter() - t0
         scored[name] = (score(model, text(val)), score(model, text(test)), seconds)
         log(f"seed {seed} K={k}: {name} fitted in {seconds:.0f} s")
+        return model
 
     svm_args = {
         "C": cfg.ensemble.c,
@@ -123,7 +165,7 @@ def run_members(frame, seed: int, k: int) -> dict:
             lambda: TfidfSvm(**{**svm_args, "min_df": 2}).fit(text(train), y[train]),
             lambda m, t: m.decision_scores(t),
         )
-    timed(
+    svm = timed(
         "n-gram SVM",
         lambda: TfidfSvm(**svm_args).fit(text(train), y[train]),
         lambda m, t: m.decision_scores(t),
@@ -157,7 +199,9 @@ def run_members(frame, seed: int, k: int) -> dict:
         choice.mixture.log_probs([svm_test, head_test]),
         svm_s + head_s,
     )
-    scored[f"SVM + sentence head, mixed {choice.mixture.weights} (shipped)"] = mixed
+    scored[f"SVM + sentence head, mixed {choice.mixture.weights}"] = mixed
+    if nearest:
+        _nearest_members(scored, svm, text, train, val, test, y, len(classes), labels, cfg)
     rows = []
     for name, (val_scores, test_scores, seconds) in scored.items():
         row = {"seed": seed, "k": k, "model": name, "fit_s": seconds}
@@ -184,7 +228,7 @@ def members_main(args) -> int:
         else:
             counts = all_names["hscode"].value_counts()
             frame = all_names[all_names["hscode"].isin(counts[counts >= 3].index)]
-        results += [run_members(frame, seed, k) for seed in args.seeds]
+        results += [run_members(frame, seed, k, args.nearest) for seed in args.seeds]
     table = []
     for result in results:
         base = next(r for r in result["rows"] if r["model"] == "n-gram SVM")
@@ -270,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--familiarity-only", action="store_true", help="skip the SVM fits")
     parser.add_argument(
         "--members", action="store_true", help="the product's text members and their mixture"
+    )
+    parser.add_argument(
+        "--nearest",
+        action="store_true",
+        help="with --members: also the k-NN vote and the nearest case of each code",
     )
     args = parser.parse_args(argv)
     if args.members:
