@@ -165,9 +165,9 @@ class EnsembleConfig:
 
     # the network mixed with a TF-IDF linear SVM ("tfidf") and the nearest case of each code
     # ("tfidf+nearest") or a TF-IDF cosine k-NN vote ("tfidf+knn"); weights and temperatures
-    # chosen on validation | none. The nearest case adds 0.6-0.8 points of top-1 to the SVM
+    # chosen on validation | none. The nearest case adds 0.58-0.85 points of top-1 to the SVM
     # and sentence head on the ghko99 K = 100 names, three seeds, where the k-NN vote adds
-    # -0.03 to +0.14 (docs/benchmarks.md section 14)
+    # -0.03 to +0.13 (`bench_sentence --members --nearest`, docs/benchmarks.md section 14)
     kind: EnsembleKind = EnsembleKind.TFIDF_NEAREST
     c: float = 0.5  # the SVM's C
     # TF-IDF terms in fewer training texts are dropped. 1 (every term, as the TF-IDF + SVM
@@ -190,8 +190,8 @@ class EnsembleConfig:
     # k=40 votes across codes (the brand/model-number behaviour test fails); kept at 10
     knn_k: int = 10
     # the nearest-case member's similarity: this share from the sentence encoder's cosine,
-    # the rest from the TF-IDF cosine (0.5 against 0.3 / 0.7 / TF-IDF alone: +0.84 / +0.81 /
-    # +0.57 top-1 over the SVM and head on three seeds, against +0.37-0.74 and -0.17-+0.24)
+    # the rest from the TF-IDF cosine. Mixed with the SVM and head, top-1 on three seeds:
+    # 0.5 best on each (+0.58 to +0.85), 0.3 and 0.7 +0.21 to +0.74, TF-IDF alone -0.17 to +0.24
     nearest_sentence_weight: float = 0.5
     # a second, text-only BiLSTM network, the member "companion". Two networks disagree more
     # than one: on the ghko99 validation splits (K = 100 / 300) adding either companion lifts

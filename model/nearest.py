@@ -7,9 +7,9 @@ encoder's vectors (meaning across languages and paraphrases), ``w * sentence + (
 tfidf``. A code's score is its best case's blended similarity times ``scale`` (the mixture's
 temperature sets the final scale). Unlike a k-NN vote it is a score for every code, so the
 mixture can use it to re-rank the SVM's close calls: on the ghko99 K = 100 names it adds
-0.6-0.8 points of top-1 to the SVM and sentence head, where the TF-IDF-only version adds 0.2
-(`docs/benchmarks.md` section 14). Saves without pickle (:meth:`to_state` /
-:meth:`from_state`).
+0.58-0.85 points of top-1 to the SVM and sentence head (three seeds), where the TF-IDF-only
+version adds -0.17 to +0.24 (`docs/benchmarks.md` section 14). Saves without pickle
+(:meth:`to_state` / :meth:`from_state`).
 """
 
 from __future__ import annotations
