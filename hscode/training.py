@@ -521,7 +521,6 @@ def train_and_register(
             "n_test_recent": len(roles.recent),
             "n_review_cases": selection.sources.get(CASE_SOURCE, 0),
             "fit_seconds": fit_seconds,
-            "recipe_full": recipe.full,
         }
     )
     # out of time: the test cases decided in the newest window, and every test case by month

@@ -244,4 +244,4 @@ def test_a_light_run_skips_the_companion_the_champion_weighed_zero(settings) -> 
     evaluated = Registry(settings.model_registry_dir).load(second.version, evaluated=True)
     assert "companion" not in evaluated.member_names and "companion" not in evaluated.history
     stored = Registry(settings.model_registry_dir).get(second.version).info["recipe"]
-    assert stored == light and second.metrics["recipe_full"] is False
+    assert stored == light
