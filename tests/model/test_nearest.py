@@ -147,3 +147,21 @@ def test_a_batch_computes_its_tfidf_features_once(svm, monkeypatch):
     assert len(calls) == 1  # the SVM and the nearest case share one transform
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dense_terms", [0, 3, 10_000])
+def test_the_split_product_is_the_plain_cosine(svm, monkeypatch, dense_terms):
+    import model.nearest as nearest_module
+
+    monkeypatch.setattr(nearest_module, "DENSE_TERMS", dense_terms)
+    nearest = NearestCases(encoder="none", chunk=2).fit(svm, TEXTS, LABELS, 2)
+    split = nearest._split()
+    assert len(split.common) == min(dense_terms, nearest.matrix.shape[1])
+    assert len(split.common) + len(split.rare) == nearest.matrix.shape[1]
+    probe = ["hex bolt m8", "plastic clip box", "볼트 클립", ""]
+    x = l2_rows(svm.sparse_features(probe))
+    cos = (x @ nearest.matrix.T).toarray()
+    rows = np.argsort(LABELS, kind="stable")  # the member's rows, sorted by code
+    labels = np.array(LABELS)[rows]
+    expected = np.stack([cos[:, labels == c].max(axis=1) for c in (0, 1)], axis=1)
+    np.testing.assert_allclose(nearest.similarities(probe), expected, atol=1e-6)
