@@ -2,6 +2,8 @@
 
     python -m benchmarks.bench_score --n 100000            # model.fit HSModel (BiLSTM), title only
     python -m benchmarks.bench_score --n 100000 --model tfidf
+    python -m benchmarks.bench_score --n 100000 --model-dir DIR   # a saved model, e.g. the
+                                                  # champion of hscode train --top-codes 100
 
 1. trains a model at test size (real ghko99 product names of the most frequent codes when
    ../shared/data is present, else model.synthetic cases) and saves it to disk;
@@ -283,11 +285,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_avg_start": [round(x, 2) for x in os.getloadavg()],
     }
     try:
-        model_dir = data_dir / f"bench-model-{args.model}"
-        print(f"training a test-size {args.model} model ...", flush=True)
-        report["training"] = train_model(
-            args.model, model_dir, args.codes, args.train_size, args.seed
-        )
+        if args.model_dir is not None:  # a saved model, e.g. the champion `hscode train` wrote
+            model_dir = args.model_dir
+            report["training"] = {"model_dir": str(model_dir), "trained": "not here"}
+        else:
+            model_dir = data_dir / f"bench-model-{args.model}"
+            print(f"training a test-size {args.model} model ...", flush=True)
+            report["training"] = train_model(
+                args.model, model_dir, args.codes, args.train_size, args.seed
+            )
         print(f"  {report['training']}", flush=True)
 
         engine = get_engine(settings)
@@ -427,6 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
         "--kill-at", type=float, default=0.4, help="fraction of rows before SIGKILL"
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="score with this saved HSModel (e.g. a champion's folder) instead of training one",
     )
     parser.add_argument("--skip-kill", action="store_true")
     parser.add_argument("--data-dir", default=None, help="default: a temp dir, deleted afterwards")
