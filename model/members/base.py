@@ -171,15 +171,21 @@ def kind_of(name: MemberName | str) -> MemberKind:
 def write_state(
     directory: Path,
     stem: str,
-    meta: dict,
-    arrays: dict[str, np.ndarray],
+    state: tuple[dict, dict[str, np.ndarray]],
     compressed: bool = False,
-) -> None:
+) -> dict[str, Any]:
+    """Write a ``to_state()`` pair as ``stem.json`` + ``stem.npz``; return the manifest entry."""
+    meta, arrays = state
     (directory / f"{stem}.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
     (np.savez_compressed if compressed else np.savez)(directory / f"{stem}.npz", **arrays)
+    return {"file": stem}
 
 
-def read_state(directory: Path, stem: str) -> tuple[dict, dict[str, np.ndarray]]:
+def read_state(
+    entry: Mapping[str, Any], directory: Path, stem: str
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The ``(meta, arrays)`` pair a manifest ``entry`` names (``stem`` when it names none)."""
+    stem = entry.get("file", stem)
     meta_path = directory / f"{stem}.json"
     if not meta_path.is_file():
         raise ValueError(f"model at {directory}: the mixture needs {stem}.json / {stem}.npz")

@@ -35,9 +35,7 @@ class NearestMember:
         return self.nearest.scores(batch.texts, batch.tfidf(self.nearest.features))
 
     def save(self, directory: Path) -> dict[str, Any]:
-        meta, arrays = self.nearest.to_state()
-        write_state(directory, self.STEM, meta, arrays, compressed=True)
-        return {"file": self.STEM}
+        return write_state(directory, self.STEM, self.nearest.to_state(), compressed=True)
 
 
 def _fit(ctx: FitContext) -> NearestMember:
@@ -50,7 +48,7 @@ def _fit(ctx: FitContext) -> NearestMember:
 
 
 def _load(entry: Mapping[str, Any], ctx: LoadContext) -> NearestMember:
-    meta, arrays = read_state(ctx.directory, entry.get("file", NearestMember.STEM))
+    meta, arrays = read_state(entry, ctx.directory, NearestMember.STEM)
     return NearestMember(NearestCases.from_state(meta, arrays, svm_of(ctx.loaded, "nearest-case")))
 
 

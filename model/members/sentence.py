@@ -33,8 +33,7 @@ class SentenceMember:
         return self.head.scores(batch.texts)
 
     def save(self, directory: Path) -> dict[str, Any]:
-        write_state(directory, self.STEM, *self.head.to_state())
-        return {"file": self.STEM}
+        return write_state(directory, self.STEM, self.head.to_state())
 
 
 def _fit(ctx: FitContext) -> SentenceMember:
@@ -49,7 +48,7 @@ def _fit(ctx: FitContext) -> SentenceMember:
 
 
 def _load(entry: Mapping[str, Any], ctx: LoadContext) -> SentenceMember:
-    meta, arrays = read_state(ctx.directory, entry.get("file", SentenceMember.STEM))
+    meta, arrays = read_state(entry, ctx.directory, SentenceMember.STEM)
     return SentenceMember(SentenceHead.from_state(meta, arrays))
 
 

@@ -37,8 +37,7 @@ class SvmMember:
         return self.svm.decision_scores(batch.texts, batch.tfidf(self.svm))
 
     def save(self, directory: Path) -> dict[str, Any]:
-        write_state(directory, self.STEM, *self.svm.to_state())
-        return {"file": self.STEM}
+        return write_state(directory, self.STEM, self.svm.to_state())
 
 
 def _fit_svm(ctx: FitContext) -> SvmMember:
@@ -53,7 +52,7 @@ def _fit_svm(ctx: FitContext) -> SvmMember:
 
 
 def _load_svm(entry: Mapping[str, Any], ctx: LoadContext) -> SvmMember:
-    meta, arrays = read_state(ctx.directory, entry.get("file", SvmMember.STEM))
+    meta, arrays = read_state(entry, ctx.directory, SvmMember.STEM)
     return SvmMember(TfidfSvm.from_state(meta, arrays))
 
 
@@ -78,9 +77,7 @@ class KnnMember:
         return self.knn.scores(batch.texts, batch.tfidf(self.knn.features))
 
     def save(self, directory: Path) -> dict[str, Any]:
-        meta, arrays = self.knn.to_state()
-        write_state(directory, self.STEM, meta, arrays, compressed=True)
-        return {"file": self.STEM}
+        return write_state(directory, self.STEM, self.knn.to_state(), compressed=True)
 
 
 def svm_of(members: Mapping[MemberName, Any], what: str = "k-NN") -> TfidfSvm:
@@ -102,7 +99,7 @@ def _fit_knn(ctx: FitContext) -> KnnMember:
 
 
 def _load_knn(entry: Mapping[str, Any], ctx: LoadContext) -> KnnMember:
-    meta, arrays = read_state(ctx.directory, entry.get("file", KnnMember.STEM))
+    meta, arrays = read_state(entry, ctx.directory, KnnMember.STEM)
     return KnnMember(TfidfKnn.from_state(meta, arrays, svm_of(ctx.loaded)))
 
 
