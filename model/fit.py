@@ -214,7 +214,11 @@ def _fit(
             val=val_stop,
             progress=prog,
             extra_texts=extra_texts,
-            keyed_vectors=keyed_vectors,
+            # the vectors the main network trained on the same corpus, with the same seed:
+            # a companion of the same embedding kind takes them instead of training them again
+            keyed_vectors=keyed_vectors
+            if keyed_vectors is not None or trained.keyed_vectors is None
+            else {config.network.embedding: trained.keyed_vectors},
         )
         fit_ensemble(model, ctx, val, stop_idx, cal_idx, history, before_refit=familiarity_step)
         timings["ensemble_s"] = time.perf_counter() - t1

@@ -64,6 +64,9 @@ class TrainedNetwork:
 
     network: Network
     train_inputs: EncodedInputs
+    # the word vectors it was trained on: given, or trained here (None without text); the
+    # companion network reuses them (``model.fit``) instead of training the same vectors again
+    keyed_vectors: Any = None
 
 
 def network_steps(config: ModelConfig, n_train: int, n_images: int, image_init: bool) -> int:
@@ -212,7 +215,7 @@ def train_network(
     network.module.eval()
     history["timings"] = timings
     network.history = history
-    return TrainedNetwork(network, tr)
+    return TrainedNetwork(network, tr, kv)
 
 
 def _keyed_vectors(keyed_vectors: Any, config: ModelConfig) -> Any:

@@ -418,3 +418,28 @@ def test_an_unfamiliar_request_is_flagged_and_shown_no_unrelated_precedents(mode
     assert [(r.review_reason, [p.case_key for p in r.precedents]) for r in again] == [
         (r.review_reason, [p.case_key for p in r.precedents]) for r in (known, odd)
     ]
+
+
+def test_the_companion_reuses_the_main_networks_word_vectors(monkeypatch):
+    """Both networks train fastText on the same corpus with the same seed; the vectors are
+    the same within a process, so the companion takes the main network's instead of
+    training them again."""
+    from model import train_loop
+    from model.embeddings import train_embeddings
+
+    corpus = [["steel", "bolt"], ["plastic", "clip"], ["steel", "clip"]] * 5
+    a, b = (train_embeddings(corpus, dim=8, epochs=2, seed=3, workers=1) for _ in range(2))
+    np.testing.assert_array_equal(a.vectors, b.vectors)  # why sharing changes nothing
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("kind"))
+        return train_embeddings(*args, **kwargs)
+
+    monkeypatch.setattr(train_loop, "train_embeddings", counted)
+    train, val = make_cases(120, 71, with_images=0), make_cases(40, 72, with_images=0)
+    cfg = ModelConfig.from_flat(inputs="title", **{**TINY, "ensemble": "tfidf"})
+    assert cfg.members[:2] == ("network", "companion")
+    model = fit(train, val, cfg)
+    assert calls == ["fasttext"]  # once, for both networks
+    assert model.history["companion"]["best_epoch"] >= 1  # the companion did train
