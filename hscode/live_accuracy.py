@@ -7,10 +7,10 @@ figures for SQL users; this module gives the nightly run what it publishes and j
 
 - :func:`recent_accuracy`: top-1 / top-3 (ten digits) and mean confidence of one version
   over its last ``window`` decided requests (newest decisions first);
-- :func:`decided_confidences`: (confidence, right) per decided request, for the plot of
-  accuracy against confidence;
 - :func:`live_check`: the verdict against a floor: ``low`` when at least ``min_decisions``
-  were decided and top-1 over the window is below ``min_top1``.
+  were decided and top-1 over the window is below ``min_top1``;
+- :func:`live_report`: the verdict and (confidence, right) per decided request, for the plot
+  of accuracy against confidence, from one read.
 
 The scoring side's flow publishes these as an artifact and emits the event an automation
 (``deployments.registry``: ``alert/live-accuracy``) fires on.
@@ -65,9 +65,8 @@ def _decided(engine: Engine, version: str, limit: int | None) -> list[Any]:
         ).all()
 
 
-def recent_accuracy(engine: Engine, version: str, window: int) -> RecentAccuracy:
-    """``version``'s accuracy on its last ``window`` decided requests."""
-    rows = _decided(engine, version, window)
+def _summarise(version: str, window: int, rows: list[Any]) -> RecentAccuracy:
+    """The accuracy of ``rows`` (a version's newest decided requests, at most ``window``)."""
     n = len(rows)
     if not n:
         return RecentAccuracy(version, window, 0, None, None, None, None, None)
@@ -83,18 +82,8 @@ def recent_accuracy(engine: Engine, version: str, window: int) -> RecentAccuracy
     )
 
 
-def decided_confidences(engine: Engine, version: str) -> tuple[list[float], list[bool]]:
-    """(rank-1 confidence, rank-1 code is the decided one) per request decided and scored
-    by ``version``."""
-    rows = _decided(engine, version, None)
-    return [float(r.confidence) for r in rows], [r.top1 == r.decided for r in rows]
-
-
-def live_check(
-    engine: Engine, version: str, *, window: int, min_top1: float, min_decisions: int
-) -> LiveCheck:
-    """Is ``version``'s live top-1 over its last ``window`` decisions below ``min_top1``?"""
-    recent = recent_accuracy(engine, version, window)
+def _verdict(recent: RecentAccuracy, min_top1: float, min_decisions: int) -> LiveCheck:
+    version = recent.version
     if recent.decided < min_decisions or recent.top1 is None:
         why = (
             f"{recent.decided} decided requests scored by {version}: fewer than "
@@ -107,6 +96,28 @@ def live_check(
         f"{recent.top1:.1%}, {'below' if low else 'at or above'} the floor of {min_top1:.1%}"
     )
     return LiveCheck(recent, min_top1, min_decisions, low, why)
+
+
+def recent_accuracy(engine: Engine, version: str, window: int) -> RecentAccuracy:
+    """``version``'s accuracy on its last ``window`` decided requests."""
+    return _summarise(version, window, _decided(engine, version, window))
+
+
+def live_check(
+    engine: Engine, version: str, *, window: int, min_top1: float, min_decisions: int
+) -> LiveCheck:
+    """Is ``version``'s live top-1 over its last ``window`` decisions below ``min_top1``?"""
+    return _verdict(recent_accuracy(engine, version, window), min_top1, min_decisions)
+
+
+def live_report(
+    engine: Engine, version: str, *, window: int, min_top1: float, min_decisions: int
+) -> tuple[LiveCheck, list[float], list[bool]]:
+    """:func:`live_check` and, for the plot of accuracy against confidence, (rank-1
+    confidence, rank-1 code is the decided one) per decided request, from one read."""
+    rows = _decided(engine, version, None)
+    check = _verdict(_summarise(version, window, rows[:window]), min_top1, min_decisions)
+    return check, [float(r.confidence) for r in rows], [r.top1 == r.decided for r in rows]
 
 
 def live_accuracy_rows(engine: Engine, version: str | None = None) -> list[dict[str, Any]]:

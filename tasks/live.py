@@ -64,11 +64,11 @@ def publish_live_accuracy(settings: Settings, version: str) -> dict[str, Any]:
     """The champion's live accuracy as an artifact, and ``hscode.live-accuracy.measured``
     (label ``hscode.live-accuracy.low``) for the alert automation."""
     from hscode.db import get_engine
-    from hscode.live_accuracy import decided_confidences, live_accuracy_rows, live_check
+    from hscode.live_accuracy import live_accuracy_rows, live_report
     from hscode.reports import plot_reliability
 
     engine = get_engine(settings)
-    check = live_check(
+    check, confidences, right = live_report(
         engine,
         version,
         window=settings.live_accuracy_window,
@@ -76,7 +76,6 @@ def publish_live_accuracy(settings: Settings, version: str) -> dict[str, Any]:
         min_decisions=settings.live_accuracy_min_decisions,
     )
     weeks = jsonable(live_accuracy_rows(engine, version))
-    confidences, right = decided_confidences(engine, version)
     plot = (
         plot_reliability(np.asarray(confidences), np.asarray(right))
         if len(confidences) >= 2

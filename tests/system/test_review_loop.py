@@ -12,7 +12,7 @@ from sqlalchemy import text
 from hscode.cases import read_cases
 from hscode.decisions import record_decision
 from hscode.intake import submit_requests
-from hscode.live_accuracy import live_check, recent_accuracy
+from hscode.live_accuracy import live_check, live_report, recent_accuracy
 from hscode.review_cases import CASE_SOURCE, cases_from_decisions, take_decisions
 from hscode.settings import Settings
 from hscode.tariff import load_tariff_rows
@@ -134,6 +134,10 @@ def test_recent_live_accuracy_and_its_floor_equal_a_hand_computation(engine):
     few = live_check(engine, "v1", window=10, min_top1=0.5, min_decisions=4)
     assert not few.low and "too few to judge" in few.why
     assert recent_accuracy(engine, "v-none", window=10).decided == 0
+    # one read gives the same verdict, and (confidence, right) for every decided request
+    check, confidences, right = live_report(engine, "v1", window=2, min_top1=0.5, min_decisions=1)
+    assert check == live_check(engine, "v1", window=2, min_top1=0.5, min_decisions=1)
+    assert sorted(confidences) == pytest.approx([0.4, 0.6, 0.9]) and sum(right) == 1
 
 
 def test_the_demo_reviewer_decides_flagged_answers_first_and_shows_live_accuracy(engine):
