@@ -296,6 +296,7 @@ class TfidfKnn:
         self.labels: np.ndarray | None = None  # class index per training row
         self.weights: np.ndarray | None = None  # vote weight per training row (None: 1)
         self.n_classes = 0
+        self._train_t: sparse.csr_matrix | None = None  # ``matrix`` transposed, for scoring
 
     def fit(
         self,
@@ -316,6 +317,7 @@ class TfidfKnn:
             raise ValueError("TfidfKnn labels must be class indices in [0, n_classes)")
         self.features = features
         self.matrix = l2_rows(features.sparse_features(texts))
+        self._train_t = None
         self.labels = labels
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         self.n_classes = int(n_classes)
@@ -327,7 +329,9 @@ class TfidfKnn:
             raise RuntimeError("TfidfKnn is not fitted")
         x = l2_rows(self.features.sparse_features(texts) if tfidf is None else tfidf)
         out = np.zeros((x.shape[0], self.n_classes), dtype=np.float64)
-        train_t = self.matrix.T.tocsr()
+        if self._train_t is None:  # made once, not per batch
+            self._train_t = self.matrix.T.tocsr()
+        train_t = self._train_t
         kk = min(self.k, self.matrix.shape[0])
         for start in range(0, x.shape[0], self.chunk):
             sims = (x[start : start + self.chunk] @ train_t).toarray()
