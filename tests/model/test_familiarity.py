@@ -8,6 +8,7 @@ import random
 
 import numpy as np
 import pytest
+from tiny_models import TINY_NETWORK
 
 from hscode.recommend import recommend
 from hscode.review import ReviewPolicy
@@ -20,14 +21,7 @@ from model.refit import refit
 from model.synthetic import BRANDS, make_cases, model_number
 
 TINY = {
-    "embed_dim": 16,
-    "embed_epochs": 2,
-    "hidden": 16,
-    "feature_dim": 32,
-    "epochs": 3,
-    "batch_size": 16,
-    "lr": 5e-3,
-    "num_threads": 1,
+    **TINY_NETWORK,
     "inputs": "title",
 }
 

@@ -11,6 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from tiny_models import TINY_NETWORK
 
 from hscode.recommend import recommend
 from hscode.review import ReviewPolicy
@@ -27,14 +28,7 @@ from model.synthetic import PRODUCTS, make_cases
 from model.validation import calibration_split
 
 TINY = {
-    "embed_dim": 16,
-    "embed_epochs": 2,
-    "hidden": 16,
-    "feature_dim": 32,
-    "epochs": 3,
-    "batch_size": 16,
-    "lr": 5e-3,
-    "num_threads": 1,
+    **TINY_NETWORK,
     # the recipe these fixtures were written for: with every term (min_df 1) the mixture
     # weighs the k-NN vote 0 on this data, and the tests below exercise a weighted k-NN
     "ensemble_min_df": 2,

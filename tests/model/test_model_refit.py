@@ -6,6 +6,7 @@ import copy
 
 import numpy as np
 import pytest
+from tiny_models import TINY_NETWORK
 
 from model.calibrate import Ensemble
 from model.config import ModelConfig
@@ -15,16 +16,7 @@ from model.records import Example
 from model.refit import refit
 from model.synthetic import make_cases
 
-TINY = {
-    "embed_dim": 16,
-    "embed_epochs": 2,
-    "hidden": 16,
-    "feature_dim": 32,
-    "epochs": 4,
-    "batch_size": 16,
-    "lr": 5e-3,
-    "num_threads": 1,
-}
+TINY = {**TINY_NETWORK, "epochs": 4}
 
 
 @pytest.fixture(scope="module")
