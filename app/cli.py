@@ -31,6 +31,7 @@ from app.cli_common import (
 from app.cli_db import add_db_parser
 from app.cli_review import add_review_parser
 from app.cli_tariff import add_tariff_parser, restatus
+from hscode.recommend import LEVEL_DIGITS
 from hscode.series import SERIES
 from hscode.summaries import jsonable
 from model.config import TRAINABLE_INPUTS
@@ -148,7 +149,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from hscode.predict import predict_file
 
     settings = settings_for(args)
-    result = predict_file(settings, args.input, args.output, args.top_k, args.model)
+    result = predict_file(
+        settings, args.input, args.output, args.top_k, args.model, digits=args.digits
+    )
     print_summary(f"predictions written to {args.output}", result)
     return EXIT_OK
 
@@ -370,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--top-k", type=int, default=5)
+    p.add_argument(
+        "--digits",
+        type=int,
+        choices=LEVEL_DIGITS,
+        default=10,
+        help="answer at this many digits: a heading (4) or subheading (6) scored by the summed "
+        "probability of its ten-digit codes (default 10)",
+    )
     p.add_argument("--model", help="model version (default: champion)")
     p.set_defaults(func=cmd_predict)
 

@@ -14,6 +14,8 @@ zero, so the truth is the code left-padded to 10 digits). Per seed in --seeds:
        hscode cases import imported.csv --columns hs_code=hscode,title=name
        hscode train --top-codes K --inputs title [--train-args ...]
        hscode predict --input held.csv --output predictions.csv --top-k 10
+       hscode predict --input held.csv --output predictions_hs6.csv --top-k 10 --digits 6
+       hscode predict ... --digits 4   (the product's answer at 6 and 4 digits)
 3. Peer: the imported cases are read back with ``hscode.cases.read_cases`` from that data
    dir and selected exactly as ``hscode.selection.load_examples`` does (one clean hs10 code, a
    non-empty title; the K most frequent codes, count desc then code, among codes with >= 3
@@ -25,9 +27,11 @@ zero, so the truth is the code left-padded to 10 digits). Per seed in --seeds:
    - ``in-K``: held-out names whose code is one of the K selected codes;
    - ``all``: every held-out name (a code outside the model's classes is wrong at 10 digits,
      but may still be right at 6 or 4).
-   Top-1 and top-3 at 10, 6 and 4 digits; a model's L-digit ranking is the order of first
-   appearance of the L-digit prefixes in its 10-digit top-10. Product - SVM top-1 at each
-   level with a 95% paired-bootstrap interval (--bootstrap resamples, seeded).
+   Top-1 and top-3 at 10, 6 and 4 digits. The product's L-digit ranking is what
+   ``hscode predict --digits L`` answers (prefixes by summed probability); the SVM's, which
+   has no probabilities, is the order of first appearance of the L-digit prefixes in its
+   10-digit top-10 (``product_first`` records the product ranked that way too). Product - SVM
+   top-1 at each level with a 95% paired-bootstrap interval (--bootstrap resamples, seeded).
 5. --peer-levels: the SVM also trained directly on the 6- and the 4-digit codes of the same
    cases (top-1/top-3 at that level), to see whether the 10-digit models lose anything there.
 
@@ -356,9 +360,24 @@ def run_one(
     predicted = parse_summary(pred.stdout)
     if predicted.get("model_version") not in (None, trained["version"]):
         raise RuntimeError(f"predict used {predicted['model_version']}, not {trained['version']}")
-    product_rank = read_predictions(out_csv)
     ids = [f"h{i}" for i in held]
+    product_rank = read_predictions(out_csv)
     product = [product_rank.get(rid, []) for rid in ids]  # a rejected request is wrong
+    levels = [d for d in LEVELS if d <= digits]
+    product_at = {digits: product}
+    level_seconds = {}
+    for d in levels[1:]:
+        level_csv = folder / f"predictions_hs{d}.csv"
+        ran = cli(
+            f"predict_hs{d}",
+            [
+                *("predict", "--input", str(held_csv), "--output", str(level_csv)),
+                *("--top-k", str(RANK_DEPTH), "--digits", str(d)),
+            ],
+        )
+        level_seconds[f"predict_hs{d}"] = ran.seconds
+        at_d = read_predictions(level_csv)
+        product_at[d] = [at_d.get(rid, []) for rid in ids]
 
     log(f"seed {seed} K={label}: peer")
     sel = read_selection(data_dir, k, digits)
@@ -394,16 +413,20 @@ def run_one(
     truth = source["hs10"].iloc[held].tolist()
     chosen = set(sel.codes)
     in_k = np.array([t[:digits] in chosen for t in truth])
-    levels = [d for d in LEVELS if d <= digits]
     evaluation: dict[str, Any] = {}
     for set_name, mask in (("in_k", in_k), ("all", np.ones(len(truth), dtype=bool))):
         rows = np.flatnonzero(mask)
         t_sub = [truth[i] for i in rows]
-        p_scores, p_hits = scores_of([product[i] for i in rows], t_sub, levels)
+        p_scores, p_hits = {}, {}
+        for d, rankings in product_at.items():
+            at = scores_of([rankings[i] for i in rows], t_sub, [d])
+            p_scores.update(at[0])
+            p_hits.update(at[1])
         s_scores, s_hits = scores_of([peer[i] for i in rows], t_sub, levels)
         entry: dict[str, Any] = {
             "n": len(rows),
             "product": p_scores,
+            "product_first": scores_of([product[i] for i in rows], t_sub, levels)[0],
             "svm": s_scores,
             "diff": {
                 # one seed for every cell: the same resamples of rows for all levels and k
@@ -437,6 +460,7 @@ def run_one(
             "import": imp.seconds,
             "train": train.seconds,
             "predict": pred.seconds,
+            **level_seconds,
             "svm_fit": svm_fit_s,
             "svm_predict": svm_predict_s,
             **peer_cost,
@@ -520,6 +544,13 @@ def to_markdown(report: dict[str, Any]) -> str:
                     _num(sec("predict")),
                 ],
                 [
+                    "product, prefixes of its ten-digit ranking",
+                    *(_pct(get("product_first", c)) if "@10" not in c else "" for c in _keys()),
+                    n,
+                    "",
+                    "",
+                ],
+                [
                     "TF-IDF+SVM",
                     *(_pct(get("svm", c)) for c in _keys()),
                     n,
@@ -563,8 +594,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines.append(
         "Train s: the `hscode train` subprocess (product) / the SVM fit on the same selected "
         "cases; predict s: `hscode predict` on every held-out name / the SVM's ranking of them. "
-        "A level below 10 digits ranks the prefixes of each model's 10-digit top-10 in order of "
-        "first appearance. The difference row's top-1 cells carry a 95% paired-bootstrap "
+        "At 6 and 4 digits the product is `hscode predict --digits 6|4` (prefixes by summed "
+        "probability); the SVM, and the product's second row, rank the prefixes of their "
+        "10-digit top-10 in order of first appearance. The difference row's top-1 cells carry a 95% paired-bootstrap "
         "interval when there is one seed (per-seed intervals below each table otherwise)."
     )
     return "\n".join(lines) + "\n"

@@ -9,6 +9,13 @@ of :data:`hscode.request_rows.COLUMN_ALIASES` are accepted. Each row is checked 
 ``hscode predict`` and by the intake. Output: CSV or Parquet with
 ``request_id,rank,hs_code,score,review`` (top-k rows per request, best first).
 
+``digits`` below 10 (``hscode predict --digits 4``) answers at that level: the codes are
+headings (or subheadings, chapters), each scored by the summed calibrated probability of its
+ten-digit codes among the model's best :data:`~hscode.recommend.ROLL_UP_DEPTH`
+(:func:`hscode.recommend.roll_up`), so a heading whose probability is spread over several
+subheadings can rank first. The review flag and the precedents stay those of the ten-digit
+answer: the code a declaration needs has ten digits.
+
 The similar past cases behind each answer (up to ``settings.n_precedents``, the ones scoring
 writes; the review flag weighs them as scoring does) go to ``<output stem>.precedents.csv``
 (or ``.parquet``, as the output) beside it, one row per precedent:
@@ -42,7 +49,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hscode.evidence import precedent_url
-from hscode.recommend import UNCHECKED, CodeCheck, Recommendation, recommend
+from hscode.recommend import (
+    LEVEL_DIGITS,
+    ROLL_UP_DEPTH,
+    UNCHECKED,
+    CodeCheck,
+    Recommendation,
+    recommend,
+    roll_up,
+)
 from hscode.rejects import Rejection, RejectReason
 from hscode.request_rows import IntakeFileError, read_request_file, validate_request_row
 from hscode.review import ReviewPolicy
@@ -238,8 +253,10 @@ def predict_file(
     output_path: Path | str,
     top_k: int | None = None,
     model_version: str | None = None,
+    digits: int = 10,
 ) -> dict[str, Any]:
-    """Predict every good row of ``input_path`` into ``output_path``; returns a summary."""
+    """Predict every good row of ``input_path`` into ``output_path`` at ``digits`` digits
+    (see the module docstring); returns a summary."""
     from hscode.registry import Registry, RegistryError
 
     t0 = time.perf_counter()
@@ -247,6 +264,8 @@ def predict_file(
     top_k = settings.top_k if top_k is None else int(top_k)
     if top_k < 1:
         raise PredictInputError(f"top_k must be >= 1, got {top_k}")
+    if digits not in LEVEL_DIGITS:
+        raise PredictInputError(f"digits must be one of {LEVEL_DIGITS}, got {digits}")
     if not input_path.is_file():
         raise PredictInputError(f"input {input_path} not found")
     if output_path.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -275,7 +294,7 @@ def predict_file(
         recs = recommend(
             model,
             chunk,
-            top_k=top_k,
+            top_k=top_k if digits == 10 else max(top_k, ROLL_UP_DEPTH),
             n_precedents=settings.n_precedents,
             policy=ReviewPolicy(settings.review_threshold),
             check=check,
@@ -291,7 +310,7 @@ def predict_file(
                 continue
             n_review += bool(rec.review)
             precedent_rows += _precedent_rows(rec, settings.portal_url)
-            for rank, cand in enumerate(rec.candidates, start=1):
+            for rank, cand in enumerate(roll_up(rec.candidates, digits)[:top_k], start=1):
                 out_rows.append(
                     {
                         "request_id": rec.request_id,
@@ -316,6 +335,7 @@ def predict_file(
         precedent_file.unlink(missing_ok=True)
     return {
         "model_version": model_version,
+        "digits": digits,
         "rows": n_rows,
         "predicted": len(requests)
         - sum(r.rejection.reason == RejectReason.NO_CURRENT_CODE for r in rejects),

@@ -60,6 +60,28 @@ class CodeCheck:
 
 UNCHECKED = CodeCheck(None)
 
+LEVEL_DIGITS = (2, 4, 6, 10)  # the levels a ranking can be read at: chapter .. national code
+# ten-digit codes asked for a ranking at fewer digits: the mass beyond them is negligible
+ROLL_UP_DEPTH = 50
+
+
+def roll_up(candidates: Sequence[Candidate], digits: int) -> list[Candidate]:
+    """The ranking at ``digits`` digits: each prefix scored by the summed calibrated
+    probability of its ten-digit ``candidates``, best first (ties: the prefix ranked first
+    in ``candidates``). A heading whose probability is spread over several subheadings can
+    thus rank above the heading of the single best ten-digit code. ``Candidate.hs10`` holds
+    the prefix. ``digits`` 10: the candidates as they are."""
+    if digits not in LEVEL_DIGITS:
+        raise ValueError(f"digits must be one of {LEVEL_DIGITS}, got {digits}")
+    if digits == 10:
+        return list(candidates)
+    mass: dict[str, float] = {}
+    for c in candidates:
+        key = c.hs10[:digits]
+        mass[key] = mass.get(key, 0.0) + c.score
+    ranked = sorted(mass.items(), key=lambda kv: -kv[1])  # stable: first seen wins a tie
+    return [Candidate(hs10=code, score=min(score, 1.0)) for code, score in ranked]
+
 
 def recommend(
     recommender: Recommender,

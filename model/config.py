@@ -85,6 +85,7 @@ class MemberName(StrEnum):
     NETWORK = "network"
     COMPANION = "companion"
     SVM = "svm"
+    HEADING = "heading"
     KNN = "knn"
     NEAREST = "nearest"
     SENTENCE = "sentence"
@@ -193,6 +194,9 @@ class EnsembleConfig:
     # the rest from the TF-IDF cosine. Mixed with the SVM and head, top-1 on three seeds:
     # 0.5 best on each (+0.58 to +0.85), 0.3 and 0.7 +0.21 to +0.74, TF-IDF alone -0.17 to +0.24
     nearest_sentence_weight: float = 0.5
+    # the heading member: a TF-IDF SVM on the first this-many digits of each code, every code
+    # scored by its heading's margin (model.members.heading); 0: no heading member
+    heading_digits: int = 4
     # a second, text-only BiLSTM network, the member "companion". Two networks disagree more
     # than one: on the ghko99 validation splits (K = 100 / 300) adding either companion lifts
     # the mixture's top-1 by 0.4-1.0 points (top-3 -0.2 to +0.5); with the word2vec companion
@@ -209,6 +213,8 @@ class EnsembleConfig:
         )
         if self.knn_k < 1:
             raise ValueError("knn_k must be >= 1")
+        if self.heading_digits not in (0, 2, 4, 6):
+            raise ValueError("heading_digits must be 0 (no heading member), 2, 4 or 6")
         if not 0.0 <= self.nearest_sentence_weight <= 1.0:
             raise ValueError("nearest_sentence_weight must be in [0, 1]")
         if self.sentence_hidden < 1 or self.sentence_epochs < 1:
@@ -355,6 +361,8 @@ class ModelConfig:
         if ens.companion != Companion.NONE:
             names.append(MemberName.COMPANION)
         names.append(MemberName.SVM)
+        if ens.heading_digits:
+            names.append(MemberName.HEADING)
         if ens.kind == EnsembleKind.TFIDF_KNN:
             names.append(MemberName.KNN)
         if ens.kind == EnsembleKind.TFIDF_NEAREST:

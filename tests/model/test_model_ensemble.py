@@ -33,6 +33,8 @@ TINY = {
     # weighs the k-NN vote 0 on this data, and the tests below exercise a weighted k-NN
     "ensemble_min_df": 2,
     "ensemble": "tfidf+knn",
+    # the members these fixtures exercise (the heading member: tests/model/test_heading.py)
+    "heading_digits": 0,
 }
 
 
@@ -122,11 +124,12 @@ def test_ensemble_on_and_off(models, data):
         ModelConfig.from_flat(companion="glove")
     assert ModelConfig.from_flat(
         inputs="title", companion="none", sentence_encoder="none"
-    ).members == ("network", "svm", "nearest")
+    ).members == ("network", "svm", "heading", "nearest")
     assert ModelConfig.from_flat(inputs="title", ensemble="tfidf+knn").members == (
         "network",
         "companion",
         "svm",
+        "heading",
         "knn",
         "sentence",
     )

@@ -116,7 +116,7 @@ def test_default_ensemble_has_the_member():
         inputs="title", embed_dim=16, embed_epochs=2, hidden=16, feature_dim=32, epochs=2,
         batch_size=32, num_threads=1, companion="none",
     )  # fmt: skip
-    assert cfg.members == ("network", "svm", "nearest", "sentence")
+    assert cfg.members == ("network", "svm", "heading", "nearest", "sentence")
     train, val = make_cases(150, 61, with_images=0), make_cases(60, 62, with_images=0)
     model = fit(train, val, cfg)
     ensemble = model.history["ensemble"]

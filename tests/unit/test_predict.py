@@ -284,3 +284,52 @@ def test_a_file_is_judged_as_the_intake_judges_it(trained: Settings, tmp_path: P
     assert rejected == expected_rejects
     assert rejected["4"][1].startswith("unreadable image: bad base64")
     assert rejected["6"] == ("a4", "empty title")
+
+
+def test_roll_up_sums_a_heading_spread_over_its_subheadings() -> None:
+    from hscode.recommend import roll_up
+    from model.records import Candidate
+
+    ranked = [
+        Candidate("0203291000", 0.40),  # the best ten-digit code is pork ...
+        Candidate("0202300000", 0.35),
+        Candidate("0202200000", 0.25),  # ... but beef (0202) holds more of the probability
+    ]
+    assert [(c.hs10, round(c.score, 6)) for c in roll_up(ranked, 4)] == [
+        ("0202", 0.6),
+        ("0203", 0.4),
+    ]
+    assert [c.hs10 for c in roll_up(ranked, 2)] == ["02"]
+    assert roll_up(ranked, 10) == ranked
+    with pytest.raises(ValueError, match="digits must be one of"):
+        roll_up(ranked, 5)
+
+
+def test_predict_at_four_digits_ranks_headings_by_their_summed_probability(
+    trained: Settings, tmp_path: Path
+) -> None:
+    """``hscode predict --digits 4``: heading codes, each scored by the summed probability of
+    its ten-digit codes in the ten-digit answer, best first; the review flag is the ten-digit
+    answer's."""
+    requests = tmp_path / "r.csv"
+    with open(requests, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["request_id", "title"])
+        for i, title in enumerate(["스마트폰 SM-G991N", "냉동 돼지고기", "면 티셔츠", "부품"]):
+            writer.writerow([f"r{i}", title])
+    full, heads = tmp_path / "full.csv", tmp_path / "heads.csv"
+    base = ["--data-dir", str(trained.data_dir), "predict", "--input", str(requests)]
+    assert main([*base, "--output", str(full), "--top-k", "50"]) == 0
+    assert main([*base, "--output", str(heads), "--top-k", "3", "--digits", "4"]) == 0
+    ten, four = _read_csv(full), _read_csv(heads)
+    for rid in ("r0", "r1", "r2", "r3"):
+        mass: dict[str, float] = {}
+        for row in (r for r in ten if r["request_id"] == rid):
+            mass[row["hs_code"][:4]] = mass.get(row["hs_code"][:4], 0.0) + float(row["score"])
+        got = [r for r in four if r["request_id"] == rid]
+        assert [r["rank"] for r in got] == [str(i) for i in range(1, len(got) + 1)]
+        assert 1 <= len(got) <= 3 and all(len(r["hs_code"]) == 4 for r in got)
+        best = sorted(mass.values(), reverse=True)[: len(got)]
+        assert [float(r["score"]) for r in got] == pytest.approx(best, abs=1e-5)
+        flags = {r["review"] for r in ten if r["request_id"] == rid}
+        assert {r["review"] for r in got} == flags
