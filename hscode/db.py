@@ -377,8 +377,30 @@ def dispose_engine(engine: Engine) -> None:
     engine.dispose()
 
 
+def pgpass_path(pg_dir: Path) -> Path:
+    """The libpq password file of the embedded server's superuser, beside its secret."""
+    pg_dir = Path(pg_dir).expanduser().resolve()
+    return pg_dir.with_name(pg_dir.name + ".pgpass")
+
+
+def _write_pgpass(pg_dir: Path) -> Path:
+    """Write (owner-only, atomically) the password file :func:`psql_uri` names, so that the
+    URI printed for a human carries no secret: libpq reads it from this file."""
+    path = pgpass_path(pg_dir)
+    secret = _superuser_secret(pg_dir).replace("\\", "\\\\").replace(":", "\\:")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"*:*:*:{EMBEDDED_USER}:{secret}\n")
+    os.replace(tmp, path)
+    return path
+
+
 def psql_uri(settings: Settings, keep_running: bool = True) -> str:
     """A connection URI that ``psql`` accepts (libpq syntax, no SQLAlchemy driver suffix).
+    For the embedded server it names the superuser and a password file
+    (``passfile=``, :func:`pgpass_path`, mode 0600), never the password itself, so it can
+    be printed and pasted; a configured URL is returned as configured.
 
     For the embedded server this starts it when needed and, with ``keep_running`` (the
     default: the URI is for a human about to run psql), leaves it running after this
@@ -391,7 +413,14 @@ def psql_uri(settings: Settings, keep_running: bool = True) -> str:
     if keep_running:
         _embedded_server(settings.pg_dir, keep_running=True).cleanup_mode = None
     get_engine(settings)  # starts the server and creates the database when needed
-    return _embedded_uri(settings.pg_dir, EMBEDDED_DATABASE)
+    from urllib.parse import quote
+
+    url = make_url(_embedded_uri(settings.pg_dir, EMBEDDED_DATABASE))
+    passfile = _write_pgpass(settings.pg_dir)
+    query = [f"{quote(k)}={quote(str(v), safe='/')}" for k, v in url.query.items()]
+    query.append(f"passfile={quote(str(passfile), safe='/')}")
+    where = f"{url.host}:{url.port}" if url.host else ""
+    return f"postgresql://{url.username}@{where}/{url.database}?{'&'.join(query)}"
 
 
 def login_uri(settings: Settings, login: str) -> str:
@@ -414,7 +443,7 @@ def login_uri(settings: Settings, login: str) -> str:
     query = [
         f"{quote(key)}={quote(value, safe='/')}"
         for key, values in url.query.items()
-        if key.lower() not in ("user", "password")
+        if key.lower() not in ("user", "password", "passfile")
         for value in ((values,) if isinstance(values, str) else values)
     ]
     database = quote(url.database or "", safe="")

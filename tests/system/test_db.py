@@ -23,7 +23,9 @@ from hscode.db import (
     login_uri,
     migrate,
     migrations,
+    pgpass_path,
     psql_uri,
+    superuser_secret_path,
 )
 from hscode.db import stop_embedded as stop_embedded_server
 from hscode.model_versions import record_model_version, sync_registry_versions
@@ -161,6 +163,10 @@ def test_embedded_server_survives_restarts_and_psql_accepts_its_uri():
         assert not pid_file.exists()  # stopped with the last process using it
         uri = _python(_DB_URL, str(data_dir)).strip()
         assert uri.startswith("postgresql://") and "host=" in uri and "/hscode" in uri
+        # a URI to print and paste: the password stays in an owner-only file libpq reads
+        secret = superuser_secret_path(data_dir / "pg").read_text(encoding="utf-8").strip()
+        assert secret not in uri and "passfile=" in uri
+        assert pgpass_path(data_dir / "pg").stat().st_mode & 0o777 == 0o600
         assert pid_file.exists()  # still running for psql after that process exited
         psql = POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "psql"
         out = subprocess.run(
