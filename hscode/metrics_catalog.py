@@ -374,6 +374,8 @@ MEMBER_NAMES: Mapping[str, str] = {
     "network": "Main network (fastText + BiLSTM)",
     "companion": "Second text network",
     "knn": "TF-IDF nearest cases (k-NN vote)",
+    "heading": "TF-IDF + SVM on the heading (the codes of a heading score alike, so its "
+    "ten-digit top-1 understates it)",
     "nearest": "Most similar past case of each code",
     "sentence": "Sentence-encoder classifier",
 }
