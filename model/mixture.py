@@ -14,6 +14,7 @@ train + validation (more data; their scale is set by the member temperatures alr
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,17 +30,31 @@ from model.records import Example
 log = logging.getLogger(__name__)
 
 
-def fit_members(names: Sequence[MemberName], ctx: FitContext) -> dict[MemberName, Member]:
-    """Fit the named members on ``ctx.examples``, in order (a member sees those before it)."""
+def fit_members(
+    names: Sequence[MemberName], ctx: FitContext, seconds: dict[str, float] | None = None
+) -> dict[MemberName, Member]:
+    """Fit the named members on ``ctx.examples``, in order (a member sees those before it);
+    each one's wall time goes to ``seconds`` (by name) when given."""
     for name in names:
+        t0 = time.perf_counter()
         ctx.fitted[name] = kind_of(name).fit(ctx)
+        if seconds is not None:
+            seconds[str(name)] = time.perf_counter() - t0
     return {name: ctx.fitted[name] for name in names}
 
 
-def refit_members(previous: dict[MemberName, Member], ctx: FitContext) -> dict[MemberName, Member]:
-    """Each of ``previous``'s members trained again on ``ctx.examples`` (mixture order)."""
+def refit_members(
+    previous: dict[MemberName, Member],
+    ctx: FitContext,
+    seconds: dict[str, float] | None = None,
+) -> dict[MemberName, Member]:
+    """Each of ``previous``'s members trained again on ``ctx.examples`` (mixture order);
+    each one's wall time goes to ``seconds`` (by name) when given."""
     for name, member in previous.items():
+        t0 = time.perf_counter()
         ctx.fitted[name] = kind_of(name).refit(member, ctx)
+        if seconds is not None:
+            seconds[str(name)] = time.perf_counter() - t0
     return dict(ctx.fitted)
 
 
@@ -82,7 +97,10 @@ def fit_ensemble(
     cfg = model.config
     names = cfg.members
     model.member_names = names
-    model.members = fit_members(names, ctx)
+    # wall seconds of each step: every member's fit, scoring validation, choosing the mixture
+    seconds: dict[str, float] = {}
+    model.members = fit_members(names, ctx, seconds)
+    t0 = time.perf_counter()
     companion = model.member(MemberName.COMPANION)
     if companion is not None:  # recorded before a weight of 0 drops it
         history["companion"] = {
@@ -91,6 +109,8 @@ def fit_ensemble(
     items = items_of(val)
     batch = Batch(items, cfg.uses_description, model.network.logits(items))
     scores = model.member_scores(batch)
+    seconds["score_validation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     y = model.label_indices([e.label for e in val])
     separate = len(stop_idx) + len(cal_idx) == len(val)
     choice = choose_mixture(scores, y, (stop_idx, cal_idx) if separate else None)
@@ -98,6 +118,7 @@ def fit_ensemble(
     model.mixture = mixture
     model.temperature = fit_temperature(oof, y)
     fit_top_calibration(model, oof, y)
+    seconds["mixture_and_calibration"] = time.perf_counter() - t0
     svm = model.member(MemberName.SVM)
     history["ensemble"] = {
         "kind": str(cfg.ensemble.kind),
@@ -136,8 +157,11 @@ def fit_ensemble(
                 device=ctx.device,
                 fitted=dict(model.members),
             )
-            model.members.update(refit_members(again, more))
+            again_s: dict[str, float] = {}
+            model.members.update(refit_members(again, more, again_s))
             history["ensemble"]["refit_on"] = len(more.examples)
+            seconds |= {f"{name}_on_train_and_validation": v for name, v in again_s.items()}
+    history["ensemble"]["seconds"] = seconds
     log.info("ensemble %s", history["ensemble"])
 
 

@@ -78,7 +78,7 @@ def refit(
 
     device = resolve_device(config.device)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
     with threads(config.num_threads):
         if retrain_network:
             n_images = sum(1 for e in examples if e.image) + sum(1 for b in extra_images if b)
@@ -115,8 +115,10 @@ def refit(
             )
             model.member_names = evaluated.member_names
             model.mixture = copy.deepcopy(evaluated.mixture)
-            model.members = refit_members(dict(evaluated.members), ctx)
+            member_s: dict[str, float] = {}
+            model.members = refit_members(dict(evaluated.members), ctx, member_s)
             timings["members_s"] = time.perf_counter() - t1
+            timings["member_s"] = member_s
         t1 = time.perf_counter()
         if retrain_network:
             model.set_precedents(examples, network.run(trained.train_inputs)[1])

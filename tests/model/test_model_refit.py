@@ -38,6 +38,12 @@ def test_refit_keeps_what_validation_chose(fitted) -> None:
     assert served.top_calibration.to_dict() == evaluated.top_calibration.to_dict()
     info = served.history["refit"]
     assert info["n_examples"] == len(everything)
+    # the time of each member's refit is recorded (a cost benchmark reads it, issue 18)
+    assert set(info["timings"]["member_s"]) == {str(n) for n in evaluated.members}
+    assert all(v >= 0 for v in info["timings"]["member_s"].values())
+    seconds = evaluated.history["ensemble"]["seconds"]
+    assert {"svm", "score_validation", "mixture_and_calibration"} <= set(seconds)
+    assert set(evaluated.member_names) <= set(seconds)  # every member's fit, kept or dropped
     assert len(served.history["epochs"]) == len(evaluated.history["epochs"])  # evaluated run's
 
 
