@@ -93,6 +93,7 @@ def nightly_flow(
             train_overrides=train_overrides,
             settings_overrides=overrides,
             announce=False,
+            decisions_taken=True,  # normalize_flow just took them
         )
         if due
         else {"trained": False, "reason": why}

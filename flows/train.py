@@ -21,6 +21,7 @@ def train_flow(
     train_overrides: dict[str, Any] | None = None,
     settings_overrides: dict[str, Any] | None = None,
     announce: bool = True,
+    decisions_taken: bool = False,
 ) -> dict[str, Any]:
     """Train a candidate on the current cases; it becomes champion only if it is not worse than
     the champion on test cases neither learned from (then it is refitted on every case).
@@ -34,9 +35,12 @@ def train_flow(
         settings_overrides: ``Settings`` fields (e.g. ``{"device": "cuda"}``).
         announce: emit ``hscode.model.promoted`` on a promotion (which starts the score
             deployment); the nightly chain, which scores itself next, passes False.
+        decisions_taken: the caller has just taken reviewers' decisions into the cases (the
+            nightly chain's normalize step), so this flow does not take them again.
     """
     settings = resolve_settings(settings_overrides)
-    take_decisions(settings)  # every decided request is a case of this training
+    if not decisions_taken:
+        take_decisions(settings)  # every decided request is a case of this training
     if not force:
         champion = champion_info(settings)
         current = _current_snapshot(settings)
