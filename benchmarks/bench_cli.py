@@ -142,6 +142,7 @@ class CliRun:
     argv: list[str]
     seconds: float
     stdout: str
+    peak_mb: float = float("nan")  # the process's peak resident memory (ru_maxrss)
 
 
 def run_cli(args: Sequence[str], data_dir: Path, seed: int, threads: int, log_file: Path) -> CliRun:
@@ -168,22 +169,22 @@ def run_cli(args: Sequence[str], data_dir: Path, seed: int, threads: int, log_fi
     log(f"  $ HSCODE_DATA_DIR={data_dir} {shlex.join(['hscode', *args])}")
     t0 = time.perf_counter()
     with log_file.open("w") as out:
-        proc = subprocess.run(
-            argv,
-            check=False,
-            cwd=data_dir.parent,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=out,
-            text=True,
+        proc = subprocess.Popen(
+            argv, cwd=data_dir.parent, env=env, stdout=subprocess.PIPE, stderr=out, text=True
         )
+        assert proc.stdout is not None
+        with proc.stdout:
+            stdout = proc.stdout.read()
+        # wait4: this child's own resource usage, its peak memory among it
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - t0
     with log_file.open("a") as out:
-        out.write("\n--- stdout ---\n" + proc.stdout)
+        out.write("\n--- stdout ---\n" + stdout)
     if proc.returncode != 0:
         tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-30:])
         raise RuntimeError(f"{shlex.join(argv)} exited {proc.returncode}:\n{tail}")
-    return CliRun(argv=argv, seconds=seconds, stdout=proc.stdout)
+    return CliRun(argv=argv, seconds=seconds, stdout=stdout, peak_mb=usage.ru_maxrss / 1024)
 
 
 def parse_summary(stdout: str) -> dict[str, Any]:
