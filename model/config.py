@@ -195,7 +195,10 @@ class EnsembleConfig:
     # 0.5 best on each (+0.58 to +0.85), 0.3 and 0.7 +0.21 to +0.74, TF-IDF alone -0.17 to +0.24
     nearest_sentence_weight: float = 0.5
     # the heading member: a TF-IDF SVM on the first this-many digits of each code, every code
-    # scored by its heading's margin (model.members.heading); 0: no heading member
+    # scored by its heading's margin (model.members.heading); 0: no heading member. On the
+    # path users run (ghko99 names, K = 300, three seeds) the mixture weighs it 0.1-0.2 and
+    # the lead over TF-IDF + SVM at four digits went from +0.41 [-0.24, +1.04] to +1.18
+    # [+0.60, +1.83] on the weakest seed (docs/benchmarks.md section 15)
     heading_digits: int = 4
     # a second, text-only BiLSTM network, the member "companion". Two networks disagree more
     # than one: on the ghko99 validation splits (K = 100 / 300) adding either companion lifts
