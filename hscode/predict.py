@@ -289,16 +289,19 @@ def predict_file(
     precedent_rows: list[dict[str, Any]] = []
     n_review = 0
     batch = settings.score_batch_size
+    from model.runtime import threads
+
     for start in range(0, len(requests), batch):
         chunk = requests[start : start + batch]
-        recs = recommend(
-            model,
-            chunk,
-            top_k=top_k if digits == 10 else max(top_k, ROLL_UP_DEPTH),
-            n_precedents=settings.n_precedents,
-            policy=ReviewPolicy(settings.review_threshold),
-            check=check,
-        )
+        with threads(settings.score_threads):
+            recs = recommend(
+                model,
+                chunk,
+                top_k=top_k if digits == 10 else max(top_k, ROLL_UP_DEPTH),
+                n_precedents=settings.n_precedents,
+                policy=ReviewPolicy(settings.review_threshold),
+                check=check,
+            )
         for rec in recs:
             if not rec.candidates:  # none of its codes is in the current edition
                 message = (

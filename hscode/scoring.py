@@ -538,6 +538,18 @@ def _recommend_with_retries(
     (not the data) is broken and the error propagates."""
     if not inputs:
         return [], []
+    from model.runtime import threads  # torch: only once there is something to score
+
+    with threads(settings.score_threads):
+        return _recommend_batch(recommender, inputs, settings, check)
+
+
+def _recommend_batch(
+    recommender: Recommender,
+    inputs: list[RequestInput],
+    settings: Settings,
+    check: CodeCheck,
+) -> tuple[list[Recommendation], list[Rejection]]:
     kwargs = {
         "top_k": settings.top_k,
         "n_precedents": settings.n_precedents,

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
         0.5, ge=0, le=1, description="Calibrated confidence below which a human reviews"
     )
     score_batch_size: int = Field(2000, ge=1)
+    score_threads: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "torch threads while scoring and predicting; 1 where scoring may run beside a "
+            "training on the same cores (two torch processes of 2 threads on 2 cores made the "
+            "networks' forward pass 14-35x slower, docs/benchmarks.md section 15c); unset: "
+            "torch's default"
+        ),
+    )
     score_partitions: int = Field(
         1, ge=1, le=1024, description="backlog slices scored in parallel (by request-id hash)"
     )

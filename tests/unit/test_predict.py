@@ -333,3 +333,41 @@ def test_predict_at_four_digits_ranks_headings_by_their_summed_probability(
         assert [float(r["score"]) for r in got] == pytest.approx(best, abs=1e-5)
         flags = {r["review"] for r in ten if r["request_id"] == rid}
         assert {r["review"] for r in got} == flags
+
+
+def test_scoring_and_predict_run_with_the_configured_torch_threads(
+    trained: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``score_threads`` (HSCODE_SCORE_THREADS) holds while the model ranks, and torch's own
+    setting is back afterwards."""
+    import torch
+
+    from hscode import predict, scoring
+    from model.records import RequestInput
+
+    seen: list[int] = []
+
+    def spy(module):
+        real = module.recommend
+
+        def recommend(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "recommend", recommend)
+
+    spy(predict)
+    spy(scoring)
+    before = torch.get_num_threads()
+    wanted = before + 1  # not torch's default, so the test cannot pass by chance
+    one = trained.model_copy(update={"score_threads": wanted})
+    requests = tmp_path / "r.csv"
+    requests.write_text("request_id,title\nr1,냉동 돼지고기\n", encoding="utf-8")
+    predict_file(one, requests, tmp_path / "o.csv")
+    from hscode.registry import Registry
+
+    model = Registry.from_settings(one).load(Registry.from_settings(one).champion().version)
+    recs, bad = scoring._recommend(model, [RequestInput("s1", "면 티셔츠")], one)
+    assert len(recs) == 1 and not bad
+    assert seen == [wanted, wanted]
+    assert torch.get_num_threads() == before
