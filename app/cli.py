@@ -31,7 +31,7 @@ from app.cli_common import (
 from app.cli_db import add_db_parser
 from app.cli_review import add_review_parser
 from app.cli_tariff import add_tariff_parser, restatus
-from hscode.recommend import LEVEL_DIGITS
+from hscode.hs import LEVEL_DIGITS
 from hscode.series import SERIES
 from hscode.summaries import jsonable
 from model.config import TRAINABLE_INPUTS

@@ -40,6 +40,7 @@ import pandas as pd
 
 from benchmarks.bench_cli import parse_train, run_cli
 from benchmarks.common import GHKO99_CSV, OUT_DIR, log, markdown_table
+from model.config import MemberName
 
 _NUMBER_TAIL = "ABCDEFGHJKLMNPRSTUVWXYZ"
 
@@ -91,7 +92,8 @@ def stages(history: dict[str, Any]) -> dict[str, float]:
         "familiarity": timings.get("familiarity_s", 0.0),
     }
     for name, seconds in ensemble.items():
-        out[f"member {name}" if name in _MEMBER_STEPS else name.replace("_", " ")] = seconds
+        member = name in {m.value for m in MemberName}
+        out[f"member {name}" if member else name.replace("_", " ")] = seconds
     if companion:
         out["of which companion embeddings"] = companion.get("embeddings_s", 0.0)
     out["evaluated fit, total"] = timings.get("total_s", 0.0)
@@ -101,9 +103,6 @@ def stages(history: dict[str, Any]) -> dict[str, float]:
     out["refit: precedent index"] = refit.get("precedents_s", 0.0)
     out["refit, total"] = refit.get("total_s", 0.0)
     return out
-
-
-_MEMBER_STEPS = ("network", "companion", "svm", "heading", "knn", "nearest", "sentence")
 
 
 def tokenise_seconds(names: list[str]) -> float:

@@ -200,10 +200,7 @@ def _superuser_secret(pg_dir: Path, create: bool = False) -> str:
             "afresh)"
         )
     if not path.exists():
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
+        tmp = _private_tmp(path, secrets.token_urlsafe(32))
         try:
             os.link(tmp, path)  # fails if another process got there first: keep theirs
         except FileExistsError:
@@ -312,16 +309,31 @@ def _embedded_socket(pg_dir: Path) -> tuple[str, int | None]:
     return str(info.socket_dir), info.port
 
 
-def _embedded_uri(pg_dir: Path, database: str, driver: str = "postgresql") -> str:
-    """The superuser's URI, password included (for this process and the operator's psql)."""
+def _private_tmp(path: Path, text: str) -> Path:
+    """``text`` in a new owner-only (0600) file beside ``path``, to be linked or moved there."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return tmp
+
+
+def _embedded_uri(
+    pg_dir: Path, database: str, driver: str = "postgresql", passfile: Path | None = None
+) -> str:
+    """The superuser's URI: password included (for this process), or with ``passfile`` the
+    libpq password file named instead (for a human's psql: nothing secret in it)."""
     from urllib.parse import quote
 
     host, port = _embedded_socket(pg_dir)
-    user = f"{EMBEDDED_USER}:{quote(_superuser_secret(pg_dir), safe='')}"
+    if passfile is None:
+        user, extra = f"{EMBEDDED_USER}:{quote(_superuser_secret(pg_dir), safe='')}", ""
+    else:
+        user, extra = EMBEDDED_USER, f"passfile={quote(str(passfile), safe='/')}"
     if host.startswith("/"):
-        query = f"?host={host}" + (f"&port={port}" if port and port != 5432 else "")
-        return f"{driver}://{user}@/{database}{query}"
-    return f"{driver}://{user}@{host}:{port}/{database}"
+        query = [f"host={host}", *([f"port={port}"] if port and port != 5432 else []), extra]
+        return f"{driver}://{user}@/{database}?{'&'.join(q for q in query if q)}"
+    return f"{driver}://{user}@{host}:{port}/{database}" + (f"?{extra}" if extra else "")
 
 
 def _ensure_database(admin_uri: str, database: str) -> None:
@@ -388,11 +400,7 @@ def _write_pgpass(pg_dir: Path) -> Path:
     URI printed for a human carries no secret: libpq reads it from this file."""
     path = pgpass_path(pg_dir)
     secret = _superuser_secret(pg_dir).replace("\\", "\\\\").replace(":", "\\:")
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"*:*:*:{EMBEDDED_USER}:{secret}\n")
-    os.replace(tmp, path)
+    os.replace(_private_tmp(path, f"*:*:*:{EMBEDDED_USER}:{secret}\n"), path)
     return path
 
 
@@ -413,14 +421,8 @@ def psql_uri(settings: Settings, keep_running: bool = True) -> str:
     if keep_running:
         _embedded_server(settings.pg_dir, keep_running=True).cleanup_mode = None
     get_engine(settings)  # starts the server and creates the database when needed
-    from urllib.parse import quote
-
-    url = make_url(_embedded_uri(settings.pg_dir, EMBEDDED_DATABASE))
     passfile = _write_pgpass(settings.pg_dir)
-    query = [f"{quote(k)}={quote(str(v), safe='/')}" for k, v in url.query.items()]
-    query.append(f"passfile={quote(str(passfile), safe='/')}")
-    where = f"{url.host}:{url.port}" if url.host else ""
-    return f"postgresql://{url.username}@{where}/{url.database}?{'&'.join(query)}"
+    return _embedded_uri(settings.pg_dir, EMBEDDED_DATABASE, passfile=passfile)
 
 
 def login_uri(settings: Settings, login: str) -> str:

@@ -88,8 +88,11 @@ def format_hs10(hs10: str) -> str:
     return f"{hs10[:4]}.{hs10[4:6]}-{hs10[6:]}"
 
 
+LEVEL_DIGITS = (2, 4, 6, 10)  # the levels a code is read at: chapter .. national code
+
+
 def level(hs10: str, digits: int) -> str:
     """Roll a code up to 2, 4, 6 or 10 digits."""
-    if digits not in (2, 4, 6, 10):
+    if digits not in LEVEL_DIGITS:
         raise ValueError(f"HS levels are 2, 4, 6 or 10 digits, not {digits}")
     return hs10[:digits]

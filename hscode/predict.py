@@ -49,8 +49,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hscode.evidence import precedent_url
+from hscode.hs import LEVEL_DIGITS
 from hscode.recommend import (
-    LEVEL_DIGITS,
     ROLL_UP_DEPTH,
     UNCHECKED,
     CodeCheck,
@@ -258,6 +258,7 @@ def predict_file(
     """Predict every good row of ``input_path`` into ``output_path`` at ``digits`` digits
     (see the module docstring); returns a summary."""
     from hscode.registry import Registry, RegistryError
+    from model.runtime import threads
 
     t0 = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -289,8 +290,6 @@ def predict_file(
     precedent_rows: list[dict[str, Any]] = []
     n_review = 0
     batch = settings.score_batch_size
-    from model.runtime import threads
-
     for start in range(0, len(requests), batch):
         chunk = requests[start : start + batch]
         with threads(settings.score_threads):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
+from hscode.hs import LEVEL_DIGITS
 from hscode.review import ReviewPolicy
 from model.records import Candidate, Precedent, Ranking, RequestInput
 
@@ -60,7 +61,6 @@ class CodeCheck:
 
 UNCHECKED = CodeCheck(None)
 
-LEVEL_DIGITS = (2, 4, 6, 10)  # the levels a ranking can be read at: chapter .. national code
 # ten-digit codes asked for a ranking at fewer digits: the mass beyond them is negligible
 ROLL_UP_DEPTH = 50
 
