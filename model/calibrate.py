@@ -153,6 +153,64 @@ def _simplex(n: int, grid: int) -> list[tuple[float, ...]]:
     return out
 
 
+def _lattice_accuracy(
+    logps: Sequence[np.ndarray], y: np.ndarray, lattice: np.ndarray, chunk: int = 256
+) -> np.ndarray:
+    """Top-1 + top-3 accuracy of ``log_softmax(sum_i w_i * logps[i])`` for every weight row
+    of ``lattice`` [M, n], exactly, without forming any mixture.
+
+    A code c outranks the true code y under weights w >= 0 only if ``w . d_c >= 0``, where
+    ``d_c[i] = logps[i][r, c] - logps[i][r, y]``; that needs some member with ``d_c[i] >= 0``.
+    So only those (row, code) pairs are kept, and usually few are: a row that every member
+    ranks right has none. A tie counts against the true code (two sibling codes that the
+    weighted members score the same cannot both be right). The normalisation of the mixture
+    shifts a row by a constant and changes no rank."""
+    n_rows, n_codes = logps[0].shape
+    rows = np.arange(n_rows)
+    truth = [lp[rows, y] for lp in logps]
+    candidate = np.zeros((n_rows, n_codes), dtype=bool)
+    for lp, t in zip(logps, truth, strict=True):
+        candidate |= lp >= t[:, None]
+    candidate[rows, y] = False
+    pair_rows, pair_codes = np.nonzero(candidate)  # row-major: grouped by row
+    d_pairs = np.stack(
+        [lp[pair_rows, pair_codes] - t[pair_rows] for lp, t in zip(logps, truth, strict=True)],
+        axis=1,
+    ).T  # [n, P]
+    k = min(3, n_codes)
+    score = np.zeros(len(lattice), dtype=np.float64)
+    if len(pair_rows) == 0:
+        return score + 2.0
+    starts = np.flatnonzero(np.r_[True, pair_rows[1:] != pair_rows[:-1]])
+    clean = n_rows - len(starts)  # rows no code can outrank: right at top-1 and top-3
+    for lo in range(0, len(lattice), chunk):
+        w = lattice[lo : lo + chunk]
+        beats = (w @ d_pairs >= 0).astype(np.int32)  # [m, P]
+        rank = np.add.reduceat(beats, starts, axis=1)  # [m, rows with pairs]
+        score[lo : lo + chunk] = (
+            2 * clean + (rank == 0).sum(axis=1) + (rank < k).sum(axis=1)
+        ) / n_rows
+    return score
+
+
+def _lattice_nll(
+    logps: Sequence[np.ndarray], y: np.ndarray, lattice: np.ndarray, chunk: int = 16
+) -> np.ndarray:
+    """The NLL of ``log_softmax(sum_i w_i * logps[i])`` for every weight row of ``lattice``,
+    in chunks of weights."""
+    stacked = torch.as_tensor(np.stack(logps), dtype=torch.float64)  # [n, N, C]
+    n, n_rows, n_codes = stacked.shape
+    flat = stacked.reshape(n, n_rows * n_codes)
+    truth = stacked[:, torch.arange(n_rows), torch.as_tensor(y)]  # [n, N]
+    weights = torch.as_tensor(lattice, dtype=torch.float64)
+    out = []
+    for lo in range(0, len(weights), chunk):
+        w = weights[lo : lo + chunk]
+        mixed = (w @ flat).reshape(len(w), n_rows, n_codes)
+        out.append((torch.logsumexp(mixed, dim=2) - w @ truth).mean(dim=1))
+    return torch.cat(out).numpy()
+
+
 @dataclass
 class Ensemble:
     """Geometric mixture of temperature-scaled scorers:
@@ -182,21 +240,13 @@ class Ensemble:
         scores = [np.asarray(s, dtype=np.float64)[keep] for s in val_scores]
         temps = [fit_temperature(s, y) for s in scores]
         logps = [log_softmax(s, t) for s, t in zip(scores, temps, strict=True)]
-        rows = np.arange(len(y))
-        best: tuple[float, float, tuple[float, ...]] | None = None
-        for weights in _simplex(n, grid) if n > 1 else [(1.0,)]:
-            lp = log_softmax(sum(w * p for w, p in zip(weights, logps, strict=True)))
-            k = min(3, lp.shape[1])
-            top = np.argpartition(-lp, k - 1, axis=1)[:, :k] if k < lp.shape[1] else None
-            if top is None:
-                top = np.argsort(-lp, axis=1)[:, :k]
-            top1 = lp.argmax(axis=1)
-            score = float(np.mean(top1 == y) + np.mean((top == y[:, None]).any(axis=1)))
-            loss = float(-lp[rows, y].mean())
-            if best is None or (score, -loss) > (best[0], -best[1]):
-                best = (score, loss, weights)
-        assert best is not None
-        return cls(temperatures=[float(t) for t in temps], weights=[float(w) for w in best[2]])
+        lattice = np.array(_simplex(n, grid) if n > 1 else [(1.0,)], dtype=np.float64)
+        score = _lattice_accuracy(logps, y, lattice)
+        # ties on accuracy are broken by NLL, the first lattice point among equals
+        tied = np.flatnonzero(score == score.max())
+        losses = _lattice_nll(logps, y, lattice[tied]) if len(tied) > 1 else np.zeros(1)
+        best = lattice[tied[int(np.argmin(losses))]]
+        return cls(temperatures=[float(t) for t in temps], weights=[float(w) for w in best])
 
     def log_probs(self, scores: Sequence[np.ndarray | None]) -> np.ndarray:
         """The mixture's log-probabilities [N, C] (usable as logits).

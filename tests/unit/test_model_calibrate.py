@@ -7,10 +7,13 @@ import pytest
 
 from model.calibrate import (
     Ensemble,
+    _lattice_accuracy,
+    _simplex,
     choose_mixture,
     coverage_curve,
     ece,
     fit_temperature,
+    log_softmax,
     nll,
     softmax,
 )
@@ -163,3 +166,47 @@ def test_without_parts_the_mixture_is_in_sample_and_kept():
     choice = choose_mixture([a, b], y, None)
     assert not choice.cross_fitted and choice.single is None
     np.testing.assert_allclose(choice.oof, choice.mixture.log_probs([a, b]))
+
+
+def _mixture_accuracy_directly(logps: list[np.ndarray], y: np.ndarray, w: np.ndarray) -> float:
+    """Top-1 + top-3 of one weight vector, from the formed mixture (ties count against)."""
+    z = log_softmax(sum(wi * lp for wi, lp in zip(w, logps, strict=True)))
+    truth = z[np.arange(len(y)), y][:, None]
+    rank = (z >= truth).sum(axis=1) - 1
+    return float(np.mean(rank == 0) + np.mean(rank < 3))
+
+
+def test_the_lattice_search_scores_every_mixture_as_forming_it_would():
+    rng = np.random.default_rng(3)
+    n_rows, n_codes = 300, 40
+    y = rng.integers(0, n_codes, n_rows)
+    # members of different skill, so that the rows' candidate sets differ in size
+    logps = []
+    for skill in (0.5, 2.0, 3.5):
+        s = rng.normal(0, 1.0, (n_rows, n_codes))
+        s[np.arange(n_rows), y] += skill
+        logps.append(log_softmax(s))
+    lattice = np.array(_simplex(3, 11))
+    fast = _lattice_accuracy(logps, y, lattice, chunk=7)  # a chunk that does not divide M
+    direct = [_mixture_accuracy_directly(logps, y, w) for w in lattice]
+    assert fast == pytest.approx(direct, abs=1e-12)
+    assert 0.5 < fast.max() < 2.0  # neither trivial nor perfect
+
+
+def test_a_member_that_ties_sibling_codes_earns_no_credit_for_the_tie():
+    """The heading member scores every code of a heading alike: alone it cannot be right at
+    ten digits, however the codes are ordered."""
+    rng = np.random.default_rng(4)
+    n_rows = 200
+    y = rng.integers(0, 4, n_rows) * 2  # codes 0, 2, 4, 6; code y + 1 is its sibling
+    heading = np.full((n_rows, 8), -5.0)
+    for r, label in enumerate(y):
+        heading[r, label : label + 2] = 5.0
+    weak = rng.normal(0, 1.0, (n_rows, 8))
+    weak[np.arange(n_rows), y] += 0.8
+    logps = [log_softmax(heading), log_softmax(weak)]
+    score = _lattice_accuracy(logps, y, np.array([[1.0, 0.0], [0.5, 0.5]]))
+    assert score[0] == pytest.approx(1.0)  # never top-1, always top-3 (two codes tie at the top)
+    assert score[1] > score[0]  # the weak member breaks the tie inside the heading
+    chosen = Ensemble.fit([heading, weak], y)
+    assert 0.0 < chosen.weights[0] < 1.0
