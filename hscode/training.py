@@ -47,8 +47,10 @@ from hscode.settings import Settings
 from model.config import TRAINABLE_INPUTS, Companion, MemberName, ModelConfig
 
 if TYPE_CHECKING:  # the model's heavy imports (torch) load only when a model is trained
+    from hscode.registry import ModelVersion, Registry
     from model.hsmodel import HSModel
     from model.records import Example
+    from model.warm import WarmSource
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,9 @@ class TrainConfig:
     refit: bool = True  # a promoted candidate is refitted on every selected case and served
     # train every member, whatever the champion's mixture weighed (see ``choose_recipe``)
     full: bool = False
+    # a light run's main network continues the champion's (``model.warm``); a full run
+    # always trains from scratch
+    warm: bool = True
     # model overrides (None: ModelConfig's default)
     embedding: str | None = None
     tokenizer: str | None = None
@@ -245,6 +250,8 @@ class Recipe:
     full_since: str  # ISO date of the full run whose weights decided the skips
     skipped: tuple[str, ...] = ()
     zero_weight: tuple[str, ...] = ()  # skippable members that full run weighed 0
+    warm_from: str | None = None  # the champion version whose main network it continues
+    scratch_since: str = ""  # ISO date of the from-scratch network its warm chain began with
 
     def apply(self, mconfig: ModelConfig) -> ModelConfig:
         if MemberName.COMPANION in self.skipped:
@@ -295,6 +302,60 @@ def choose_recipe(
         skipped=zero,
         zero_weight=zero,
     )
+
+
+def warm_recipe(
+    recipe: Recipe,
+    config: TrainConfig,
+    mconfig: ModelConfig,
+    champion: ModelVersion | None,
+    days: int,
+    today: dt.date,
+) -> Recipe:
+    """The main network continues the champion's (``model.warm``) while the chain of warm
+    starts behind it began less than ``days`` ago, the network has the same shape and neither
+    ``--full`` nor ``--no-warm`` is given; otherwise it trains from scratch and a new chain
+    begins. The reason says which."""
+    from model.warm import incompatibility
+
+    def cold(why: str) -> Recipe:
+        reason = f"{recipe.reason}; network from scratch ({why})"
+        return dataclasses.replace(recipe, scratch_since=today.isoformat(), reason=reason)
+
+    if config.full:
+        return cold("--full")
+    if not config.warm:
+        return cold("--no-warm")
+    if champion is None:
+        return cold("no champion")
+    since = (champion.info.get("recipe") or {}).get("scratch_since")
+    if not since:
+        return cold("the champion records no network chain")
+    age = (today - dt.date.fromisoformat(since)).days
+    if age >= days:
+        return cold(f"its chain began {age} days ago, every {days}")
+    previous = champion.info.get("config")
+    why = incompatibility(ModelConfig.from_dict(previous), mconfig) if previous else "no config"
+    if why is not None:
+        return cold(f"another network: {why}")
+    return dataclasses.replace(
+        recipe,
+        warm_from=champion.version,
+        scratch_since=since,
+        reason=f"{recipe.reason}; network continues {champion.version}'s",
+    )
+
+
+def _warm_source(registry: Registry, recipe: Recipe, evaluated: bool) -> WarmSource | None:
+    """The main network of the recipe's ``warm_from`` version (evaluated or served)."""
+    if recipe.warm_from is None:
+        return None
+    from model.artifact import load_network
+    from model.warm import WarmSource
+
+    path = registry.model_dir(recipe.warm_from, evaluated=evaluated)
+    network, labels = load_network(path)
+    return WarmSource(network, tuple(labels))
 
 
 def split_roles(selection: Selection, config: TrainConfig):
@@ -473,14 +534,16 @@ def train_and_register(
         )
     registry = Registry.from_settings(settings)
     champion = registry.champion()
+    today = dt.datetime.now(dt.UTC).date()
     recipe = choose_recipe(
-        champion.info if champion is not None else None,
-        config,
-        settings.full_recipe_days,
-        dt.datetime.now(dt.UTC).date(),
+        champion.info if champion is not None else None, config, settings.full_recipe_days, today
     )
-    log.info("recipe: %s", recipe.reason)
     mconfig = recipe.apply(model_config(settings, config))
+    recipe = warm_recipe(recipe, config, mconfig, champion, settings.full_recipe_days, today)
+    log.info("recipe: %s", recipe.reason)
+    # the champion's evaluated network learned from its train cases only: with stable roles,
+    # none of this run's validation or test cases (its served one learned from every case)
+    warm = _warm_source(registry, recipe, evaluated=True)
     n_folds = config.folds or 0
     # stage 0: the evaluated model; 1..k: CV folds; then evaluation; last: the refit
     refit_weight = 1.3 if config.refit else 0.0
@@ -488,7 +551,14 @@ def train_and_register(
     eval_stage, refit_stage = 1 + n_folds, 2 + n_folds
 
     t_fit = time.perf_counter()
-    model = fit(train, val, mconfig, progress=stages.for_stage(0), background=selection.background)
+    model = fit(
+        train,
+        val,
+        mconfig,
+        progress=stages.for_stage(0),
+        background=selection.background,
+        warm_from=warm,
+    )
     fit_seconds = time.perf_counter() - t_fit
     stages.finish(0)
     recipe = recipe.after(model)
@@ -549,7 +619,12 @@ def train_and_register(
 
     if promote and config.refit:
         t_refit = time.perf_counter()
-        served = refit(model, examples, progress=stages.for_stage(refit_stage))  # logs its time
+        served = refit(  # logs its time
+            model,
+            examples,
+            progress=stages.for_stage(refit_stage),
+            warm_from=_warm_source(registry, recipe, evaluated=False),
+        )
         served.precedents.attach_evidence(evidence)
         metrics["refit_seconds"] = time.perf_counter() - t_refit
         served_info = {

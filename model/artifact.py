@@ -91,6 +91,14 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def load_network(directory: Path, device: str = "cpu") -> tuple[Network, list[str]]:
+    """Only the main network of a saved model, and the codes it scores (a warm start needs
+    nothing else: the members are not read)."""
+    manifest = read_manifest(directory)
+    entry = manifest["network"]
+    return Network.load(directory / entry["path"], entry, device=device), list(manifest["labels"])
+
+
 def load(directory: Path, device: str = "cpu") -> HSModel:
     """Load a saved model (on CPU by default, whatever device trained it)."""
     manifest = read_manifest(directory)

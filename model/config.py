@@ -131,12 +131,15 @@ class NetworkConfig:
     early_stopping: bool = True  # keep the epoch with the best validation accuracy
     # ... and stop after this many epochs without a better one (0: run every epoch)
     patience: int = 4
+    # a warm-started network (``model.warm``: from the champion's, on a light night) trains
+    # this many epochs instead of ``epochs``
+    warm_epochs: int = 2
 
     def __post_init__(self) -> None:
         self.embedding = _enum(Embedding, self.embedding, "embedding")
         if self.subword and self.embedding != Embedding.FASTTEXT:
             raise ValueError("subword=True needs fastText embeddings")
-        for name in ("epochs", "batch_size", "max_len", "embed_dim", "hidden"):
+        for name in ("epochs", "batch_size", "max_len", "embed_dim", "hidden", "warm_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 

@@ -38,6 +38,7 @@ from model.records import Example, RequestInput
 from model.runtime import resolve_device, threads
 from model.train_loop import Progress, check_labelled, network_steps, train_network
 from model.validation import calibration_split
+from model.warm import WarmSource, warm_config
 
 
 def fit(
@@ -51,6 +52,7 @@ def fit(
     extra_texts: Sequence[str] = (),
     keyed_vectors: Any = None,
     background: Sequence[Example] = (),
+    warm_from: WarmSource | None = None,
 ) -> HSModel:
     """Train a model on ``train``; ``val`` picks the best epoch, the ensemble weights and
     (on a separate, stratified share ``config.calibration.share`` of it) the temperature.
@@ -72,6 +74,11 @@ def fit(
     evaluation texts). ``keyed_vectors``, gensim KeyedVectors of the configured kind trained
     beforehand, are used instead of training them; a mapping ``{kind: KeyedVectors}`` serves
     the network and the companion network alike (a kind it lacks is trained).
+
+    ``warm_from``: a network this model's main network starts from (``model.warm``: shared
+    words and codes keep their weights), trained ``warm_epochs`` instead of ``epochs``. It
+    must not have learned from ``val`` or from the cases this model is tested on (the
+    champion's evaluated network, with stable roles).
     """
     train, val = list(train), list(val)
     if not train:
@@ -87,6 +94,7 @@ def fit(
         return _fit(
             train, val, config, labels, device, progress, extra_images, image_init,
             extra_texts, keyed_vectors, [e for e in background if e.label not in set(labels)],
+            warm_from,
         )  # fmt: skip
 
 
@@ -149,8 +157,10 @@ def _fit(
     extra_texts: Sequence[str],
     keyed_vectors: Any,
     background: Sequence[Example],
+    warm_from: WarmSource | None,
 ) -> HSModel:
     t0 = time.perf_counter()
+    net_config = config if warm_from is None else warm_config(config)
     stop_idx, cal_idx = calibration_split(
         [e.label for e in val], config.calibration.share, config.seed
     )
@@ -158,7 +168,7 @@ def _fit(
     with_members = bool(config.members) and len(val) > 0
     pretrain_images = [e.image for e in val] + list(extra_images) if config.uses_image else []
     n_images = sum(1 for e in train if e.image) + sum(1 for b in pretrain_images if b)
-    total = 1 + network_steps(config, len(train), n_images, image_init is not None)
+    total = 1 + network_steps(net_config, len(train), n_images, image_init is not None)
     if with_members and MemberName.COMPANION in config.members:
         total += companion_steps(config, len(train))
     prog = Progress(total, progress)
@@ -166,7 +176,7 @@ def _fit(
     trained = train_network(
         train,
         val_stop,
-        config,
+        net_config,
         labels,
         device,
         prog,
@@ -174,6 +184,7 @@ def _fit(
         image_init=image_init,
         extra_texts=extra_texts,
         keyed_vectors=keyed_vectors,
+        warm_from=warm_from,
     )
     network = trained.network
     timings = dict(network.history.get("timings", {}))

@@ -38,6 +38,7 @@ from model.mixture import refit_members
 from model.records import Example
 from model.runtime import resolve_device, threads
 from model.train_loop import Progress, check_labelled, network_steps, train_network
+from model.warm import WarmSource
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,13 @@ def refit(
     *,
     extra_texts: Sequence[str] = (),
     extra_images: Sequence[bytes | None] = (),
+    warm_from: WarmSource | None = None,
 ) -> HSModel:
-    """``evaluated``'s recipe trained on ``examples``, with its validation choices kept."""
+    """``evaluated``'s recipe trained on ``examples``, with its validation choices kept.
+
+    An evaluated network that was warm-started (``model.warm``) trained only a few epochs, so
+    its retraining starts warm too: from ``warm_from``, normally the champion's served network
+    (trained on every case the night before), which is then required."""
     examples = list(examples)
     check_labelled(examples, "refit")
     labels = class_labels(examples)
@@ -76,6 +82,14 @@ def refit(
 
         return report
 
+    warm = None
+    if retrain_network and "warm_start" in evaluated.network.history:
+        if warm_from is None:
+            raise ValueError(
+                "the evaluated network was warm-started: its refit needs warm_from, the "
+                "model it continued (its few epochs from scratch would be a worse network)"
+            )
+        warm = warm_from
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     timings: dict[str, Any] = {}
@@ -92,6 +106,7 @@ def refit(
                 Progress(steps, stage(0.0, shares[0] / total)),
                 pretrain_images=list(extra_images) if config.uses_image else [],
                 extra_texts=extra_texts,
+                warm_from=warm,
             )
             network = trained.network
             model = HSModel(config, labels, network)
@@ -137,7 +152,7 @@ def refit(
         "n_examples": len(examples),
         "labels": len(labels),
         "epochs": config.network.epochs if retrain_network else None,
-        "network": "retrained"
+        "network": ("retrained, warm" if warm else "retrained")
         if retrain_network
         else "kept from the evaluated model: the mixture weighs it 0",
         "companion_epochs": companion_epochs or None,

@@ -38,6 +38,7 @@ from model.records import Example
 from model.runtime import autocast, grad_scaler, resolve_device, seed_everything, threads
 from model.text import SubwordEmbedding, Vocab, char_ngrams, embedding_matrix
 from model.tokenize import Tokenizer
+from model.warm import WarmSource, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,12 @@ def train_network(
     image_init: Mapping[str, torch.Tensor] | None = None,
     extra_texts: Sequence[str] = (),
     keyed_vectors: Any = None,
+    warm_from: WarmSource | None = None,
 ) -> TrainedNetwork:
     """A network trained on ``train``; ``val`` picks its epoch (empty: every epoch is run).
-    ``pretrain_images``: photos besides the training ones for the rotation pre-training."""
+    ``pretrain_images``: photos besides the training ones for the rotation pre-training.
+    ``warm_from``: a trained network to start from (``model.warm``); its image encoder is
+    taken as pre-trained."""
     net_cfg = config.network
     t0 = time.perf_counter()
     seed_everything(config.seed)
@@ -176,6 +180,11 @@ def train_network(
         pretrained_embeddings=matrix,
         token_cache=token_cache,
     )
+    if warm_from is not None:
+        history["warm_start"] = warm_start(network, labels, warm_from)
+        image_init = image_init or (
+            module.image_encoder.state_dict() if module.image_encoder is not None else None
+        )
     index = {lab: i for i, lab in enumerate(labels)}
     tr = network.encode(items_of(train))
     va = network.encode(items_of(val))
@@ -188,7 +197,7 @@ def train_network(
         if image_init is not None:
             module.image_encoder.load_state_dict(dict(image_init))
             history["n_images"] = 0
-            history["pretrain_loss"] = "image_init given"
+            history["pretrain_loss"] = "warm start" if warm_from else "image_init given"
         else:
             parts = [tr.pixels[tr.present]]
             if pretrain_images:

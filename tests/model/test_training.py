@@ -222,6 +222,41 @@ def test_recipe_leaves_out_what_the_last_full_run_weighed_zero() -> None:
     assert choose_recipe(weighed_zero, config, 0, today).full  # 0 days: always full
 
 
+def test_the_network_continues_the_champion_until_its_chain_is_due_from_scratch() -> None:
+    from datetime import date
+
+    from hscode.registry import ModelVersion
+    from hscode.training import Recipe, warm_recipe
+
+    today = date(2026, 12, 2)
+    config = TrainConfig(**TINY)
+    mconfig = model_config_of(config)
+    recipe = Recipe(False, "light", "2026-11-30")
+
+    def champion(since: str, **overrides) -> ModelVersion:
+        info = {
+            "recipe": {"scratch_since": since},
+            "config": mconfig.with_flat(**overrides).to_dict(),
+        }
+        return ModelVersion("v0003", "2026-12-01T00:00:00Z", info=info)
+
+    warm = warm_recipe(recipe, config, mconfig, champion("2026-11-28"), 7, today)
+    assert warm.warm_from == "v0003" and warm.scratch_since == "2026-11-28"
+    assert warm.reason == "light; network continues v0003's"
+    cases = {
+        "its chain began 7 days ago, every 7": (config, champion("2026-11-25")),
+        "--full": (TrainConfig(**TINY, full=True), champion("2026-11-28")),
+        "--no-warm": (TrainConfig(**TINY, warm=False), champion("2026-11-28")),
+        "no champion": (config, None),
+        "the champion records no network chain": (config, champion("")),
+        "another network: hidden 24 -> 16": (config, champion("2026-11-28", hidden=24)),
+    }
+    for why, (cfg, champ) in cases.items():
+        cold = warm_recipe(recipe, cfg, mconfig, champ, 7, today)
+        assert cold.warm_from is None and cold.scratch_since == "2026-12-02", why
+        assert cold.reason == f"light; network from scratch ({why})"
+
+
 def model_config_of(config: TrainConfig):
     from hscode.settings import Settings
     from hscode.training import model_config
@@ -233,7 +268,8 @@ def test_a_light_run_skips_the_companion_the_champion_weighed_zero(settings) -> 
     _write_cases(settings, 120)
     first = train_and_register(settings, TrainConfig(**TINY))
     recipe = first.report["recipe"]
-    assert recipe["full"] and recipe["reason"] == "full: no champion yet"
+    assert recipe["full"] and recipe["reason"].startswith("full: no champion yet")
+    assert recipe["warm_from"] is None and recipe["scratch_since"] == recipe["full_since"]
     weights = Registry(settings.model_registry_dir).load(first.version, evaluated=True).weights()
     # on these cases (seeded) the mixture weighs the companion 0, which this test exercises
     assert weights["companion"] == 0.0 and recipe["zero_weight"] == ["companion"]
@@ -245,3 +281,9 @@ def test_a_light_run_skips_the_companion_the_champion_weighed_zero(settings) -> 
     assert "companion" not in evaluated.member_names and "companion" not in evaluated.history
     stored = Registry(settings.model_registry_dir).get(second.version).info["recipe"]
     assert stored == light
+    # a light run's main network continues the champion's evaluated one (model.warm)
+    assert light["warm_from"] == first.version and "continues" in light["reason"]
+    assert evaluated.history["warm_start"]["known_codes"] == len(evaluated.labels)
+    assert len(evaluated.history["epochs"]) <= evaluated.config.network.warm_epochs
+    cold = train_and_register(settings, TrainConfig(**TINY, warm=False)).report["recipe"]
+    assert cold["warm_from"] is None and cold["reason"].endswith("from scratch (--no-warm)")
