@@ -31,8 +31,10 @@ import json
 import platform
 import random
 import shlex
+import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,67 +117,146 @@ def tokenise_seconds(names: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
+def run_corpus(
+    args: argparse.Namespace,
+    label: str,
+    folder: Path,
+    csv_path: Path,
+    inputs: str,
+    import_args: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``hscode cases import CSV`` and ``hscode train --inputs INPUTS`` in a fresh data dir
+    under ``folder``; their cost and the training's stages."""
     from hscode.registry import Registry
     from hscode.settings import Settings
 
-    folder = args.work_dir / f"n{size}"
-    data_dir = folder / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    rows, real = corpus(size, args.seed)
-    csv_path = folder / "corpus.csv"
-    rows.to_csv(csv_path, index=False)
-    log(f"N={size}: {real} real rows, {size - real} perturbed repeats")
+    data_dir = folder / f"data-{inputs.replace('+', '-')}"
+    shutil.rmtree(data_dir, ignore_errors=True)
     imp = run_cli(
-        ["cases", "import", str(csv_path), "--columns", "hs_code=hscode,title=name"],
-        data_dir, args.seed, args.threads, folder / "import.log",
+        ["cases", "import", str(csv_path), *import_args],
+        data_dir, args.seed, args.threads, folder / f"import-{inputs}.log",
     )  # fmt: skip
-    train_argv = ["train", "--inputs", "title"]
+    train_argv = ["train", "--inputs", inputs]
     if args.top_codes:
         train_argv += ["--top-codes", str(args.top_codes)]
     train = run_cli(
         [*train_argv, *shlex.split(args.train_args)],
-        data_dir, args.seed, args.threads, folder / "train.log",
+        data_dir, args.seed, args.threads, folder / f"train-{inputs}.log",
     )  # fmt: skip
     trained = parse_train(train.stdout)
     registry = Registry.from_settings(Settings(data_dir=data_dir, _env_file=None))
     manifest = json.loads((registry.model_dir(trained["version"]) / "model.json").read_text())
     history = manifest.get("history") or {}
-    result = {
-        "size": size,
-        "real_rows": real,
+    log(f"{label}: train {train.seconds:.0f} s, peak {train.peak_mb:.0f} MB")
+    return {
+        "label": label,
+        "inputs": inputs,
         "import": {"seconds": imp.seconds, "peak_mb": imp.peak_mb},
         "train": {"seconds": train.seconds, "peak_mb": train.peak_mb},
-        "tokenise_s": tokenise_seconds(rows["name"].tolist()),
         "stages": stages(history),
         "n_train": history.get("n_train"),
         "labels": history.get("labels"),
         "metrics": trained["metrics"],
         "recipe": registry.get(trained["version"]).info.get("recipe"),
     }
-    log(f"N={size}: train {train.seconds:.0f} s, peak {train.peak_mb:.0f} MB")
-    return result
+
+
+def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
+    folder = args.work_dir / f"n{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, real = corpus(size, args.seed)
+    csv_path = folder / "corpus.csv"
+    rows.to_csv(csv_path, index=False)
+    log(f"N={size}: {real} real rows, {size - real} perturbed repeats")
+    columns = ["--columns", "hs_code=hscode,title=name"]
+    result = run_corpus(args, f"N = {size:,}", folder, csv_path, "title", columns)
+    return result | {
+        "cases": f"{size:,} ({real:,} real)",
+        "tokenise_s": tokenise_seconds(rows["name"].tolist()),
+    }
+
+
+def kcs_csv(folder: Path) -> tuple[Path, int]:
+    """The real 2024 rulings (kcs_hs_chatbot) with their descriptions, as an import file."""
+    from benchmarks.bench_kcs import load_kcs
+
+    rows = pd.DataFrame(load_kcs())
+    frame = pd.DataFrame(
+        {
+            "case_id": rows["key"],
+            "hs_code": rows["hs10"],
+            "title": rows["title"],
+            "description": rows["description"],
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "kcs.csv"
+    frame.to_csv(path, index=False)
+    return path, len(frame)
+
+
+def fashion_csv(folder: Path, n: int, seed: int) -> tuple[Path, int]:
+    """``n`` seeded fashion items with their photos (copied beside the file: the importer
+    reads images inside the file's folder), each under its heading padded to ten digits:
+    the codes are not real subheadings, so only the cost means something here."""
+    from benchmarks.bench_images import FASHION, load_items
+
+    items = load_items()
+    random.Random(seed).shuffle(items)
+    items = items[:n]
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        shutil.copyfile(FASHION / item["image"], images / Path(item["image"]).name)
+    frame = pd.DataFrame(
+        {
+            "case_id": [f"fashion-{it['id']}" for it in items],
+            "hs_code": [f"{it['hs4']}000000" for it in items],
+            "title": [it["productDisplayName"] for it in items],
+            "image_path": [f"images/{Path(it['image']).name}" for it in items],
+        }
+    )
+    path = folder / "fashion.csv"
+    frame.to_csv(path, index=False)
+    return path, len(frame)
+
+
+def run_inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The inputs axis: the 2024 rulings by title and by title + description; fashion items
+    by title and by title + photo."""
+    out = []
+    folder = args.work_dir / "kcs"
+    path, n = kcs_csv(folder)
+    for inputs in ("title", "title+description"):
+        result = run_corpus(args, f"rulings, {inputs}", folder, path, inputs)
+        out.append(result | {"cases": f"{n:,} rulings"})
+    folder = args.work_dir / "fashion"
+    path, n = fashion_csv(folder, args.fashion_items, args.seed)
+    for inputs in ("title", "title+image"):
+        result = run_corpus(args, f"fashion, {inputs}", folder, path, inputs)
+        out.append(result | {"cases": f"{n:,} items with photos"})
+    return out
 
 
 def to_markdown(report: dict[str, Any]) -> str:
     results = report["results"]
-    header = ["stage (seconds)", *(f"N = {r['size']:,}" for r in results)]
+    header = ["stage (seconds)", *(r["label"] for r in results)]
     names: list[str] = []
     for r in results:
         names += [n for n in r["stages"] if n not in names]
+
+    def rest(r: dict[str, Any]) -> str:
+        fit = r["stages"]["evaluated fit, total"] + r["stages"]["refit, total"]
+        return f"{r['train']['seconds'] - fit:.1f}"
+
     rows = [
-        ["cases (real rows)", *(f"{r['size']:,} ({r['real_rows']:,})" for r in results)],
+        ["cases", *(r["cases"] for r in results)],
         ["classes trained", *(str(r["labels"]) for r in results)],
         ["`hscode cases import`", *(f"{r['import']['seconds']:.1f}" for r in results)],
-        ["tokenise the corpus (apart)", *(f"{r['tokenise_s']:.1f}" for r in results)],
+        ["tokenise the corpus (apart)", *(f"{r.get('tokenise_s', 0.0):.1f}" for r in results)],
         *([n, *(f"{r['stages'].get(n, 0.0):.1f}" for r in results)] for n in names),
-        [
-            "the rest (reading and selecting cases, evaluation, registry, report)",
-            *(
-                f"{r['train']['seconds'] - r['stages']['evaluated fit, total'] - r['stages']['refit, total']:.1f}"
-                for r in results
-            ),
-        ],
+        ["the rest (reading and selecting cases, evaluation, registry, report)"]
+        + [rest(r) for r in results],
         ["**`hscode train`, wall**", *(f"**{r['train']['seconds']:.0f}**" for r in results)],
         ["peak memory of `hscode train`, MB", *(f"{r['train']['peak_mb']:.0f}" for r in results)],
         ["test top-1", *(str(r["metrics"].get("test_top1", "")) for r in results)],
@@ -188,7 +269,14 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 30_000, 100_000])
+    parser.add_argument(
+        "--inputs-axis",
+        action="store_true",
+        help="also the inputs axis: rulings by title / title+description, fashion items by "
+        "title / title+image",
+    )
+    parser.add_argument("--fashion-items", type=int, default=2000)
     parser.add_argument("--top-codes", type=int, default=None, help="hscode train --top-codes")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
@@ -197,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT_DIR / "bench_cost.json")
     args = parser.parse_args(argv)
     results = [run_size(args, n) for n in args.sizes]
+    if args.inputs_axis:
+        results += run_inputs(args)
     report = {
         "command": shlex.join(["python", "-m", "benchmarks.bench_cost", *(argv or sys.argv[1:])]),
         "machine": f"{platform.machine()}, {platform.python_version()}",
