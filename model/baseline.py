@@ -18,6 +18,14 @@ from sklearn.svm import LinearSVC
 from model.sentence import get_encoder
 
 
+def per_class_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A linear SVM's weights with one row per class: a binary one has a single row, for its
+    second class (the first gets its negation)."""
+    if coef.shape[0] == 1:
+        return np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+    return coef, intercept
+
+
 class TfidfSvm:
     """char_wb 1-4-gram + word 1-2-gram TF-IDF, one-vs-rest LinearSVC.
 
@@ -135,10 +143,9 @@ class TfidfSvm:
         self.word_vectorizer.fit(texts)
 
     def _set_linear(self, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> None:
-        coef = np.asarray(coef, dtype=np.float32)
-        intercept = np.asarray(intercept, dtype=np.float32)
-        if coef.shape[0] == 1 and len(classes) == 2:  # binary: one row for the positive class
-            coef, intercept = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+        coef, intercept = per_class_rows(
+            np.asarray(coef, dtype=np.float32), np.asarray(intercept, dtype=np.float32)
+        )
         self.coef = np.ascontiguousarray(coef.T)
         self.intercept = intercept
         self._classes = np.asarray(classes)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.svm import LinearSVC
 
-from model.baseline import TfidfSvm
+from model.baseline import TfidfSvm, per_class_rows
 from model.config import MemberName
 from model.members.base import (
     Batch,
@@ -43,8 +43,7 @@ class HeadingMember:
     ) -> None:
         self.features = features  # the SVM member's model: its vectorizers (and margins)
         self.head_of_class = head_of_class  # heading index per code, [n_codes]
-        # [n_terms, n_heads] and [n_heads]; None when each code is its own heading or there
-        # is one heading only
+        # [n_terms, n_heads] and [n_heads]; None when nothing is fitted (see ``own_svm``)
         self.coef = coef
         self.intercept = intercept
 
@@ -52,12 +51,22 @@ class HeadingMember:
     def n_heads(self) -> int:
         return int(self.head_of_class.max()) + 1 if len(self.head_of_class) else 0
 
+    @property
+    def own_svm(self) -> bool:
+        """Every code is its own heading: the member is the SVM member itself."""
+        return self.coef is None and self.n_heads == len(self.head_of_class)
+
+    @property
+    def silent(self) -> bool:
+        """One heading only: the member tells no code from another (zeros)."""
+        return self.coef is None and not self.own_svm
+
     def scores(self, batch: Batch) -> np.ndarray:
         tfidf = batch.tfidf(self.features)
-        if self.coef is None:
-            if self.n_heads == len(self.head_of_class):  # every code its own heading
-                return self.features.decision_scores(batch.texts, tfidf)
-            return np.zeros((len(batch), len(self.head_of_class)))  # one heading: no signal
+        if self.own_svm:
+            return self.features.decision_scores(batch.texts, tfidf)
+        if self.silent:
+            return np.zeros((len(batch), len(self.head_of_class)))
         heads = np.asarray(tfidf.astype(np.float32) @ self.coef, dtype=np.float64)
         return (heads + self.intercept)[:, self.head_of_class]
 
@@ -88,9 +97,7 @@ def _fit(ctx: FitContext) -> HeadingMember:
     x: sparse.csr_matrix = ctx.batch.tfidf(svm) if weights is None else svm.sparse_features(texts)
     model = LinearSVC(C=ens.c, random_state=ctx.config.seed)
     model.fit(x, head_of_class[y], sample_weight=weights)
-    coef, intercept = model.coef_, model.intercept_
-    if coef.shape[0] == 1:  # two headings: one row for the second
-        coef, intercept = np.concatenate([-coef, coef]), np.concatenate([-intercept, intercept])
+    coef, intercept = per_class_rows(model.coef_, model.intercept_)
     # a heading no training case has (its codes' cases are all elsewhere) scores below all
     full = np.zeros((x.shape[1], n_heads), dtype=np.float32)
     bias = np.full(n_heads, float(intercept.min()) - 1.0, dtype=np.float32)
