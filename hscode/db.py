@@ -400,7 +400,13 @@ def _write_pgpass(pg_dir: Path) -> Path:
     URI printed for a human carries no secret: libpq reads it from this file."""
     path = pgpass_path(pg_dir)
     secret = _superuser_secret(pg_dir).replace("\\", "\\\\").replace(":", "\\:")
-    os.replace(_private_tmp(path, f"*:*:*:{EMBEDDED_USER}:{secret}\n"), path)
+    text = f"*:*:*:{EMBEDDED_USER}:{secret}\n"
+    try:  # written once: a later call finds it as it would write it
+        if path.read_text() == text and path.stat().st_mode & 0o777 == 0o600:
+            return path
+    except OSError:
+        pass
+    os.replace(_private_tmp(path, text), path)
     return path
 
 

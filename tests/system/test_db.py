@@ -434,3 +434,17 @@ def test_an_analyst_session_survives_every_other_command_until_db_stop():
             psycopg.connect(uri, connect_timeout=5)
     finally:
         stop_embedded(data_dir)
+
+
+def test_the_password_file_is_written_once_and_replaced_when_loosened(tmp_path) -> None:
+    from hscode.db import EMBEDDED_USER, _superuser_secret, _write_pgpass
+
+    pg_dir = tmp_path / "pg"
+    secret = _superuser_secret(pg_dir, create=True)
+    path = _write_pgpass(pg_dir)
+    assert path.read_text() == f"*:*:*:{EMBEDDED_USER}:{secret}\n"
+    inode = path.stat().st_ino
+    assert _write_pgpass(pg_dir).stat().st_ino == inode  # as it would write it: left alone
+    path.chmod(0o644)
+    assert _write_pgpass(pg_dir).stat().st_mode & 0o777 == 0o600  # a loosened file is replaced
+
