@@ -447,4 +447,3 @@ def test_the_password_file_is_written_once_and_replaced_when_loosened(tmp_path) 
     assert _write_pgpass(pg_dir).stat().st_ino == inode  # as it would write it: left alone
     path.chmod(0o644)
     assert _write_pgpass(pg_dir).stat().st_mode & 0o777 == 0o600  # a loosened file is replaced
-
