@@ -121,6 +121,8 @@ class TfidfRecommender:
     def __init__(self, svm: Any, train: Sequence[Any], version: str) -> None:
         from sklearn.preprocessing import normalize
 
+        if svm.sentence_encoder != "none":
+            raise ValueError("TfidfRecommender scores the n-gram features only")
         self.svm = svm
         self.version = version
         self.train_keys = [e.key for e in train]
@@ -136,8 +138,9 @@ class TfidfRecommender:
 
         if not requests:
             return []
-        feats = self.svm._features([r.title for r in requests])
-        margins = self.svm.svm.decision_function(feats)
+        titles = [r.title for r in requests]
+        feats = self.svm._features(titles)
+        margins = self.svm.decision_scores(titles, feats)  # n-grams only (no sentence part)
         margins = margins - margins.max(axis=1, keepdims=True)
         probs = np.exp(margins)
         probs /= probs.sum(axis=1, keepdims=True)

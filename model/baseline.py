@@ -26,6 +26,51 @@ def per_class_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray,
     return coef, intercept
 
 
+def fit_one_vs_rest(
+    x: sparse.csr_matrix,
+    y: Sequence,
+    C: float,
+    seed: int,
+    sample_weight: Sequence[float] | None = None,
+    jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A one-vs-rest linear SVM (liblinear) as ``(coef [classes, features], intercept,
+    classes)``, with ``jobs`` threads.
+
+    liblinear trains one binary problem per class, one after another, on one core. With
+    ``jobs > 1`` the classes are split into that many groups, and each group is one
+    ``LinearSVC`` fit in its own thread (liblinear releases the GIL) on every row: a row of
+    another group is labelled "rest", a negative of every class of this group. Each class's
+    binary problem is thus the one the single fit would solve, so the coefficients agree up
+    to the solver's tolerance (tested); the "rest" class is one extra problem per group.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    classes, inverse = np.unique(np.asarray(y), return_inverse=True)
+    jobs = max(1, min(int(jobs), len(classes) // 2))
+    if jobs == 1:
+        svm = LinearSVC(C=C, random_state=seed).fit(x, inverse, sample_weight=sample_weight)
+        coef, intercept = per_class_rows(svm.coef_, svm.intercept_)
+        return coef, intercept, classes
+
+    def group_fit(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mine = np.zeros(len(classes), dtype=bool)
+        mine[group] = True
+        labels = np.where(mine[inverse], inverse, -1)  # -1: "rest", sorted first
+        svm = LinearSVC(C=C, random_state=seed).fit(x, labels, sample_weight=sample_weight)
+        coef, intercept = per_class_rows(svm.coef_, svm.intercept_)
+        return coef[1:], intercept[1:]  # without the "rest" row
+
+    groups = np.array_split(np.arange(len(classes)), jobs)
+    with ThreadPoolExecutor(jobs) as pool:
+        parts = list(pool.map(group_fit, groups))
+    coef = np.zeros((len(classes), x.shape[1]), dtype=parts[0][0].dtype)
+    intercept = np.zeros(len(classes), dtype=parts[0][1].dtype)
+    for group, (c, b) in zip(groups, parts, strict=True):
+        coef[group], intercept[group] = c, b
+    return coef, intercept, classes
+
+
 class TfidfSvm:
     """char_wb 1-4-gram + word 1-2-gram TF-IDF, one-vs-rest LinearSVC.
 
@@ -50,6 +95,7 @@ class TfidfSvm:
         sentence_encoder: str = "none",
         sentence_weight: float = 0.5,
         max_coef_mb: float | None = None,
+        jobs: int = 1,
     ) -> None:
         if sentence_weight <= 0:
             raise ValueError("sentence_weight must be > 0")
@@ -66,9 +112,9 @@ class TfidfSvm:
         self.word_ngrams = word_ngrams
         self.max_features = max_features
         self.seed = seed
+        self.jobs = jobs  # threads of the SVM's fit (``fit_one_vs_rest``)
         self.char_vectorizer: TfidfVectorizer | None = None
         self.word_vectorizer: TfidfVectorizer | None = None
-        self.svm: LinearSVC | None = None
         # the fitted linear scorer, [n_features, n_classes] float32, and its bias [n_classes]
         self.coef: np.ndarray | None = None
         self.intercept: np.ndarray | None = None
@@ -117,9 +163,11 @@ class TfidfSvm:
             if n_terms * n_classes * 4 / 2**20 > self.max_coef_mb:
                 self.min_df = 2
                 self._fit_vectorizers(texts)
-        self.svm = LinearSVC(C=self.C, random_state=self.seed)
-        self.svm.fit(self._features(texts), np.asarray(labels), sample_weight=sample_weight)
-        self._set_linear(self.svm.coef_, self.svm.intercept_, self.svm.classes_)
+        self._set_linear(
+            *fit_one_vs_rest(
+                self._features(texts), labels, self.C, self.seed, sample_weight, self.jobs
+            )
+        )
         return self
 
     def _fit_vectorizers(self, texts: list[str]) -> None:

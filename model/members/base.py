@@ -160,6 +160,21 @@ def register(kind: MemberKind) -> MemberKind:
     return kind
 
 
+def register_fresh(
+    name: MemberName,
+    fit: Callable[[FitContext], Member],
+    load: Callable[[Mapping[str, Any], LoadContext], Member],
+    requires: tuple[MemberName, ...] = (),
+) -> MemberKind:
+    """Register a member whose refit is a fresh fit on the refit's cases (it carries nothing
+    over from the evaluated one: the text members)."""
+    return register(
+        MemberKind(
+            name=name, fit=fit, refit=lambda previous, ctx: fit(ctx), load=load, requires=requires
+        )
+    )
+
+
 def kind_of(name: MemberName | str) -> MemberKind:
     try:
         return REGISTRY[MemberName(name)]

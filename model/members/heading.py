@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from scipy import sparse
-from sklearn.svm import LinearSVC
 
-from model.baseline import TfidfSvm, per_class_rows
+from model.baseline import TfidfSvm, fit_one_vs_rest
 from model.config import MemberName
 from model.members.base import (
     Batch,
     FitContext,
     LoadContext,
-    MemberKind,
     read_state,
-    register,
+    register_fresh,
     write_state,
 )
 from model.members.tfidf import svm_of
@@ -95,14 +94,14 @@ def _fit(ctx: FitContext) -> HeadingMember:
         return HeadingMember(svm, head_of_class, None, None)
     texts, y, weights = ctx.expanded  # a case with several right codes counts for each
     x: sparse.csr_matrix = ctx.batch.tfidf(svm) if weights is None else svm.sparse_features(texts)
-    model = LinearSVC(C=ens.c, random_state=ctx.config.seed)
-    model.fit(x, head_of_class[y], sample_weight=weights)
-    coef, intercept = per_class_rows(model.coef_, model.intercept_)
+    coef, intercept, seen = fit_one_vs_rest(
+        x, head_of_class[y], ens.c, ctx.config.seed, weights, jobs=torch.get_num_threads()
+    )
     # a heading no training case has (its codes' cases are all elsewhere) scores below all
     full = np.zeros((x.shape[1], n_heads), dtype=np.float32)
     bias = np.full(n_heads, float(intercept.min()) - 1.0, dtype=np.float32)
-    full[:, model.classes_] = coef.T
-    bias[model.classes_] = intercept
+    full[:, seen] = coef.T
+    bias[seen] = intercept
     return HeadingMember(svm, head_of_class, full, bias)
 
 
@@ -117,12 +116,4 @@ def _load(entry: Mapping[str, Any], ctx: LoadContext) -> HeadingMember:
     )
 
 
-register(
-    MemberKind(
-        name=MemberName.HEADING,
-        fit=_fit,
-        refit=lambda previous, ctx: _fit(ctx),
-        load=_load,
-        requires=(MemberName.SVM,),
-    )
-)
+register_fresh(MemberName.HEADING, _fit, _load, requires=(MemberName.SVM,))

@@ -15,9 +15,8 @@ from model.members.base import (
     Batch,
     FitContext,
     LoadContext,
-    MemberKind,
     read_state,
-    register,
+    register_fresh,
     write_state,
 )
 from model.members.tfidf import svm_of
@@ -52,12 +51,4 @@ def _load(entry: Mapping[str, Any], ctx: LoadContext) -> NearestMember:
     return NearestMember(NearestCases.from_state(meta, arrays, svm_of(ctx.loaded, "nearest-case")))
 
 
-register(
-    MemberKind(
-        name=MemberName.NEAREST,
-        fit=_fit,
-        refit=lambda previous, ctx: _fit(ctx),
-        load=_load,
-        requires=(MemberName.SVM,),
-    )
-)
+register_fresh(MemberName.NEAREST, _fit, _load, requires=(MemberName.SVM,))

@@ -14,9 +14,8 @@ from model.members.base import (
     Batch,
     FitContext,
     LoadContext,
-    MemberKind,
     read_state,
-    register,
+    register_fresh,
     write_state,
 )
 from model.sentence import SentenceHead
@@ -52,11 +51,4 @@ def _load(entry: Mapping[str, Any], ctx: LoadContext) -> SentenceMember:
     return SentenceMember(SentenceHead.from_state(meta, arrays))
 
 
-register(
-    MemberKind(
-        name=MemberName.SENTENCE,
-        fit=_fit,
-        refit=lambda previous, ctx: _fit(ctx),
-        load=_load,
-    )
-)
+register_fresh(MemberName.SENTENCE, _fit, _load)

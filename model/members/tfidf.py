@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from model.baseline import TfidfKnn, TfidfSvm
 from model.config import MemberName
@@ -19,9 +20,8 @@ from model.members.base import (
     Batch,
     FitContext,
     LoadContext,
-    MemberKind,
     read_state,
-    register,
+    register_fresh,
     write_state,
 )
 
@@ -44,7 +44,11 @@ def _fit_svm(ctx: FitContext) -> SvmMember:
     ens = ctx.config.ensemble
     texts, y, weights = ctx.expanded
     svm = TfidfSvm(
-        C=ens.c, seed=ctx.config.seed, min_df=ens.min_df, max_coef_mb=ens.max_coef_mb
+        C=ens.c,
+        seed=ctx.config.seed,
+        min_df=ens.min_df,
+        max_coef_mb=ens.max_coef_mb,
+        jobs=torch.get_num_threads(),  # the fit's threads (``model.runtime.threads``)
     ).fit(texts, y, sample_weight=weights)
     if not np.array_equal(svm.classes_, np.arange(len(ctx.labels))):
         raise RuntimeError("TF-IDF member: classes do not match the model's labels")
@@ -56,14 +60,7 @@ def _load_svm(entry: Mapping[str, Any], ctx: LoadContext) -> SvmMember:
     return SvmMember(TfidfSvm.from_state(meta, arrays))
 
 
-register(
-    MemberKind(
-        name=MemberName.SVM,
-        fit=_fit_svm,
-        refit=lambda previous, ctx: _fit_svm(ctx),
-        load=_load_svm,
-    )
-)
+register_fresh(MemberName.SVM, _fit_svm, _load_svm)
 
 
 class KnnMember:
@@ -103,12 +100,4 @@ def _load_knn(entry: Mapping[str, Any], ctx: LoadContext) -> KnnMember:
     return KnnMember(TfidfKnn.from_state(meta, arrays, svm_of(ctx.loaded)))
 
 
-register(
-    MemberKind(
-        name=MemberName.KNN,
-        fit=_fit_knn,
-        refit=lambda previous, ctx: _fit_knn(ctx),
-        load=_load_knn,
-        requires=(MemberName.SVM,),
-    )
-)
+register_fresh(MemberName.KNN, _fit_knn, _load_knn, requires=(MemberName.SVM,))

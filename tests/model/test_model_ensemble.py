@@ -11,6 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from sklearn.svm import LinearSVC
 from tiny_models import TINY_NETWORK
 
 from hscode.recommend import recommend
@@ -318,7 +319,8 @@ def test_tfidf_state_round_trip_binary_and_multiclass():
         np.testing.assert_array_equal(clone.decision_scores(probe), svm.decision_scores(probe))
         np.testing.assert_array_equal(clone.classes_, svm.classes_)
         # the stored linear scorer agrees with sklearn's own decision function
-        ref = svm.svm.decision_function(svm._features(probe))
+        sk = LinearSVC(C=svm.C, random_state=svm.seed).fit(svm._features(texts), labels)
+        ref = sk.decision_function(svm._features(probe))
         if ref.ndim == 1:
             ref = np.stack([-ref, ref], axis=1)
         np.testing.assert_allclose(svm.decision_scores(probe), ref, atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.svm import LinearSVC
 
 from model.baseline import TfidfSvm
 from model.sentence import SentenceEncoder, SentenceHead, get_encoder
@@ -98,7 +99,10 @@ def test_state_round_trip_keeps_the_encoder_and_the_scores(pair):
         clone.decision_scores(probe), model.decision_scores(probe), atol=1e-5
     )
     # the scores are the fitted sklearn model's (the split sparse + dense product is exact)
-    ref = model.svm.decision_function(model._features(probe))
+    texts = [t for names in TRAIN.values() for t in names]
+    labels = [code for code, names in TRAIN.items() for _ in names]
+    sk = LinearSVC(C=model.C, random_state=model.seed).fit(model._features(texts), labels)
+    ref = sk.decision_function(model._features(probe))
     np.testing.assert_allclose(model.decision_scores(probe), ref, atol=1e-4)
 
 

@@ -82,3 +82,28 @@ def test_a_coefficient_budget_drops_terms_seen_once():
     assert roomy.min_df == 1 and roomy.coef.shape == every.coef.shape
     assert tight.min_df == 2 and tight.coef.shape[0] < n_terms  # the model numbers went
     assert TfidfSvm.from_state(*tight.to_state()).min_df == 2
+
+
+def test_the_one_vs_rest_fit_in_threads_solves_the_same_problems() -> None:
+    """Split over two threads, each class is still its own binary problem against every
+    other row: the weights agree with the single fit's to the solver's tolerance."""
+    from model.baseline import fit_one_vs_rest
+
+    rng = np.random.default_rng(0)
+    texts = [f"item{i % 7} kind{i % 5} x{rng.integers(100)}" for i in range(300)]
+    features = TfidfSvm()
+    features._fit_vectorizers(texts)
+    x = features._features(texts)
+    y = np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)])
+    flip = rng.random(300) < 0.1  # some noise, so that the problems are not separable
+    y[flip] = rng.permutation(y[flip])
+    single = fit_one_vs_rest(x, y, 0.5, 13, jobs=1)
+    split = fit_one_vs_rest(x, y, 0.5, 13, jobs=2)
+    assert list(split[2]) == list(single[2]) == sorted(set(y))
+    assert split[0].shape == single[0].shape == (35, x.shape[1])
+    assert np.abs(single[0]).max() > 0.5  # weights worth comparing
+    assert np.abs(split[0] - single[0]).max() < 1e-3
+    assert np.abs(split[1] - single[1]).max() < 1e-3
+    # two classes only: one group (a thread would have nothing to split)
+    coef, _, classes = fit_one_vs_rest(x, y == y[0], 0.5, 13, jobs=2)
+    assert coef.shape[0] == 2 and np.allclose(coef[0], -coef[1]) and len(classes) == 2
