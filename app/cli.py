@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "recent_days": args.recent_days,
         "refit": False if args.no_refit else None,
         "full": True if args.full else None,
-        "warm": False if args.no_warm else None,
+        "warm": args.warm,
         "hidden": args.hidden,
         "batch_size": args.batch_size,
     }
@@ -368,10 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
         "default they are left out until that run is HSCODE_FULL_RECIPE_DAYS old, 7)",
     )
     p.add_argument(
-        "--no-warm",
-        action="store_true",
-        help="train a light run's main network from scratch (by default it continues the "
-        "champion's, for warm_epochs)",
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the main network continues the champion's for warm_epochs (a warm start) "
+        "instead of training from scratch (default: from scratch)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=cmd_train)

@@ -12,7 +12,7 @@ Per seed, on the real ghko99 names:
    full run: the first in the data dir);
 3. the new cases are imported; the data dir is copied once per arm and each arm trains the
    night from the same champion:
-   - ``warm``: ``hscode train`` (the light recipe: the main network continues the
+   - ``warm``: ``hscode train --warm`` (the light recipe: the main network continues the
      champion's for ``warm_epochs``);
    - ``cold``: ``hscode train --no-warm`` (the same light recipe, its network from scratch);
    - ``full`` (with ``--full-arm``): ``hscode train --full`` (every member, from scratch);
@@ -50,7 +50,7 @@ from benchmarks.bench_cli import (
 )
 from benchmarks.common import OUT_DIR, log, markdown_table
 
-ARMS = {"warm": [], "cold": ["--no-warm"], "full": ["--full"]}
+ARMS = {"warm": ["--warm"], "cold": ["--no-warm"], "full": ["--full"]}
 
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, Any]:

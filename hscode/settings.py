@@ -133,9 +133,9 @@ class Settings(BaseSettings):
         ge=0,
         description="A training leaves out the members the champion's full run weighed 0 "
         "(the companion network) until its full run is this many days old; then a full run "
-        "re-checks them. Likewise the main network continues the champion's (a warm start) "
-        "until the chain of warm starts is this many days old; then it trains from scratch "
-        "(0: every run is full and from scratch)",
+        "re-checks them. With `hscode train --warm` the main network continues the "
+        "champion's until that chain of warm starts is this many days old; then it trains "
+        "from scratch (0: every run is full and from scratch)",
     )
 
     @field_validator("registry_dir", "storage_url", mode="before")

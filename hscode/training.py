@@ -118,9 +118,10 @@ class TrainConfig:
     refit: bool = True  # a promoted candidate is refitted on every selected case and served
     # train every member, whatever the champion's mixture weighed (see ``choose_recipe``)
     full: bool = False
-    # a light run's main network continues the champion's (``model.warm``); a full run
-    # always trains from scratch
-    warm: bool = True
+    # the main network continues the champion's (``model.warm``, ``warm_recipe``) instead of
+    # training from scratch. Off by default: on one night of the ghko99 names (K = 100,
+    # docs/benchmarks.md section 16c) it saved no time and cost 0.45 points of top-3
+    warm: bool = False
     # model overrides (None: ModelConfig's default)
     embedding: str | None = None
     tokenizer: str | None = None
@@ -312,9 +313,9 @@ def warm_recipe(
     days: int,
     today: dt.date,
 ) -> Recipe:
-    """The main network continues the champion's (``model.warm``) while the chain of warm
-    starts behind it began less than ``days`` ago, the network has the same shape and neither
-    ``--full`` nor ``--no-warm`` is given; otherwise it trains from scratch and a new chain
+    """With ``--warm`` the main network continues the champion's (``model.warm``) while the
+    chain of warm starts behind it began less than ``days`` ago, the network has the same
+    shape and ``--full`` is not given; otherwise it trains from scratch and a new chain
     begins. The reason says which."""
     from model.warm import incompatibility
 
@@ -325,7 +326,7 @@ def warm_recipe(
     if config.full:
         return cold("--full")
     if not config.warm:
-        return cold("--no-warm")
+        return cold("no --warm")
     if champion is None:
         return cold("no champion")
     since = (champion.info.get("recipe") or {}).get("scratch_since")

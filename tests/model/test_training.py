@@ -229,7 +229,7 @@ def test_the_network_continues_the_champion_until_its_chain_is_due_from_scratch(
     from hscode.training import Recipe, warm_recipe
 
     today = date(2026, 12, 2)
-    config = TrainConfig(**TINY)
+    config = TrainConfig(**TINY, warm=True)
     mconfig = model_config_of(config)
     recipe = Recipe(False, "light", "2026-11-30")
 
@@ -245,8 +245,8 @@ def test_the_network_continues_the_champion_until_its_chain_is_due_from_scratch(
     assert warm.reason == "light; network continues v0003's"
     cases = {
         "its chain began 7 days ago, every 7": (config, champion("2026-11-25")),
-        "--full": (TrainConfig(**TINY, full=True), champion("2026-11-28")),
-        "--no-warm": (TrainConfig(**TINY, warm=False), champion("2026-11-28")),
+        "--full": (TrainConfig(**TINY, full=True, warm=True), champion("2026-11-28")),
+        "no --warm": (TrainConfig(**TINY), champion("2026-11-28")),
         "no champion": (config, None),
         "the champion records no network chain": (config, champion("")),
         "another network: hidden 24 -> 16": (config, champion("2026-11-28", hidden=24)),
@@ -273,7 +273,7 @@ def test_a_light_run_skips_the_companion_the_champion_weighed_zero(settings) -> 
     weights = Registry(settings.model_registry_dir).load(first.version, evaluated=True).weights()
     # on these cases (seeded) the mixture weighs the companion 0, which this test exercises
     assert weights["companion"] == 0.0 and recipe["zero_weight"] == ["companion"]
-    second = train_and_register(settings, TrainConfig(**TINY))
+    second = train_and_register(settings, TrainConfig(**TINY, warm=True))
     light = second.report["recipe"]
     assert not light["full"] and light["skipped"] == ["companion"]
     assert light["full_since"] == recipe["full_since"]  # carried from the full run
@@ -281,9 +281,9 @@ def test_a_light_run_skips_the_companion_the_champion_weighed_zero(settings) -> 
     assert "companion" not in evaluated.member_names and "companion" not in evaluated.history
     stored = Registry(settings.model_registry_dir).get(second.version).info["recipe"]
     assert stored == light
-    # a light run's main network continues the champion's evaluated one (model.warm)
+    # with --warm the main network continues the champion's evaluated one (model.warm)
     assert light["warm_from"] == first.version and "continues" in light["reason"]
     assert evaluated.history["warm_start"]["known_codes"] == len(evaluated.labels)
     assert len(evaluated.history["epochs"]) <= evaluated.config.network.warm_epochs
-    cold = train_and_register(settings, TrainConfig(**TINY, warm=False)).report["recipe"]
-    assert cold["warm_from"] is None and cold["reason"].endswith("from scratch (--no-warm)")
+    cold = train_and_register(settings, TrainConfig(**TINY)).report["recipe"]
+    assert cold["warm_from"] is None and cold["reason"].endswith("from scratch (no --warm)")
