@@ -34,6 +34,8 @@ _VOCAB_ROWS = {"text_encoder.embedding.weight": "words", "text_encoder.ngram_bag
 # prefixes of the layers whose first axis is the classes
 _CLASS_ROWS = ("head.", "text_head.", "image_head.")
 _WIDE = "wide.weight"  # [n-gram vocabulary, classes]
+# computed from this run's data (the n-grams' idf), never carried over
+_FROM_DATA = ("wide_idf",)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def warm_start(network: Network, labels: Sequence[str], source: WarmSource) -> d
     with torch.no_grad():
         for key, value in state.items():
             source = old.get(key)
-            if source is None:
+            if source is None or key in _FROM_DATA:
                 fresh.append(key)
                 continue
             if key in _VOCAB_ROWS:
@@ -139,6 +141,8 @@ def incompatibility(previous: ModelConfig, config: ModelConfig) -> str | None:
     when it can."""
     if previous.inputs != config.inputs:
         return f"inputs {previous.inputs} -> {config.inputs}"
+    if config.network.subword:  # its lookup tables are built for one vocabulary
+        return "subword embeddings are not continued"
     for name in ARCHITECTURE:
         before, now = getattr(previous.network, name), getattr(config.network, name)
         if before != now:

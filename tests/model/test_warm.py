@@ -67,6 +67,8 @@ def test_another_shape_cannot_be_continued(champion) -> None:
     )
     assert incompatibility(model.network.config, bigger) == "hidden 16 -> 24"
     assert incompatibility(model.network.config, CONFIG) is None
+    subword = CONFIG.with_flat(subword=True)
+    assert incompatibility(subword, subword) == "subword embeddings are not continued"
     network = _network_for(model.network.vocab.itos, list(model.labels), bigger)
     with pytest.raises(ValueError, match="hidden 16 -> 24"):
         warm_start(network, list(model.labels), WarmSource(model.network, tuple(model.labels)))
