@@ -90,6 +90,8 @@ def stages(history: dict[str, Any]) -> dict[str, float]:
     refit = (history.get("refit") or {}).get("timings") or {}
     out: dict[str, float] = {
         "embeddings": timings.get("embeddings_s", 0.0),
+        "image pre-training": timings.get("pretrain_s", 0.0),
+        "image fine-tuning": timings.get("finetune_s", 0.0),
         "main network": timings.get("train_s", 0.0),
         "familiarity": timings.get("familiarity_s", 0.0),
     }
