@@ -48,17 +48,18 @@ def fit_one_vs_rest(
 
     classes, inverse = np.unique(np.asarray(y), return_inverse=True)
     jobs = max(1, min(int(jobs), len(classes) // 2))
+
+    def svc(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        svm = LinearSVC(C=C, random_state=seed).fit(x, labels, sample_weight=sample_weight)
+        return per_class_rows(svm.coef_, svm.intercept_)
+
     if jobs == 1:
-        svm = LinearSVC(C=C, random_state=seed).fit(x, inverse, sample_weight=sample_weight)
-        coef, intercept = per_class_rows(svm.coef_, svm.intercept_)
-        return coef, intercept, classes
+        return (*svc(inverse), classes)
 
     def group_fit(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mine = np.zeros(len(classes), dtype=bool)
         mine[group] = True
-        labels = np.where(mine[inverse], inverse, -1)  # -1: "rest", sorted first
-        svm = LinearSVC(C=C, random_state=seed).fit(x, labels, sample_weight=sample_weight)
-        coef, intercept = per_class_rows(svm.coef_, svm.intercept_)
+        coef, intercept = svc(np.where(mine[inverse], inverse, -1))  # -1: "rest", sorted first
         return coef[1:], intercept[1:]  # without the "rest" row
 
     groups = np.array_split(np.arange(len(classes)), jobs)

@@ -174,9 +174,8 @@ def _lattice_accuracy(
     candidate[rows, y] = False
     pair_rows, pair_codes = np.nonzero(candidate)  # row-major: grouped by row
     d_pairs = np.stack(
-        [lp[pair_rows, pair_codes] - t[pair_rows] for lp, t in zip(logps, truth, strict=True)],
-        axis=1,
-    ).T  # [n, P]
+        [lp[pair_rows, pair_codes] - t[pair_rows] for lp, t in zip(logps, truth, strict=True)]
+    )  # [n, P]
     k = min(3, n_codes)
     score = np.zeros(len(lattice), dtype=np.float64)
     if len(pair_rows) == 0:

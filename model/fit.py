@@ -168,7 +168,8 @@ def _fit(
     with_members = bool(config.members) and len(val) > 0
     pretrain_images = [e.image for e in val] + list(extra_images) if config.uses_image else []
     n_images = sum(1 for e in train if e.image) + sum(1 for b in pretrain_images if b)
-    total = 1 + network_steps(net_config, len(train), n_images, image_init is not None)
+    pretrained = image_init is not None or warm_from is not None  # no pre-training steps
+    total = 1 + network_steps(net_config, len(train), n_images, pretrained)
     if with_members and MemberName.COMPANION in config.members:
         total += companion_steps(config, len(train))
     prog = Progress(total, progress)

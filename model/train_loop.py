@@ -182,9 +182,6 @@ def train_network(
     )
     if warm_from is not None:
         history["warm_start"] = warm_start(network, labels, warm_from)
-        image_init = image_init or (
-            module.image_encoder.state_dict() if module.image_encoder is not None else None
-        )
     index = {lab: i for i, lab in enumerate(labels)}
     tr = network.encode(items_of(train))
     va = network.encode(items_of(val))
@@ -194,10 +191,13 @@ def train_network(
     # 2. image: self-supervised pre-training on all photos, then fine-tuning
     if config.uses_image:
         t1 = time.perf_counter()
-        if image_init is not None:
+        if warm_from is not None:  # the encoder it continues was pre-trained
+            history["n_images"] = 0
+            history["pretrain_loss"] = "warm start"
+        elif image_init is not None:
             module.image_encoder.load_state_dict(dict(image_init))
             history["n_images"] = 0
-            history["pretrain_loss"] = "warm start" if warm_from else "image_init given"
+            history["pretrain_loss"] = "image_init given"
         else:
             parts = [tr.pixels[tr.present]]
             if pretrain_images:
