@@ -119,8 +119,8 @@ class TrainConfig:
     # train every member, whatever the champion's mixture weighed (see ``choose_recipe``)
     full: bool = False
     # the main network continues the champion's (``model.warm``, ``warm_recipe``) instead of
-    # training from scratch. Off by default: on one night of the ghko99 names (K = 100,
-    # docs/benchmarks.md section 16c) it saved no time and cost 0.45 points of top-3
+    # training from scratch. Off by default: on two nights of the ghko99 names (K = 100,
+    # docs/benchmarks.md section 16c) it showed no gain (0.14-0.45 points of top-3 lost)
     warm: bool = False
     # model overrides (None: ModelConfig's default)
     embedding: str | None = None
