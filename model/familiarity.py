@@ -9,8 +9,15 @@ is learned from the cases the model does NOT classify, an outlier-exposure desig
   codes beyond ``--top-codes``), which every nightly training has anyway. Their headings
   are split by a hash in two: part A teaches the detector, part B (headings A never had)
   stands for goods of unknown headings when the combiner is fitted;
-- the **detector**: a linear SVM on hashed character 2-4-grams (no vocabulary to store),
-  the training cases against background A;
+- the **detector**: a one-vs-rest linear SVM on TF-IDF character 1-4-grams and word 1-2-grams
+  (terms in at least two cases) over chapters, each chapter twice: the known cases' chapters
+  (``k84``) and the background's (``b84``). Its margin is the best known chapter's minus the
+  best background chapter's: goods of another heading are told apart from the known ones
+  where they look alike, chapter by chapter, not by one "other" blob (on the ghko99 names,
+  K = 100: AUROC 0.963 against 0.911 for the binary detector it replaced, measured by a
+  throw-away script). The combiner is fitted with a detector of background A; the served
+  detector is then refitted on both parts (the floor is set with it, on validation cases it
+  never saw). Chapters bound its size (at most 2 x 99 classes) whatever the number of codes;
 - the **combiner**: a logistic regression over three features (the detector's margin, the
   nearest past case's similarity in the sentence encoder's space, the model's calibrated
   top-1 confidence), fitted on validation cases (familiar, held out from the detector, the
@@ -34,11 +41,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import sparse
+
+from model.baseline import TfidfSvm
 
 log = logging.getLogger(__name__)
 
-N_FEATURES = 2**20  # hashed character n-grams
+N_FEATURES = 2**20  # the former detector's hashed character n-grams (models saved with it load)
+DETECTOR = "chapters"  # the detector's kind, saved; "hashed": the former binary detector
+DETECTOR_C = 0.5
+DETECTOR_MIN_DF = 2
+KNOWN, OTHER = "k", "b"  # detector class prefixes: a known case's chapter, a background one's
 FEATURES = ("detector_margin", "nearest_similarity", "confidence")
 B_SHARE = 0.3  # of the background's headings held out for the combiner
 MIN_BACKGROUND = 50  # cases in each part, else no familiarity
@@ -46,6 +58,7 @@ MAX_COMBINER_CASES = 5000  # per side
 
 
 def _vectorizer() -> Any:
+    """The former detector's features (``"hashed"``)."""
     from sklearn.feature_extraction.text import HashingVectorizer
 
     return HashingVectorizer(
@@ -72,19 +85,40 @@ def sample(items: list[Any], n: int, seed: int) -> list[Any]:
     return [items[i] for i in sorted(rng.choice(len(items), n, replace=False))]
 
 
+Labelled = tuple[Sequence[str], Sequence[str]]  # (texts, hs codes)
+
+
+def detector_classes(known_codes: Sequence[str], background_codes: Sequence[str]) -> list[str]:
+    """The detector's class of each case: its chapter, marked known or background."""
+    return [KNOWN + c[:2] for c in known_codes] + [OTHER + c[:2] for c in background_codes]
+
+
+def fit_detector(known: Labelled, background: Labelled, seed: int, jobs: int = 1) -> TfidfSvm:
+    """The chapter detector on the known cases against ``background``."""
+    texts = [*known[0], *background[0]]
+    svm = TfidfSvm(C=DETECTOR_C, min_df=DETECTOR_MIN_DF, seed=seed, jobs=jobs)
+    return svm.fit(texts, detector_classes(known[1], background[1]))
+
+
 @dataclass
 class Familiarity:
-    coef: np.ndarray  # [N_FEATURES] float32, the detector
-    intercept: float
+    detector: TfidfSvm | None  # the chapter detector; None: the former hashed one (``coef``)
     weights: np.ndarray  # [len(FEATURES)] the combiner
     bias: float
     floor: float  # familiarity below which a request is unfamiliar
     history: dict[str, Any] = field(default_factory=dict)
+    coef: np.ndarray | None = None  # the former detector: [N_FEATURES] float32 and its bias
+    intercept: float = 0.0
 
     # --- scoring ----------------------------------------------------------------------------
     def detector_margin(self, texts: Sequence[str]) -> np.ndarray:
-        x = _vectorizer().transform([t or "" for t in texts]).astype(np.float32)
-        return np.asarray(x @ self.coef, dtype=np.float64).ravel() + self.intercept
+        texts = [t or "" for t in texts]
+        if self.detector is None:  # a model saved with the former binary detector
+            x = _vectorizer().transform(texts).astype(np.float32)
+            return np.asarray(x @ self.coef, dtype=np.float64).ravel() + self.intercept
+        scores = self.detector.decision_scores(texts)
+        known = np.char.startswith(self.detector.classes_.astype(str), KNOWN)
+        return scores[:, known].max(axis=1) - scores[:, ~known].max(axis=1)
 
     def features(
         self, texts: Sequence[str], nearest: Sequence[float | None], confidence: np.ndarray
@@ -105,27 +139,26 @@ class Familiarity:
     @classmethod
     def fit(
         cls,
-        known_texts: Sequence[str],
-        background_a: Sequence[str],
+        known: Labelled,
+        background_a: Labelled,
         familiar: tuple[Sequence[str], Sequence[float | None], np.ndarray],
         unfamiliar: tuple[Sequence[str], Sequence[float | None], np.ndarray],
         *,
         max_flagged: float,
+        background_b: Labelled | None = None,
         seed: int = 13,
+        jobs: int = 1,
     ) -> Familiarity:
-        """The detector on ``known_texts`` against ``background_a``; the combiner and the floor
-        on ``familiar`` (held-out cases of the classes) against ``unfamiliar`` (background B),
-        each as (texts, nearest similarity, confidence) scored by the model."""
+        """The detector on ``known`` against ``background_a`` (each (texts, codes)); the
+        combiner on ``familiar`` (held-out cases of the classes) against ``unfamiliar``
+        (background B), each as (texts, nearest similarity, confidence) scored by the model.
+        With ``background_b``, the served detector is refitted on both parts of the
+        background and the floor set with it (the history's AUROC and shares are the first
+        detector's, on cases it never saw)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import roc_auc_score
-        from sklearn.svm import LinearSVC
 
-        vec = _vectorizer()
-        x = sparse.vstack([vec.transform(list(known_texts)), vec.transform(list(background_a))])
-        y = np.r_[np.ones(len(known_texts)), np.zeros(len(background_a))]
-        svm = LinearSVC(C=0.1, class_weight="balanced", random_state=seed).fit(x.tocsr(), y)
-        coef = np.asarray(svm.coef_, dtype=np.float32).ravel()
-        model = cls(coef, float(svm.intercept_[0]), np.zeros(len(FEATURES)), 0.0, 0.0)
+        model = cls(fit_detector(known, background_a, seed, jobs), np.zeros(len(FEATURES)), 0, 0)
         f_feats = model.features(*familiar)
         u_feats = model.features(*unfamiliar)
         combiner = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
@@ -134,52 +167,73 @@ class Familiarity:
         model.weights = np.asarray(combiner.coef_, dtype=np.float64).ravel()
         model.bias = float(combiner.intercept_[0])
         p_fam, p_unf = model.probability(*familiar), model.probability(*unfamiliar)
-        model.floor = float(np.quantile(p_fam, max_flagged))
+        floor = float(np.quantile(p_fam, max_flagged))
         model.history = {
-            "background_a": len(background_a),
+            "detector": DETECTOR,
+            "background_a": len(background_a[0]),
             "combiner_familiar": len(p_fam),
             "combiner_unfamiliar": len(p_unf),
             "weights": dict(zip(FEATURES, model.weights.round(4).tolist(), strict=True)),
-            "floor": model.floor,
             "max_flagged": max_flagged,
             # on the cases the combiner was fitted on (in-sample for its three weights)
-            "flagged_familiar": float(np.mean(p_fam < model.floor)),
-            "flagged_background_b": float(np.mean(p_unf < model.floor)),
+            "flagged_familiar": float(np.mean(p_fam < floor)),
+            "flagged_background_b": float(np.mean(p_unf < floor)),
             "auroc": float(roc_auc_score(truth, np.r_[p_fam, p_unf])),
         }
+        if background_b is not None and len(background_b[0]):
+            both = ([*background_a[0], *background_b[0]], [*background_a[1], *background_b[1]])
+            model.detector = fit_detector(known, both, seed, jobs)
+            floor = float(np.quantile(model.probability(*familiar), max_flagged))
+            model.history["served_detector_background"] = len(both[0])
+        model.floor = floor
+        model.history["floor"] = floor
         log.info("familiarity: %s", model.history)
         return model
 
     # --- persistence ------------------------------------------------------------------------
     def save(self, directory: Path) -> dict[str, Any]:
-        np.savez_compressed(
-            Path(directory) / "familiarity.npz",
-            coef=self.coef.astype(np.float32),
-            weights=self.weights.astype(np.float64),
-        )
-        return {
+        entry: dict[str, Any] = {
             "file": "familiarity.npz",
-            "intercept": self.intercept,
             "bias": self.bias,
             "floor": self.floor,
             "features": list(FEATURES),
-            "n_features": N_FEATURES,
             "history": self.history,
         }
+        arrays: dict[str, np.ndarray] = {"weights": self.weights.astype(np.float64)}
+        if self.detector is None:
+            entry |= {"detector": "hashed", "n_features": N_FEATURES, "intercept": self.intercept}
+            arrays["coef"] = self.coef.astype(np.float32)
+        else:
+            meta, state = self.detector.to_state()
+            entry |= {"detector": DETECTOR, "detector_state": meta}
+            arrays |= {f"detector_{k}": v for k, v in state.items()}
+        np.savez_compressed(Path(directory) / "familiarity.npz", **arrays)
+        return entry
 
     @classmethod
     def load(cls, directory: Path, entry: dict[str, Any]) -> Familiarity:
-        if list(entry.get("features", [])) != list(FEATURES) or entry.get("n_features") != (
-            N_FEATURES
-        ):
-            raise ValueError(f"familiarity saved with other features: {entry.get('features')}")
+        kind = entry.get("detector", "hashed")  # saved before the chapter detector: hashed
+        if list(entry.get("features", [])) != list(FEATURES) or kind not in (DETECTOR, "hashed"):
+            raise ValueError(
+                f"familiarity saved with other features or detector: {entry.get('features')}, "
+                f"{kind}"
+            )
+        if kind == "hashed" and entry.get("n_features") != N_FEATURES:
+            raise ValueError(f"familiarity saved with {entry.get('n_features')} hashed features")
         with np.load(Path(directory) / entry["file"]) as arrays:
-            coef, weights = arrays["coef"], arrays["weights"]
+            loaded = {k: arrays[k] for k in arrays.files}
+        detector = coef = None
+        if kind == DETECTOR:
+            state = {k.removeprefix("detector_"): v for k, v in loaded.items() if k != "weights"}
+            detector = TfidfSvm.from_state(entry["detector_state"], state)
+        else:
+            coef = loaded["coef"]
         return cls(
-            coef,
-            float(entry["intercept"]),
-            weights,
+            detector,
+            loaded["weights"],
             float(entry["bias"]),
             float(entry["floor"]),
             dict(entry.get("history") or {}),
+            coef=coef,
+            intercept=float(entry.get("intercept", 0.0)),
         )

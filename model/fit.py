@@ -106,20 +106,23 @@ def fit_familiarity(
 ) -> Familiarity | None:
     """The familiarity model (``model.familiarity``): the detector on ``train`` against the
     background's part A, the combiner on ``val`` (held out from everything the model learned)
-    against part B, whose headings neither the classes nor part A have. None when a part is
-    too small."""
+    against part B, whose headings neither the classes nor part A have; the served detector
+    on ``train`` against both parts. None when a part is too small."""
     config = model.config
     seed = config.seed
     classes = {c[:4] for c in model.labels}
     part_a = [e for e in background if not held_out_heading(e.label)]
-    part_b = [e for e in background if held_out_heading(e.label) and e.label[:4] not in classes]
+    part_b_all = [e for e in background if held_out_heading(e.label) and e.label[:4] not in classes]
     familiar = sample([e for e in val if not e.candidates], MAX_COMBINER_CASES, seed)
-    part_b = sample(part_b, MAX_COMBINER_CASES, seed)
+    part_b = sample(part_b_all, MAX_COMBINER_CASES, seed)
     if min(len(part_a), len(part_b), len(familiar)) < MIN_BACKGROUND:
         return None
 
     def texts(examples: Sequence[Example]) -> list[str]:
         return compose_texts(items_of(examples), config.uses_description)
+
+    def labelled(examples: Sequence[Example]) -> tuple[list[str], list[str]]:
+        return texts(examples), [e.accepted[0] for e in examples]
 
     def scored(examples: Sequence[Example]) -> tuple[list[str], list[float | None], np.ndarray]:
         requests = [RequestInput(e.key, e.title, e.description, e.image) for e in examples]
@@ -131,12 +134,14 @@ def fit_familiarity(
         )
 
     return Familiarity.fit(
-        texts(train),
-        texts(part_a),
+        labelled(train),
+        labelled(part_a),
         scored(familiar),
         scored(part_b),
         max_flagged=config.calibration.familiarity_max_flagged,
+        background_b=labelled(part_b_all),
         seed=seed,
+        jobs=torch.get_num_threads(),
     )
 
 

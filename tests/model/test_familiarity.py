@@ -13,7 +13,7 @@ from tiny_models import TINY_NETWORK
 from hscode.recommend import recommend
 from hscode.review import ReviewPolicy
 from model.config import ModelConfig
-from model.familiarity import held_out_heading
+from model.familiarity import N_FEATURES, Familiarity, detector_classes, held_out_heading
 from model.fit import fit
 from model.hsmodel import HSModel
 from model.records import Example, RequestInput
@@ -134,3 +134,43 @@ def test_without_a_background_the_nearest_case_rule_applies(models):
     ranking = without.rank([RequestInput("odd", "quantum entanglement research proposal")])[0]
     assert ranking.familiarity is None
     assert odd.review_reason.startswith("unlike any known case: no similar past case")
+
+
+def test_the_detector_learns_chapters_known_and_other_and_is_refitted_on_both_parts(models):
+    model, _, _ = models
+    fitted = model.history["familiarity"]
+    background = background_cases()
+    part_a = [e for e in background if not held_out_heading(e.label)]
+    assert fitted["detector"] == "chapters"
+    assert fitted["background_a"] == len(part_a)
+    # the served detector saw both parts; part B's headings are none of the classes'
+    assert fitted["served_detector_background"] == len(background)
+    classes = set(model.familiarity.detector.classes_.tolist())
+    assert {f"b{code[:2]}" for code in OTHER_GOODS} <= classes
+    assert {f"k{code[:2]}" for code in model.labels} <= classes
+    assert detector_classes(["8517130000"], ["0203291000"]) == ["k85", "b02"]
+
+
+def test_a_model_saved_with_the_former_hashed_detector_still_loads_and_scores(tmp_path):
+    rng = np.random.default_rng(0)
+    former = Familiarity(
+        None,
+        np.array([1.0, 2.0, 0.5]),
+        -0.3,
+        0.4,
+        coef=rng.normal(size=N_FEATURES).astype(np.float32),
+        intercept=0.1,
+    )
+    entry = former.save(tmp_path)
+    assert entry["detector"] == "hashed"
+    entry.pop("detector")  # as models saved before the chapter detector have it
+    loaded = Familiarity.load(tmp_path, entry)
+    texts, nearest, confidence = (
+        ["frozen pork belly", "스마트폰"],
+        [0.4, None],
+        np.array([0.9, 0.2]),
+    )
+    np.testing.assert_allclose(
+        loaded.probability(texts, nearest, confidence),
+        former.probability(texts, nearest, confidence),
+    )
