@@ -107,6 +107,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         seed=seed,
         device="cpu",
         num_threads=args.threads,
+        familiarity_max_flagged=args.max_flagged,
     )
     train = [Example(f"n{i}", names[i], label=labels[i]) for i in inner]
     valid = [Example(f"n{i}", names[i], label=labels[i]) for i in val]
@@ -130,7 +131,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
             ),
             "utf-8",
         )
-    policy = ReviewPolicy(args.threshold)
+    policy = ReviewPolicy(args.threshold, args.precedent_vote)
 
     def answer(texts: list[str]) -> tuple[list, list]:
         requests = [RequestInput(f"r{j}", t) for j, t in enumerate(texts)]
@@ -166,6 +167,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         "seed": seed,
         "k": args.k,
         "threshold": args.threshold,
+        "precedent_vote": args.precedent_vote,
+        "max_flagged": args.max_flagged,
         "n_familiar": len(known_recs),
         "n_unfamiliar": len(unknown_recs),
         "review_familiar": float(flagged_known.mean()),
@@ -208,7 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--n-unfamiliar", type=int, default=2000)
-    parser.add_argument("--threshold", type=float, default=0.5, help="ReviewPolicy threshold")
+    parser.add_argument(
+        "--threshold", type=float, default=ReviewPolicy().threshold, help="ReviewPolicy threshold"
+    )
+    parser.add_argument(
+        "--precedent-vote", action="store_true", help="the review rule's precedent vote on"
+    )
+    parser.add_argument(
+        "--max-flagged",
+        type=float,
+        default=ModelConfig().calibration.familiarity_max_flagged,
+        help="familiarity floor: this share of validation below it",
+    )
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=128)

@@ -298,7 +298,7 @@ def predict_file(
                 chunk,
                 top_k=top_k if digits == 10 else max(top_k, ROLL_UP_DEPTH),
                 n_precedents=settings.n_precedents,
-                policy=ReviewPolicy(settings.review_threshold),
+                policy=ReviewPolicy.from_settings(settings),
                 check=check,
             )
         for rec in recs:

@@ -553,7 +553,7 @@ def _recommend_batch(
     kwargs = {
         "top_k": settings.top_k,
         "n_precedents": settings.n_precedents,
-        "policy": ReviewPolicy(settings.review_threshold),
+        "policy": ReviewPolicy.from_settings(settings),
         "check": check,
     }
     try:

@@ -76,7 +76,15 @@ class Settings(BaseSettings):
     # scoring
     top_k: int = Field(5, ge=1, le=50)
     review_threshold: float = Field(
-        0.5, ge=0, le=1, description="Calibrated confidence below which a human reviews"
+        0.4, ge=0, le=1, description="Calibrated confidence below which a human reviews"
+    )
+    review_precedent_vote: bool = Field(
+        False,
+        description=(
+            "also send to review an answer whose similar past cases vote for another code "
+            "(off: on the real names those flags were mostly right answers, "
+            "docs/benchmarks.md section 13a)"
+        ),
     )
     score_batch_size: int = Field(2000, ge=1)
     score_threads: int | None = Field(

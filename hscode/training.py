@@ -402,7 +402,7 @@ def drift_baseline(model: HSModel, test: Sequence[Example], settings: Settings) 
     from hscode.review import ReviewPolicy
     from model.records import RequestInput
 
-    policy = ReviewPolicy(settings.review_threshold)
+    policy = ReviewPolicy.from_settings(settings)
     requests = [RequestInput(e.key, e.title, e.description, e.image) for e in test]
     confidence: list[float] = []
     reviewed = 0

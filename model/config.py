@@ -246,9 +246,10 @@ class CalibrationConfig:
     precedent_min_similarity: float = 0.5
     # learn how much a request looks like the known goods from the cases of other codes
     # (``model.familiarity``), when ``fit`` gets such a background; the floor below which a
-    # request is unfamiliar flags this share of the validation cases
+    # request is unfamiliar flags this share of the validation cases (0.15 with the review
+    # threshold 0.4: at most 20% of known goods to review, docs/benchmarks.md section 13a)
     familiarity: bool = True
-    familiarity_max_flagged: float = 0.1
+    familiarity_max_flagged: float = 0.15
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.share < 1.0:
