@@ -109,7 +109,7 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
 def coverage_curve(
     confidence: np.ndarray,
     correct: np.ndarray,
-    thresholds: Sequence[float] = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+    thresholds: Sequence[float] = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
 ) -> list[dict[str, float]]:
     """For each review threshold: share of requests answered automatically (confidence >= t)
     and the top-1 accuracy on those. Accuracy is NaN when nothing is covered."""

@@ -60,7 +60,8 @@ def text_model(text_data) -> HSModel:
 
 
 def _recommend(model, requests, top_k=5, n_precedents=3, review_threshold=0.5):
-    policy = ReviewPolicy(review_threshold)
+    # the precedent vote on (off by default): these tests check what it adds
+    policy = ReviewPolicy(review_threshold, precedent_vote=True)
     return recommend(model, requests, top_k=top_k, n_precedents=n_precedents, policy=policy)
 
 

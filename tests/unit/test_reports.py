@@ -86,7 +86,7 @@ def _report(n_codes: int = 4, n: int = 200) -> dict:
             "correct": correct,
             "coverage": [
                 {"threshold": t, "coverage": 1 - t / 2, "accuracy": 0.78 + t / 5, "n": 10}
-                for t in (0.0, 0.3, 0.5, 0.9)
+                for t in (0.0, 0.3, 0.4, 0.5, 0.9)
             ],
             "by_month": months,
         },
@@ -292,7 +292,7 @@ def test_the_page_fits_and_stands_alone():
     assert not re.search(r"""(src|href)=['"]?(https?:)?//""", page)  # nothing to fetch
     assert "<link" not in page and "<script" not in page
     assert page.count("<img") == len(reports.training_plots(_report()))
-    assert "0.5 (the review threshold)" in page
+    assert "0.4 (the review threshold)" in page  # the settings' default
 
 
 @pytest.mark.parametrize(
@@ -315,7 +315,7 @@ def test_format_value(value, kind, text):
 def test_the_marked_row_follows_the_review_threshold_passed():
     page = _page(review_threshold=0.3)
     assert "0.3 (the review threshold)" in page
-    assert "0.5 (the review threshold)" not in page
+    assert "0.4 (the review threshold)" not in page
 
 
 def test_an_unpromoted_newest_version_is_explained_from_its_own_report():

@@ -17,7 +17,7 @@ def _ranking(top: str, precedents: list[Precedent]) -> Ranking:
 
 
 def test_a_case_decided_under_a_split_code_speaks_for_its_successors():
-    policy = ReviewPolicy(0.5)
+    policy = ReviewPolicy(0.5, precedent_vote=True)
     split = Precedent("old", OLD, "led lamp", 0.95, successors=(NEW_A, NEW_B))
     same = Precedent("new", NEW_A, "led lamp set", 0.9)
     # before: 1/2 nearest cases were the old code, and outvoted the current successor
@@ -48,3 +48,14 @@ def test_the_index_keeps_successors_through_a_save(tmp_path):
     plain = PrecedentIndex.build(cases[1:], features[:1], "none", 0.5)
     plain.save(tmp_path)
     assert PrecedentIndex.load(tmp_path, "none", 0.5).successors is None
+
+
+def test_the_precedent_vote_is_off_unless_the_settings_turn_it_on():
+    from hscode.settings import Settings
+
+    other = [Precedent(f"o{i}", OTHER, "table", 0.97) for i in range(3)]
+    ranking = _ranking(NEW_A, other)
+    assert ReviewPolicy.from_settings(Settings()).assess(ranking) == (False, None)
+    on = ReviewPolicy.from_settings(Settings(review_precedent_vote=True, review_threshold=0.3))
+    assert on == ReviewPolicy(0.3, precedent_vote=True)
+    assert on.assess(ranking)[1].startswith("precedents disagree: 3/3")
