@@ -230,11 +230,13 @@ class HSModel:
         found = self.precedents.search(items, n_precedents, features)
         familiarity = floor = None
         if self.familiarity is not None:
-            # an unfamiliar request's scores are scaled by its familiarity: a low confidence
+            # an unfamiliar request's scores are scaled by familiarity / floor: a low confidence,
+            # continuous at the floor (scaling by the familiarity itself left the familiar
+            # cases below the floor far under-confident: docs/benchmarks.md section 13a)
             familiarity = self.familiarity.probability(batch.texts, found.nearest, top_scores[:, 0])
             floor = self.familiarity.floor
-            low = familiarity < floor
-            top_scores = np.where(low[:, None], top_scores * familiarity[:, None], top_scores)
+            scale = np.minimum(familiarity / max(floor, 1e-12), 1.0)
+            top_scores = top_scores * scale[:, None]
         labels = self.labels
         return [
             Ranking(

@@ -96,8 +96,8 @@ def test_a_request_unlike_any_known_case_gets_low_confidence_and_the_reason(mode
     assert "no similar past case" in odd.review_reason and odd.precedents == []
     raw = model.rank([RequestInput("odd", "quantum entanglement research grant proposal")])[0]
     assert raw.familiarity < raw.familiarity_floor
-    # its scores are scaled by its familiarity: a low confidence
-    assert odd.confidence <= raw.familiarity + 1e-9
+    # its scores are scaled by familiarity / floor: a low confidence
+    assert odd.confidence <= raw.familiarity / raw.familiarity_floor + 1e-9
     assert not (known.review_reason or "").startswith("unlike")
     assert known.confidence > odd.confidence
 
@@ -173,4 +173,22 @@ def test_a_model_saved_with_the_former_hashed_detector_still_loads_and_scores(tm
     np.testing.assert_allclose(
         loaded.probability(texts, nearest, confidence),
         former.probability(texts, nearest, confidence),
+    )
+
+
+def test_below_the_floor_the_scores_are_scaled_by_familiarity_over_the_floor(models):
+    model, _, _ = models
+    request = [RequestInput("odd", "quantum entanglement research grant proposal")]
+    scaled = model.rank(request, top_k=3)[0]
+    floor = model.familiarity.floor
+    try:
+        model.familiarity.floor = 0.0  # nothing is below it: the scores unscaled
+        unscaled = model.rank(request, top_k=3)[0]
+    finally:
+        model.familiarity.floor = floor
+    assert scaled.familiarity < floor
+    factor = scaled.familiarity / floor
+    assert [c.hs10 for c in scaled.candidates] == [c.hs10 for c in unscaled.candidates]
+    np.testing.assert_allclose(
+        [c.score for c in scaled.candidates], [c.score * factor for c in unscaled.candidates]
     )
