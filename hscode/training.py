@@ -511,8 +511,8 @@ def train_and_register(
     a promoted candidate refitted on every case."""
     from hscode.cases import cases_snapshot_hash
     from hscode.registry import Registry
-    from model.fit import fit
-    from model.refit import refit
+    from model.fit import class_labels, fit
+    from model.refit import refit, retrains_network
 
     config = config or TrainConfig()
     seed = settings.seed if config.seed is None else config.seed
@@ -620,11 +620,14 @@ def train_and_register(
 
     if promote and config.refit:
         t_refit = time.perf_counter()
+        # the champion's network is read only when the refit retrains the main network
+        warm = (
+            _warm_source(registry, recipe, evaluated=False)
+            if retrains_network(model, class_labels(examples))
+            else None
+        )
         served = refit(  # logs its time
-            model,
-            examples,
-            progress=stages.for_stage(refit_stage),
-            warm_from=_warm_source(registry, recipe, evaluated=False),
+            model, examples, progress=stages.for_stage(refit_stage), warm_from=warm
         )
         served.precedents.attach_evidence(evidence)
         metrics["refit_seconds"] = time.perf_counter() - t_refit

@@ -43,6 +43,13 @@ from model.warm import WarmSource
 log = logging.getLogger(__name__)
 
 
+def retrains_network(evaluated: HSModel, labels: Sequence[str]) -> bool:
+    """Whether :func:`refit` on cases of these class ``labels`` retrains the main network: it
+    is kept only when it adds nothing to any score and already knows every label."""
+    weight = evaluated.weights()
+    return not weight or weight.get(MemberName.NETWORK, 0.0) != 0.0 or evaluated.labels != labels
+
+
 def refit(
     evaluated: HSModel,
     examples: Sequence[Example],
@@ -63,11 +70,7 @@ def refit(
     if len(labels) < 2:
         raise ValueError(f"refit needs at least two classes, got {labels}")
     config = fixed_epochs(evaluated.config, best_epoch(evaluated.network))
-    weight = evaluated.weights()
-    # kept only when it adds nothing to any score and already knows every label of examples
-    retrain_network = (
-        not weight or weight.get(MemberName.NETWORK, 0.0) != 0.0 or evaluated.labels != labels
-    )
+    retrain_network = retrains_network(evaluated, labels)
     companion = evaluated.member(MemberName.COMPANION)
     companion_epochs = best_epoch(companion.network) if companion is not None else 0
     # progress over both networks, in proportion to their epochs

@@ -9,7 +9,7 @@ from tiny_models import TINY_NETWORK
 from model.config import ModelConfig
 from model.fit import fit
 from model.network import build_module
-from model.refit import refit
+from model.refit import refit, retrains_network
 from model.synthetic import make_cases
 from model.text import Vocab
 from model.warm import WarmSource, incompatibility, warm_config, warm_start
@@ -96,3 +96,19 @@ def test_a_warm_fit_learns_a_new_code_in_few_epochs_and_beats_the_same_epochs_co
     served = refit(warm, cases, warm_from=source)
     assert served.history["refit"]["network"] == "retrained, warm"
     assert "warm_start" in served.network.history
+
+
+def test_the_refit_keeps_a_network_that_carries_no_weight_and_knows_every_code() -> None:
+    # what the nightly training asks before reading the champion's network for a warm refit
+    class Evaluated:
+        def __init__(self, weights: dict[str, float]) -> None:
+            self.labels = ["a", "b"]
+            self._weights = weights
+
+        def weights(self) -> dict[str, float]:
+            return self._weights
+
+    assert not retrains_network(Evaluated({"network": 0.0, "svm": 1.0}), ["a", "b"])
+    assert retrains_network(Evaluated({"network": 0.1, "svm": 0.9}), ["a", "b"])
+    assert retrains_network(Evaluated({"network": 0.0, "svm": 1.0}), ["a", "b", "c"])  # new code
+    assert retrains_network(Evaluated({}), ["a", "b"])  # no mixture: the network is the model
