@@ -27,8 +27,9 @@ is learned from the cases the model does NOT classify, an outlier-exposure desig
 
 ``HSModel.rank`` gives each request its familiarity; one below the floor multiplies the
 candidates' scores by familiarity / floor (a low confidence, continuous at the floor) and
-``hscode.review`` sends it to review as "unlike any known case". Without a background (every code is a class, or too few other
-cases) there is no familiarity and the nearest-case rule alone applies.
+``hscode.review`` sends it to review as "unlike any known case". Without a background (every
+code is a class, or too few other cases) there is no familiarity and the nearest-case rule
+alone applies.
 """
 
 from __future__ import annotations
