@@ -35,7 +35,7 @@ from model.members import FitContext
 from model.members.network import companion_steps
 from model.mixture import calibrate_network, fit_ensemble
 from model.records import Example, RequestInput
-from model.runtime import resolve_device, threads
+from model.runtime import fit_jobs, resolve_device, threads
 from model.train_loop import Progress, check_labelled, network_steps, train_network
 from model.validation import calibration_split
 from model.warm import WarmSource, warm_config
@@ -141,7 +141,7 @@ def fit_familiarity(
         max_flagged=config.calibration.familiarity_max_flagged,
         background_b=labelled(part_b_all),
         seed=seed,
-        jobs=torch.get_num_threads(),
+        jobs=fit_jobs(),
     )
 
 

@@ -35,6 +35,12 @@ def threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def fit_jobs() -> int:
+    """Threads for a fit outside torch (the SVMs' ``fit_one_vs_rest``): the torch threads the
+    enclosing :func:`threads` block set, so one setting sizes every stage of a fit."""
+    return torch.get_num_threads()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from scipy import sparse
 
 from model.baseline import TfidfSvm, fit_one_vs_rest
@@ -27,6 +26,7 @@ from model.members.base import (
     write_state,
 )
 from model.members.tfidf import svm_of
+from model.runtime import fit_jobs
 
 
 class HeadingMember:
@@ -95,7 +95,7 @@ def _fit(ctx: FitContext) -> HeadingMember:
     texts, y, weights = ctx.expanded  # a case with several right codes counts for each
     x: sparse.csr_matrix = ctx.batch.tfidf(svm) if weights is None else svm.sparse_features(texts)
     coef, intercept, seen = fit_one_vs_rest(
-        x, head_of_class[y], ens.c, ctx.config.seed, weights, jobs=torch.get_num_threads()
+        x, head_of_class[y], ens.c, ctx.config.seed, weights, jobs=fit_jobs()
     )
     # a heading no training case has (its codes' cases are all elsewhere) scores below all
     full = np.zeros((x.shape[1], n_heads), dtype=np.float32)

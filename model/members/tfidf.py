@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from model.baseline import TfidfKnn, TfidfSvm
 from model.config import MemberName
@@ -24,6 +23,7 @@ from model.members.base import (
     register_fresh,
     write_state,
 )
+from model.runtime import fit_jobs
 
 
 class SvmMember:
@@ -48,7 +48,7 @@ def _fit_svm(ctx: FitContext) -> SvmMember:
         seed=ctx.config.seed,
         min_df=ens.min_df,
         max_coef_mb=ens.max_coef_mb,
-        jobs=torch.get_num_threads(),  # the fit's threads (``model.runtime.threads``)
+        jobs=fit_jobs(),
     ).fit(texts, y, sample_weight=weights)
     if not np.array_equal(svm.classes_, np.arange(len(ctx.labels))):
         raise RuntimeError("TF-IDF member: classes do not match the model's labels")
