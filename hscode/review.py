@@ -19,9 +19,12 @@ wrong 59-63% of the time. The evidence is still shown: every answer lists its pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from model.records import Ranking
+
+if TYPE_CHECKING:
+    from hscode.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class ReviewPolicy:
     precedent_vote: bool = False  # Settings.review_precedent_vote
 
     @classmethod
-    def from_settings(cls, settings: Any) -> ReviewPolicy:
+    def from_settings(cls, settings: Settings) -> ReviewPolicy:
         """The policy a deployment's ``hscode.settings.Settings`` describe."""
         return cls(settings.review_threshold, settings.review_precedent_vote)
 
