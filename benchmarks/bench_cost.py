@@ -9,6 +9,11 @@ torch/BLAS limited to --threads threads):
     hscode cases import corpus.csv --columns hs_code=hscode,title=name
     hscode train --inputs title [--top-codes K] [--train-args ...]
 
+With ``--nights M`` each size then has M - 1 more nights in the same data dir: import the
+corpus' next ``--new-share`` x N rows (default 1%), train again. A later night trains what
+the champion's recipe calls for (the light recipe leaves out the members the last full run
+weighed 0; ``--train-args "--warm"`` continues the champion's network).
+
 The corpus: the real ghko99 names (34,114 rows) in a seeded order; beyond them, real names
 repeated with a light perturbation (one of: a token dropped, two neighbouring tokens swapped,
 a token repeated, a model-number-like token appended, the case changed), each with its
@@ -129,21 +134,35 @@ def run_corpus(
 ) -> dict[str, Any]:
     """``hscode cases import CSV`` and ``hscode train --inputs INPUTS`` in a fresh data dir
     under ``folder``; their cost and the training's stages."""
+    data_dir = folder / f"data-{inputs.replace('+', '-')}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return night(args, label, data_dir, folder, csv_path, inputs, import_args)
+
+
+def night(
+    args: argparse.Namespace,
+    label: str,
+    data_dir: Path,
+    folder: Path,
+    csv_path: Path,
+    inputs: str,
+    import_args: Sequence[str] = (),
+    tag: str = "",
+) -> dict[str, Any]:
+    """One night in ``data_dir``: import ``csv_path``, train; their cost and the stages."""
     from hscode.registry import Registry
     from hscode.settings import Settings
 
-    data_dir = folder / f"data-{inputs.replace('+', '-')}"
-    shutil.rmtree(data_dir, ignore_errors=True)
     imp = run_cli(
         ["cases", "import", str(csv_path), *import_args],
-        data_dir, args.seed, args.threads, folder / f"import-{inputs}.log",
+        data_dir, args.seed, args.threads, folder / f"import-{inputs}{tag}.log",
     )  # fmt: skip
     train_argv = ["train", "--inputs", inputs]
     if args.top_codes:
         train_argv += ["--top-codes", str(args.top_codes)]
     train = run_cli(
         [*train_argv, *shlex.split(args.train_args)],
-        data_dir, args.seed, args.threads, folder / f"train-{inputs}.log",
+        data_dir, args.seed, args.threads, folder / f"train-{inputs}{tag}.log",
     )  # fmt: skip
     trained = parse_train(train.stdout)
     registry = Registry.from_settings(Settings(data_dir=data_dir, _env_file=None))
@@ -159,23 +178,39 @@ def run_corpus(
         "n_train": history.get("n_train"),
         "labels": history.get("labels"),
         "metrics": trained["metrics"],
+        "promoted": trained["promoted"],
         "recipe": registry.get(trained["version"]).info.get("recipe"),
     }
 
 
-def run_size(args: argparse.Namespace, size: int) -> dict[str, Any]:
+def run_size(args: argparse.Namespace, size: int) -> list[dict[str, Any]]:
+    """The first night on ``size`` cases, then ``--nights - 1`` more in the same data dir,
+    each after importing ``--new-share`` of ``size`` new rows (the corpus' next rows)."""
     folder = args.work_dir / f"n{size}"
     folder.mkdir(parents=True, exist_ok=True)
-    rows, real = corpus(size, args.seed)
+    n_new = round(size * args.new_share)
+    rows, real = corpus(size + n_new * (args.nights - 1), args.seed)
     csv_path = folder / "corpus.csv"
-    rows.to_csv(csv_path, index=False)
-    log(f"N={size}: {real} real rows, {size - real} perturbed repeats")
+    rows.iloc[:size].to_csv(csv_path, index=False)
+    log(f"N={size}: {min(real, size)} real rows, {max(size - real, 0)} perturbed repeats")
     columns = ["--columns", "hs_code=hscode,title=name"]
-    result = run_corpus(args, f"N = {size:,}", folder, csv_path, "title", columns)
-    return result | {
-        "cases": f"{size:,} ({real:,} real)",
-        "tokenise_s": tokenise_seconds(rows["name"].tolist()),
-    }
+    first = run_corpus(args, f"N = {size:,}", folder, csv_path, "title", columns)
+    results = [
+        first
+        | {
+            "cases": f"{size:,} ({min(real, size):,} real)",
+            "tokenise_s": tokenise_seconds(rows["name"].iloc[:size].tolist()),
+        }
+    ]
+    for i in range(2, args.nights + 1):
+        start = size + n_new * (i - 2)
+        night_csv = folder / f"night{i}.csv"
+        rows.iloc[start : start + n_new].to_csv(night_csv, index=False)
+        label = f"N = {size:,}, night {i} (+{n_new:,})"
+        data_dir = folder / "data-title"
+        result = night(args, label, data_dir, folder, night_csv, "title", columns, f"-night{i}")
+        results.append(result | {"cases": f"{size + n_new * (i - 1):,}"})
+    return results
 
 
 def kcs_csv(folder: Path) -> tuple[Path, int]:
@@ -262,6 +297,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         ["**`hscode train`, wall**", *(f"**{r['train']['seconds']:.0f}**" for r in results)],
         ["peak memory of `hscode train`, MB", *(f"{r['train']['peak_mb']:.0f}" for r in results)],
         ["test top-1", *(str(r["metrics"].get("test_top1", "")) for r in results)],
+        ["recipe", *((r.get("recipe") or {}).get("reason", "") for r in results)],
+        ["promoted", *(str(r.get("promoted", "")) for r in results)],
     ]
     return (
         f"# bench_cost\n\nCommand: `{report['command']}`\n\nMachine: {report['machine']}; "
@@ -279,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         "title / title+image",
     )
     parser.add_argument("--fashion-items", type=int, default=2000)
+    parser.add_argument(
+        "--nights",
+        type=int,
+        default=1,
+        help="nights per size: the first trains from nothing, each later one in the same "
+        "data dir after importing --new-share new rows (the recipe the champion calls for)",
+    )
+    parser.add_argument("--new-share", type=float, default=0.01, help="new rows per later night")
     parser.add_argument("--top-codes", type=int, default=None, help="hscode train --top-codes")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
@@ -286,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=OUT_DIR / "bench_cost")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "bench_cost.json")
     args = parser.parse_args(argv)
-    results = [run_size(args, n) for n in args.sizes]
+    results = [r for n in args.sizes for r in run_size(args, n)]
     if args.inputs_axis:
         results += run_inputs(args)
     report = {
