@@ -46,6 +46,7 @@ from benchmarks.common import (
 )
 from hscode.recommend import recommend
 from hscode.review import ReviewPolicy
+from model.calibrate import top1_ece
 from model.config import ModelConfig
 from model.fit import fit
 from model.records import Example, RequestInput
@@ -63,18 +64,6 @@ def _auroc(familiar: np.ndarray, unfamiliar: np.ndarray) -> float:
 
     truth = np.r_[np.ones(len(familiar)), np.zeros(len(unfamiliar))]
     return float(roc_auc_score(truth, np.r_[familiar, unfamiliar]))
-
-
-def top_label_ece(confidence: np.ndarray, right: np.ndarray, n_bins: int = 15) -> float:
-    """Expected calibration error of the top code's confidence (equal-width bins)."""
-    confidence, right = np.asarray(confidence, float), np.asarray(right, float)
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    return float(
-        sum(
-            abs(right[bins == b].mean() - confidence[bins == b].mean()) * np.mean(bins == b)
-            for b in np.unique(bins)
-        )
-    )
 
 
 def _reason(reason: str | None) -> str:
@@ -195,7 +184,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
         "familiarity_fit": model.history.get("familiarity"),
         "top1_familiar_all": float(right.mean()),
         # the served confidence (scaled by familiarity below the floor) on the familiar names
-        "ece_familiar": top_label_ece(feature(known_rank, "confidence"), right),
+        "ece_familiar": top1_ece(feature(known_rank, "confidence"), right),
         "top1_familiar_answered": float(right[answered].mean()) if answered.any() else None,
         "answered_familiar": float(answered.mean()),
         "auroc": aurocs,

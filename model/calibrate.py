@@ -99,10 +99,16 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    n = len(labels)
+    return top1_ece(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+
+
+def top1_ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+    """:func:`ece` from the top-1 confidence and whether the top-1 answer was right (for
+    scores that are not a full probability matrix, e.g. a request's served confidence)."""
+    n = len(confidence)
     if n == 0:
         return float("nan")
-    rows = reliability_bins(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+    rows = reliability_bins(confidence, correct, n_bins)
     return float(sum(r["n"] / n * abs(r["accuracy"] - r["mean_confidence"]) for r in rows))
 
 
