@@ -12,25 +12,24 @@ A ranking goes to review, with the first reason that applies:
 
 Why the third rule is off by default (docs/benchmarks.md section 13a): on the ghko99 names
 (K = 100) it flagged 10-12% of the names of known codes, and only 28-31% of the answers it
-alone flagged were wrong (22% of all answers are), while the low-confidence rule's flags were
+alone flagged were wrong (20-22% of all answers are), while the low-confidence rule's flags were
 wrong 59-63% of the time. The evidence is still shown: every answer lists its precedents.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from hscode.settings import Settings
 from model.records import Ranking
 
-if TYPE_CHECKING:
-    from hscode.settings import Settings
+_DEFAULT = Settings.model_fields  # the policy's defaults are the settings' (one definition)
 
 
 @dataclass(frozen=True, slots=True)
 class ReviewPolicy:
-    threshold: float = 0.4  # Settings.review_threshold
-    precedent_vote: bool = False  # Settings.review_precedent_vote
+    threshold: float = _DEFAULT["review_threshold"].default
+    precedent_vote: bool = _DEFAULT["review_precedent_vote"].default
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReviewPolicy:
