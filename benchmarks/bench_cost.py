@@ -12,7 +12,9 @@ torch/BLAS limited to --threads threads):
 With ``--nights M`` each size then has M - 1 more nights in the same data dir: import the
 corpus' next ``--new-share`` x N rows (default 1%), train again. A later night trains what
 the champion's recipe calls for (the light recipe leaves out the members the last full run
-weighed 0; ``--train-args "--warm"`` continues the champion's network).
+weighed 0; ``--train-args "--warm"`` continues the champion's network; ``--warm-last`` passes
+``--warm`` to the last night only, so night 2 and night 3 compare a light night from scratch
+with a warm one).
 
 The corpus: the real ghko99 names (34,114 rows) in a seeded order; beyond them, real names
 repeated with a light perturbation (one of: a token dropped, two neighbouring tokens swapped,
@@ -134,9 +136,14 @@ def run_corpus(
 ) -> dict[str, Any]:
     """``hscode cases import CSV`` and ``hscode train --inputs INPUTS`` in a fresh data dir
     under ``folder``; their cost and the training's stages."""
-    data_dir = folder / f"data-{inputs.replace('+', '-')}"
+    data_dir = data_dir_of(folder, inputs)
     shutil.rmtree(data_dir, ignore_errors=True)
     return night(args, label, data_dir, folder, csv_path, inputs, import_args)
+
+
+def data_dir_of(folder: Path, inputs: str) -> Path:
+    """The data dir of a corpus' nights under ``folder``, one per inputs."""
+    return folder / f"data-{inputs.replace('+', '-')}"
 
 
 def night(
@@ -206,9 +213,17 @@ def run_size(args: argparse.Namespace, size: int) -> list[dict[str, Any]]:
         start = size + n_new * (i - 2)
         night_csv = folder / f"night{i}.csv"
         rows.iloc[start : start + n_new].to_csv(night_csv, index=False)
-        label = f"N = {size:,}, night {i} (+{n_new:,})"
-        data_dir = folder / "data-title"
-        result = night(args, label, data_dir, folder, night_csv, "title", columns, f"-night{i}")
+        warm = args.warm_last and i == args.nights and i > 2
+        label = f"N = {size:,}, night {i} (+{n_new:,}{', --warm' if warm else ''})"
+        night_args = (
+            argparse.Namespace(**{**vars(args), "train_args": f"{args.train_args} --warm"})
+            if warm
+            else args
+        )
+        result = night(
+            night_args, label, data_dir_of(folder, "title"), folder, night_csv, "title",
+            columns, f"-night{i}",
+        )  # fmt: skip
         results.append(result | {"cases": f"{size + n_new * (i - 1):,}"})
     return results
 
@@ -324,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         "data dir after importing --new-share new rows (the recipe the champion calls for)",
     )
     parser.add_argument("--new-share", type=float, default=0.01, help="new rows per later night")
+    parser.add_argument(
+        "--warm-last",
+        action="store_true",
+        help="the last night (of three or more) also passes --warm: the light night before "
+        "it from scratch, this one continuing the champion's network",
+    )
     parser.add_argument("--top-codes", type=int, default=None, help="hscode train --top-codes")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
