@@ -18,9 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy import sparse
+from scipy.sparse._sparsetools import csr_todense
 
 from model.baseline import TfidfSvm, csr_from_state, csr_state, l2_rows
+from model.runtime import cpu_bf16
 from model.sentence import get_encoder
 
 NO_CASE = -1.0  # the similarity of a code with no training case (below any cosine's use)
@@ -28,18 +31,25 @@ NO_CASE = -1.0  # the similarity of a code with no training case (below any cosi
 
 # the terms in most training texts (single characters, common syllables) make a sparse
 # product slow: every query row meets their long columns. This many of them go into a dense
-# product instead (K = 100 names, 1,024 requests x 14,456 cases: 1.11 s as one sparse
-# product, 0.17 s split at 512 terms, 0.18 at 1,024, 0.26 at 2,048; the same cosines to 1e-6)
-DENSE_TERMS = 512
+# product instead, with the sentence vectors (K = 100 names, 2,000 requests x 11,596 cases in
+# bf16: 0.21 s at 512 terms, 0.17 at 1,024, 0.16 at 2,048, 0.22 at 4,096; fp32 at 512 terms,
+# as three products: 0.42 s; docs/benchmarks.md section 17)
+DENSE_TERMS = 1024
+
+
+def product_dtype() -> torch.dtype:
+    """The dense product's precision: bf16 where the CPU multiplies it natively (the cosines
+    move by at most about 2e-3), fp32 elsewhere."""
+    return torch.bfloat16 if cpu_bf16() else torch.float32
 
 
 @dataclass(frozen=True)
 class _Split:
     common: np.ndarray  # term indices of the dense part
     rare: np.ndarray  # every other term
-    common_t: np.ndarray  # [len(common), n_train] float32
-    rare_t: sparse.csr_matrix  # [len(rare), n_train]
-    vectors_t: np.ndarray | None  # [dim, n_train] float32
+    # [len(common) (+ dim), n_train]: the common terms' columns, then the sentence vectors'
+    dense_t: torch.Tensor
+    rare_t: sparse.csr_matrix  # [len(rare), n_train] float32
 
     @classmethod
     def of(cls, matrix: sparse.csr_matrix, vectors: np.ndarray | None) -> _Split:
@@ -48,12 +58,14 @@ class _Split:
         n = min(DENSE_TERMS, matrix.shape[1])
         common = np.sort(np.argsort(-in_texts, kind="stable")[:n])
         rare = np.setdiff1d(np.arange(matrix.shape[1]), common)
+        dense = by_term[:, common].toarray().T.astype(np.float32)
+        if vectors is not None:
+            dense = np.vstack([dense, vectors.T.astype(np.float32)])
         return cls(
             common=common,
             rare=rare,
-            common_t=np.ascontiguousarray(by_term[:, common].toarray().T),
-            rare_t=by_term[:, rare].T.tocsr(),
-            vectors_t=None if vectors is None else np.ascontiguousarray(vectors.T, np.float32),
+            dense_t=torch.from_numpy(np.ascontiguousarray(dense)).to(product_dtype()),
+            rare_t=by_term[:, rare].T.tocsr().astype(np.float32),
         )
 
 
@@ -127,18 +139,24 @@ class NearestCases:
         x = l2_rows(self.features.sparse_features(texts) if tfidf is None else tfidf)
         dense = self._vectors(texts)
         split = self._split()
-        vectors_t = split.vectors_t
-        w = self.sentence_weight
+        w = self.sentence_weight if dense is not None else 0.0
         for start in range(0, len(texts), self.chunk):
             stop = start + self.chunk
             part = x[start:stop]
-            # the same cosine as part @ matrix.T, in two exact pieces: the commonest terms as
-            # a dense product (BLAS), the rest as a sparse one (now cheap: its rows are short)
-            sims = part[:, split.common].toarray() @ split.common_t
-            sims += (part[:, split.rare] @ split.rare_t).toarray()
-            if vectors_t is not None:
-                sims *= 1.0 - w
-                sims += w * (dense[start:stop] @ vectors_t)
+            # the blend (1 - w) * part @ matrix.T + w * dense @ vectors.T in two pieces: the
+            # commonest terms and the sentence vectors as one dense product, the rest of the
+            # terms as a sparse one (now cheap: its rows are short)
+            query = part[:, split.common].toarray().astype(np.float32)
+            query *= 1.0 - w
+            if dense is not None:
+                query = np.hstack([query, w * dense[start:stop]])
+            q = torch.from_numpy(query).to(split.dense_t.dtype)
+            sims = torch.matmul(q, split.dense_t).float().numpy()
+            rare = (part[:, split.rare].astype(np.float32) @ split.rare_t).tocsr()
+            rare.data *= np.float32(1.0 - w)
+            # adds the sparse piece into sims in place (``toarray(out=)`` would zero it
+            # first); the exactness tests check the sum
+            csr_todense(*rare.shape, rare.indptr, rare.indices, rare.data, sims)
             out[start:stop, self.codes] = np.maximum.reduceat(sims, self.starts, axis=1)
         return out
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from model.baseline import TfidfSvm, l2_rows
 from model.config import ModelConfig
@@ -22,6 +23,13 @@ LABELS = [0, 0, 1, 1, 0, 1]
 @pytest.fixture(scope="module")
 def svm():
     return TfidfSvm(min_df=1).fit(TEXTS, LABELS)
+
+
+@pytest.fixture(autouse=True)
+def exact_products(request, monkeypatch):
+    """fp32 products, so the cosines are checked to 1e-6 (bf16 has a test of its own)."""
+    if "bf16" not in request.node.name:
+        monkeypatch.setattr("model.nearest.product_dtype", lambda: torch.float32)
 
 
 def test_each_code_scores_its_most_similar_case(svm):
@@ -165,3 +173,13 @@ def test_the_split_product_is_the_plain_cosine(svm, monkeypatch, dense_terms):
     labels = np.array(LABELS)[rows]
     expected = np.stack([cos[:, labels == c].max(axis=1) for c in (0, 1)], axis=1)
     np.testing.assert_allclose(nearest.similarities(probe), expected, atol=1e-6)
+
+
+def test_bf16_products_stay_within_3e_3_of_the_exact_blend(svm, monkeypatch):
+    probe = ["hex bolt m8", "plastic clip box", "볼트 클립", "steel clip"]
+    exact = NearestCases(encoder="use-m3", chunk=3).fit(svm, TEXTS, LABELS, 2)
+    expected = exact.similarities(probe)
+    monkeypatch.setattr("model.nearest.product_dtype", lambda: torch.bfloat16)
+    fast = NearestCases(encoder="use-m3", chunk=3).fit(svm, TEXTS, LABELS, 2)
+    assert fast._split().dense_t.dtype == torch.bfloat16
+    np.testing.assert_allclose(fast.similarities(probe), expected, atol=3e-3)
