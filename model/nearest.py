@@ -23,7 +23,7 @@ from scipy import sparse
 from scipy.sparse._sparsetools import csr_todense
 
 from model.baseline import TfidfSvm, csr_from_state, csr_state, l2_rows
-from model.runtime import cpu_bf16
+from model.runtime import matmul_dtype
 from model.sentence import get_encoder
 
 NO_CASE = -1.0  # the similarity of a code with no training case (below any cosine's use)
@@ -35,12 +35,6 @@ NO_CASE = -1.0  # the similarity of a code with no training case (below any cosi
 # bf16: 0.21 s at 512 terms, 0.17 at 1,024, 0.16 at 2,048, 0.22 at 4,096; fp32 at 512 terms,
 # as three products: 0.42 s; docs/benchmarks.md section 17)
 DENSE_TERMS = 1024
-
-
-def product_dtype() -> torch.dtype:
-    """The dense product's precision: bf16 where the CPU multiplies it natively (the cosines
-    move by at most about 2e-3), fp32 elsewhere."""
-    return torch.bfloat16 if cpu_bf16() else torch.float32
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ class _Split:
         return cls(
             common=common,
             rare=rare,
-            dense_t=torch.from_numpy(np.ascontiguousarray(dense)).to(product_dtype()),
+            dense_t=torch.from_numpy(np.ascontiguousarray(dense)).to(matmul_dtype()),
             rare_t=by_term[:, rare].T.tocsr().astype(np.float32),
         )
 

@@ -23,11 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from model.config import SentenceEncoderName
 from model.encoding import Item, title_texts
 from model.records import Example, Precedent
+from model.runtime import matmul_dtype
 from model.sentence import get_encoder
+
+# queries per product in the sentence space (512 of 2,000 was the fastest)
+SEARCH_CHUNK = 512
 
 FILE = "precedents.npz"
 EVIDENCE_FILE = "precedent_evidence.json"
@@ -74,6 +79,10 @@ class PrecedentIndex:
     # per indexed case, the current codes it was split or moved into (``Example.candidates``;
     # empty for a case whose label is its code); None: none has any (or an older index)
     successors: list[tuple[str, ...]] | None = None
+    # ``sentences`` transposed for the product, made on the first search: (the array, it)
+    _cases_t: tuple[np.ndarray, torch.Tensor] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def build(
@@ -145,21 +154,16 @@ class PrecedentIndex:
         if self.sentence_space:
             floor = self.min_similarity
             queries = get_encoder(self.encoder).encode(title_texts(items))
-            sims = queries @ self.sentences.T
-            nearest = [float(v) for v in sims.max(axis=1)]
+            best, row, col, value = self._sentence_hits(queries, floor)
+            nearest = best.tolist()
         elif n:
             sims = features() @ self.features.T
-        if not n:
-            return Neighbours([[] for _ in range(rows)], nearest, floor)
-        if floor is None:
             near = np.argpartition(-sims, n - 1, axis=1)[:, :n]
             row = np.repeat(np.arange(rows), n)
             col = near.ravel()
-        else:
-            # only cases from the floor up can be precedents: rank those few, not every case
-            # (a full partition of [requests, cases] was half of the search's time)
-            row, col = np.nonzero(sims >= floor)
-        value = sims[row, col]
+            value = sims[row, col]
+        if not n:
+            return Neighbours([[] for _ in range(rows)], nearest, floor)
         order = np.lexsort((col, -value, row))  # by request, best first, ties by case
         row, col, value = row[order], col[order], value[order]
         rank = np.arange(len(row)) - np.searchsorted(row, row)  # position within its request
@@ -168,6 +172,30 @@ class PrecedentIndex:
         for r, j, v in zip(row[keep].tolist(), col[keep].tolist(), value[keep].tolist()):
             found[r].append(self._precedent(j, float(np.clip(v, -1.0, 1.0))))
         return Neighbours(found, nearest, floor)
+
+    def _sentence_hits(
+        self, queries: np.ndarray, floor: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each query's best cosine to the cases, and every (query, case, cosine) from the
+        floor up: only those can be precedents, so only those are ranked. The product runs
+        in chunks of queries that stay in the cache, in :func:`model.runtime.matmul_dtype`
+        (2,000 queries x 11,596 cases: 0.07 s in bf16 against 0.18 s in numpy; section 17)."""
+        if self._cases_t is None or self._cases_t[0] is not self.sentences:
+            cases = torch.from_numpy(np.ascontiguousarray(self.sentences.T, dtype=np.float32))
+            self._cases_t = (self.sentences, cases.to(matmul_dtype()))
+        cases = self._cases_t[1]
+        best = np.zeros(len(queries), dtype=np.float32)
+        rows, cols, values = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+        with torch.inference_mode():
+            for start in range(0, len(queries), SEARCH_CHUNK):
+                part = torch.from_numpy(queries[start : start + SEARCH_CHUNK])
+                sims = torch.matmul(part.to(cases.dtype), cases).float()
+                best[start : start + len(part)] = sims.amax(dim=1).numpy()
+                row, col = (sims >= floor).nonzero(as_tuple=True)
+                values.append(sims[row, col].numpy().astype(np.float64))
+                rows.append(row.numpy() + start)
+                cols.append(col.numpy())
+        return best, np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
 
     # --- persistence ------------------------------------------------------------------------
     def save(self, directory: Path) -> None:

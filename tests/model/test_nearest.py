@@ -29,7 +29,7 @@ def svm():
 def exact_products(request, monkeypatch):
     """fp32 products, so the cosines are checked to 1e-6 (bf16 has a test of its own)."""
     if "bf16" not in request.node.name:
-        monkeypatch.setattr("model.nearest.product_dtype", lambda: torch.float32)
+        monkeypatch.setattr("model.nearest.matmul_dtype", lambda: torch.float32)
 
 
 def test_each_code_scores_its_most_similar_case(svm):
@@ -179,7 +179,7 @@ def test_bf16_products_stay_within_3e_3_of_the_exact_blend(svm, monkeypatch):
     probe = ["hex bolt m8", "plastic clip box", "볼트 클립", "steel clip"]
     exact = NearestCases(encoder="use-m3", chunk=3).fit(svm, TEXTS, LABELS, 2)
     expected = exact.similarities(probe)
-    monkeypatch.setattr("model.nearest.product_dtype", lambda: torch.bfloat16)
+    monkeypatch.setattr("model.nearest.matmul_dtype", lambda: torch.bfloat16)
     fast = NearestCases(encoder="use-m3", chunk=3).fit(svm, TEXTS, LABELS, 2)
     assert fast._split().dense_t.dtype == torch.bfloat16
     np.testing.assert_allclose(fast.similarities(probe), expected, atol=3e-3)

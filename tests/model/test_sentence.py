@@ -163,9 +163,9 @@ def test_the_torch_forward_pass_gives_the_packages_vectors(dtype):
 
 
 def test_bf16_is_chosen_only_where_the_cpu_has_it(monkeypatch):
-    from model import sentence
+    from model import runtime
 
-    monkeypatch.setattr(sentence, "cpu_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_bf16", lambda: False)
     assert SentenceEncoder("use-m3").dtype == torch.float32
-    monkeypatch.setattr(sentence, "cpu_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_bf16", lambda: True)
     assert SentenceEncoder("use-m3").dtype == torch.bfloat16
