@@ -220,7 +220,12 @@ def load_model(kind: str, model_dir: Path, version: str) -> Any:
 
 
 def _score(
-    database_url: str, kind: str, model_dir: Path, version: str, batch_size: int
+    database_url: str,
+    kind: str,
+    model_dir: Path,
+    version: str,
+    batch_size: int,
+    partition: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     from hscode.db import get_engine
     from hscode.scoring import score_pending
@@ -231,8 +236,12 @@ def _score(
     t = time.perf_counter()
     model = load_model(kind, model_dir, version)
     load_s = time.perf_counter() - t
-    summary = score_pending(settings, engine, model, batch_size=batch_size).as_dict()
+    started = time.time()
+    summary = score_pending(
+        settings, engine, model, batch_size=batch_size, partition=partition
+    ).as_dict()
     summary["model_load_seconds"] = round(load_s, 2)
+    summary["started_at"], summary["ended_at"] = started, time.time()
     return summary
 
 
@@ -240,9 +249,50 @@ def _child(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    summary = _score(args.database_url, args.model, Path(args.child), args.version, args.batch_size)
+    partition = tuple(int(x) for x in args.partition.split("/")) if args.partition else None
+    summary = _score(
+        args.database_url, args.model, Path(args.child), args.version, args.batch_size, partition
+    )
     print(json.dumps(summary))
     return 0
+
+
+def _score_in_workers(
+    args: argparse.Namespace, url: str, model_dir: Path, version: str
+) -> dict[str, Any]:
+    """Run 1 as ``args.workers`` processes at once, each scoring its partition of the backlog
+    with ``args.threads`` torch threads (what the score flow does on a local Dask cluster).
+    The time is from the first worker's start of scoring to the last one's end (each worker's
+    start-up and model load excluded, as in the one-process run)."""
+    n = args.workers
+    procs = [
+        subprocess.Popen(
+            [*_child_cmd(args, url, model_dir, version), "--partition", f"{i}/{n}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    parts = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"a scoring worker failed with exit status {proc.returncode}")
+        parts.append(json.loads(out.strip().splitlines()[-1]))
+    seconds = max(p["ended_at"] for p in parts) - min(p["started_at"] for p in parts)
+    scored = sum(p["scored"] for p in parts)
+    return {
+        "workers": n,
+        "scored": scored,
+        "rejected": sum(p["rejected"] for p in parts),
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(scored / seconds, 1),
+        # summed over the workers (each worker's own split is in "parts")
+        "model_seconds": round(sum(p["model_seconds"] for p in parts), 2),
+        "db_seconds": round(sum(p["db_seconds"] for p in parts), 2),
+        "parts": parts,
+    }
 
 
 def _count(engine: Any, sql: str, **params: Any) -> int:
@@ -319,7 +369,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         version = f"bench-{args.model}-v1"
         print(f"run 1: scoring {args.n} requests ...", flush=True)
-        first = _score(url, args.model, model_dir, version, args.batch_size)
+        if args.workers > 1:
+            first = _score_in_workers(args, url, model_dir, version)
+        else:
+            first = _score(url, args.model, model_dir, version, args.batch_size)
         report["run1"] = first
         rows_v1 = _count(
             engine, "select count(*) from predictions where model_version = :v", v=version
@@ -432,7 +485,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--codes", type=int, default=30, help="most frequent codes to train on")
     parser.add_argument("--train-size", type=int, default=1500)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (per worker)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run 1 in this many processes at once, one backlog partition each",
+    )
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
         "--kill-at", type=float, default=0.4, help="fraction of rows before SIGKILL"
@@ -451,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--version", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--partition", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args)
@@ -460,11 +520,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     r1 = report["run1"]
     print("\n=== bench_score ===")
     print(f"command: {report['command']}")
+    split = (
+        f"{r1['workers']} workers; summed over them: model {r1['model_seconds']} s, "
+        f"db {r1['db_seconds']} s"
+        if "workers" in r1
+        else f"model {r1['model_seconds']} s, db {r1['db_seconds']} s, "
+        f"other {round(r1['seconds'] - r1['model_seconds'] - r1['db_seconds'], 2)} s"
+    )
     print(
-        f"run 1: {r1['scored']} scored in {r1['seconds']} s = {r1['requests_per_s']} requests/s end to end "
-        f"(model {r1['model_seconds']} s, db {r1['db_seconds']} s, "
-        f"other {round(r1['seconds'] - r1['model_seconds'] - r1['db_seconds'], 2)} s); "
-        f"{r1['prediction_rows']} prediction rows"
+        f"run 1: {r1['scored']} scored in {r1['seconds']} s = {r1['requests_per_s']} "
+        f"requests/s end to end ({split}); {r1['prediction_rows']} prediction rows"
     )
     print(f"run 2: scored {report['run2']['scored']} (rows {report['run2']['prediction_rows']})")
     if "kill_test" in report:
