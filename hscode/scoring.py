@@ -24,13 +24,11 @@ figures (``model_versions.metrics``: ``test_mean_confidence``, ``test_review_rat
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -83,9 +81,7 @@ class ScoreSummary:
     model_version: str = ""
     seconds: float = 0.0
     model_seconds: float = 0.0  # inside recommender.rank
-    # reading batches + writing results (round trips and commits); a batch is written while
-    # the next one is scored, so model_seconds + db_seconds can exceed seconds
-    db_seconds: float = 0.0
+    db_seconds: float = 0.0  # reading batches + writing results (round trips and commits)
     run_id: int | None = None
     pending_at_start: int = 0
     reasons: dict[str, int] = field(default_factory=dict)  # RejectReason code -> count
@@ -275,39 +271,46 @@ def score_pending(
                     )
                 if progress is not None:
                     progress(0, total)
-                writer = _Writer(summary, reasons, progress, total)
-                try:
-                    last_id: str | None = None
-                    while True:
-                        t = time.perf_counter()
-                        rows = _fetch_batch(engine, version, last_id, batch_size, partition)
-                        summary.db_seconds += time.perf_counter() - t
-                        if not rows:
-                            break
-                        last_id = rows[-1].request_id
-                        inputs, rejects = _validate(rows, settings)
-                        t = time.perf_counter()
-                        recs, model_rejects = _recommend(recommender, inputs, settings, check)
-                        drift = _batch_drift(counter, inputs, recs)
-                        summary.model_seconds += time.perf_counter() - t
-                        rejects.extend(model_rejects)
-                        write = functools.partial(
-                            _write_batch,
-                            engine,
-                            version,
-                            run_id,
-                            flow_run_id,
-                            recs,
-                            rejects,
-                            check.edition,
-                            drift=drift,
-                            portal_url=settings.portal_url,
-                        )
-                        writer.submit(len(rows), recs, rejects, drift, write)
-                except BaseException:
-                    writer.close(quiet=True)
-                    raise
-                writer.close()
+                done = 0
+                last_id: str | None = None
+                while True:
+                    t = time.perf_counter()
+                    rows = _fetch_batch(engine, version, last_id, batch_size, partition)
+                    summary.db_seconds += time.perf_counter() - t
+                    if not rows:
+                        break
+                    last_id = rows[-1].request_id
+                    inputs, rejects = _validate(rows, settings)
+                    t = time.perf_counter()
+                    recs, model_rejects = _recommend(recommender, inputs, settings, check)
+                    drift = _batch_drift(counter, inputs, recs)
+                    summary.model_seconds += time.perf_counter() - t
+                    rejects.extend(model_rejects)
+                    t = time.perf_counter()
+                    _write_batch(
+                        engine,
+                        version,
+                        run_id,
+                        flow_run_id,
+                        recs,
+                        rejects,
+                        check.edition,
+                        drift=drift,
+                        portal_url=settings.portal_url,
+                    )
+                    summary.db_seconds += time.perf_counter() - t
+                    summary.reviewed += drift.reviewed
+                    summary.confidence_sum += drift.confidence_sum
+                    if drift.tokens is not None and drift.unseen is not None:
+                        summary.request_tokens = (summary.request_tokens or 0) + drift.tokens
+                        summary.unseen_tokens = (summary.unseen_tokens or 0) + drift.unseen
+                    summary.batches += 1
+                    summary.scored += len(recs)
+                    summary.rejected += len(rejects)
+                    reasons.update(str(r.reason) for r in rejects)
+                    done += len(rows)
+                    if progress is not None:
+                        progress(done, max(total, done))
             except BaseException as exc:
                 summary.seconds = time.perf_counter() - started
                 _finish_run(
@@ -339,79 +342,6 @@ def score_pending(
 
 
 # ----------------------------------------------------------------- steps
-
-
-class _Writer:
-    """Writes each batch on a thread of its own while the next batch is fetched and scored,
-    one batch in flight at most, in order. A batch is counted in the summary (and reported
-    to ``progress``) once its transaction has committed; a failed write raises at the next
-    submit or at :meth:`close`, so the run stops there as if it had written in line. On an
-    error elsewhere, :meth:`close` still waits for the batch in flight (it commits or not as
-    a whole: a re-run finds the gap either way)."""
-
-    def __init__(
-        self,
-        summary: ScoreSummary,
-        reasons: Counter[str],
-        progress: Callable[..., Any] | None,
-        total: int,
-    ) -> None:
-        self.summary, self.reasons, self.progress, self.total = summary, reasons, progress, total
-        self.done = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hscode-score-write")
-        self._in_flight: tuple[Future[float], Callable[[], None]] | None = None
-
-    def submit(
-        self,
-        n_rows: int,
-        recs: Sequence[Recommendation],
-        rejects: Sequence[Rejection],
-        drift: _BatchDrift,
-        write: Callable[[], None],
-    ) -> None:
-        self._wait()
-
-        def timed() -> float:
-            t = time.perf_counter()
-            write()
-            return time.perf_counter() - t
-
-        def count() -> None:
-            summary = self.summary
-            summary.reviewed += drift.reviewed
-            summary.confidence_sum += drift.confidence_sum
-            if drift.tokens is not None and drift.unseen is not None:
-                summary.request_tokens = (summary.request_tokens or 0) + drift.tokens
-                summary.unseen_tokens = (summary.unseen_tokens or 0) + drift.unseen
-            summary.batches += 1
-            summary.scored += len(recs)
-            summary.rejected += len(rejects)
-            self.reasons.update(str(r.reason) for r in rejects)
-            self.done += n_rows
-            if self.progress is not None:
-                self.progress(self.done, max(self.total, self.done))
-
-        self._in_flight = (self._pool.submit(timed), count)
-
-    def _wait(self) -> None:
-        if self._in_flight is None:
-            return
-        future, count = self._in_flight
-        self._in_flight = None
-        self.summary.db_seconds += future.result()
-        count()
-
-    def close(self, quiet: bool = False) -> None:
-        """Wait for the batch in flight, then stop the thread. Its error is raised, or with
-        ``quiet`` (the run is failing already) logged."""
-        try:
-            self._wait()
-        except Exception as exc:
-            if not quiet:
-                raise
-            log.warning("the batch being written when the run failed was not written: %s", exc)
-        finally:
-            self._pool.shutdown(wait=True)
 
 
 def current_code_check(engine: Engine) -> CodeCheck:

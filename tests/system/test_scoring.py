@@ -257,63 +257,6 @@ def test_crash_midway_then_rerun_leaves_no_duplicates_and_no_gaps(engine, settin
     assert _count(engine, "select count(*) from requests where status <> 'scored'") == 0
 
 
-def test_a_batch_is_written_while_the_next_one_is_scored(engine, settings, monkeypatch):
-    from hscode import scoring
-
-    _submit(engine, 30)
-    next_scored = threading.Event()
-    write = scoring._write_batch
-    overlapped: list[bool] = []
-
-    class Signalling(TitleHashRecommender):
-        def rank(self, requests, **kw):
-            if self.calls >= 1:  # the second batch and later
-                next_scored.set()
-            return super().rank(requests, **kw)
-
-    def first_write_waits_for_the_next_batch(*args, **kwargs):
-        if not overlapped:  # the first batch's write: the next batch is scored meanwhile
-            overlapped.append(next_scored.wait(60))
-        return write(*args, **kwargs)
-
-    monkeypatch.setattr(scoring, "_write_batch", first_write_waits_for_the_next_batch)
-    summary = score_pending(settings, engine, Signalling(), batch_size=10)
-    assert overlapped == [True]
-    assert summary.scored == 30 and summary.batches == 3
-    assert _count(engine, "select count(*) from predictions") == 30 * 3
-    with engine.connect() as conn:
-        run = conn.execute(text("select status, scored, batches from score_runs")).one()
-    assert tuple(run) == ("finished", 30, 3)
-
-
-def test_a_failed_write_stops_the_run_and_a_rerun_fills_the_gap(engine, settings, monkeypatch):
-    from hscode import scoring
-
-    _submit(engine, 30)
-    write = scoring._write_batch
-    calls: list[int] = []
-
-    def second_write_fails(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError("simulated lost connection")
-        return write(*args, **kwargs)
-
-    monkeypatch.setattr(scoring, "_write_batch", second_write_fails)
-    with pytest.raises(OSError, match="simulated lost connection"):
-        score_pending(settings, engine, TitleHashRecommender(), batch_size=10)
-    assert len(calls) == 2  # the run stopped at the failed write: no third batch written
-    assert _count(engine, "select count(*) from predictions") == 10 * 3
-    with engine.connect() as conn:
-        run = conn.execute(text("select status, scored, error from score_runs")).one()
-    assert run.status == "failed" and run.scored == 10 and "lost connection" in run.error
-
-    monkeypatch.setattr(scoring, "_write_batch", write)
-    summary = score_pending(settings, engine, TitleHashRecommender(), batch_size=10)
-    assert summary.scored == 20
-    assert _count(engine, "select count(distinct (request_id, rank)) from predictions") == 30 * 3
-
-
 def test_interrupted_run_left_running_is_marked_failed(engine, settings):
     record_model_version(engine, "v-test", {})
     with engine.begin() as conn:  # as if a process was killed -9 mid-run
