@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,10 +31,6 @@ _KEEP_TAG_PREFIXES = ("NN", "NR", "NP", "VV", "VA", "XR", "SL", "SH", "SN", "XSN
 
 _kiwi_lock = threading.Lock()
 _kiwi = None
-# chunk -> kept morphemes, oldest first (about 300 bytes each: 200,000 are ~60 MB)
-MORPH_CACHE_SIZE = 200_000
-_morph_lock = threading.Lock()
-_morph_cache: OrderedDict[str, list[str]] = OrderedDict()
 
 
 def _get_kiwi():
@@ -91,7 +86,14 @@ class Tokenizer:
         if self.mode == "word":
             return chunked
 
-        morphs = _morphs({c for chunks in chunked for c in chunks if _HANGUL.match(c)})
+        # Morph-analyse every distinct Hangul chunk once, in one batch call.
+        hangul = sorted({c for chunks in chunked for c in chunks if _HANGUL.match(c)})
+        morphs: dict[str, list[str]] = {}
+        if hangul:
+            kiwi = _get_kiwi()
+            for chunk, toks in zip(hangul, kiwi.tokenize(hangul), strict=True):
+                kept = [t.form for t in toks if t.tag.startswith(_KEEP_TAG_PREFIXES)]
+                morphs[chunk] = kept or [chunk]
 
         subword = self.mode == "morph+subword"
         out: list[list[str]] = []
@@ -106,27 +108,6 @@ class Tokenizer:
                     tokens.append(chunk)
             out.append(tokens)
         return out
-
-
-def _morphs(hangul: set[str]) -> dict[str, list[str]]:
-    """Each Hangul chunk's kept morphemes. Kiwi analyses a chunk on its own, so a chunk's
-    morphemes are remembered process-wide (the last :data:`MORPH_CACHE_SIZE` chunks): names
-    share most of their words, and Kiwi is most of the tokenizer's time (docs/benchmarks.md
-    section 17). The chunks not remembered go to Kiwi in one batch call."""
-    with _morph_lock:
-        found = {c: _morph_cache[c] for c in hangul if c in _morph_cache}
-    missing = sorted(hangul.difference(found))
-    if missing:
-        fresh = {}
-        for chunk, toks in zip(missing, _get_kiwi().tokenize(missing), strict=True):
-            kept = [t.form for t in toks if t.tag.startswith(_KEEP_TAG_PREFIXES)]
-            fresh[chunk] = kept or [chunk]
-        with _morph_lock:
-            _morph_cache.update(fresh)
-            while len(_morph_cache) > MORPH_CACHE_SIZE:
-                _morph_cache.popitem(last=False)
-        found.update(fresh)
-    return found
 
 
 def _latin_tokens(chunk: str) -> list[str]:

@@ -70,28 +70,6 @@ def test_tokenize_many_matches_tokenize_and_handles_empty():
     assert many[0] == tok.tokenize("Beef frozen") and many[2] == tok.tokenize("소고기 냉동")
 
 
-def test_a_hangul_chunk_goes_to_kiwi_once_and_the_memory_stays_bounded(monkeypatch):
-    from model import tokenize
-
-    monkeypatch.setattr(tokenize, "_morph_cache", tokenize.OrderedDict())
-    monkeypatch.setattr(tokenize, "MORPH_CACHE_SIZE", 3)
-    kiwi = tokenize._get_kiwi()
-    asked: list[list[str]] = []
-
-    class Counting:
-        def tokenize(self, chunks):
-            asked.append(list(chunks))
-            return kiwi.tokenize(chunks)
-
-    monkeypatch.setattr(tokenize, "_get_kiwi", lambda: Counting())
-    tok = Tokenizer()
-    first = tok.tokenize_many(["냉동 소고기", "소고기 등심"])
-    again = tok.tokenize_many(["냉동 소고기", "돼지고기 삼겹살"])
-    assert asked == [["냉동", "등심", "소고기"], ["돼지고기", "삼겹살"]]
-    assert again[0] == first[0] and first[0] == ["냉동", "소고기"]
-    assert len(tokenize._morph_cache) == 3  # the oldest chunks were let go
-
-
 # --- embeddings --------------------------------------------------------------------------
 CORPUS = [
     ["frozen", "beef", "boneless"],
