@@ -63,6 +63,7 @@ from hscode.report_version import (
     version_html,
     version_level,
 )
+from hscode.review import ReviewPolicy
 
 __all__ = [
     "MEMBER_NAMES",
@@ -263,7 +264,7 @@ def html_report(
     review-rate table.
     """
     if review_threshold is None:
-        review_threshold = _default_review_threshold()
+        review_threshold = ReviewPolicy().threshold
     generated_at = generated_at or dt.datetime.now(dt.UTC)
     esc = html.escape
     body = [
@@ -303,15 +304,6 @@ def html_report(
         body.append(f"<h2>{esc(title)}</h2>{section}")
     body.append("</body></html>")
     return "\n".join(body)
-
-
-def _default_review_threshold() -> float | None:
-    try:
-        from hscode.settings import Settings
-
-        return float(Settings.model_fields["review_threshold"].default)
-    except Exception:  # noqa: BLE001 - a report renders without the settings
-        return None
 
 
 _STYLE = (
