@@ -59,9 +59,10 @@ def text_model(text_data) -> HSModel:
     return model
 
 
-def _recommend(model, requests, top_k=5, n_precedents=3, review_threshold=0.5):
-    # the precedent vote on (off by default): these tests check what it adds
-    policy = ReviewPolicy(review_threshold, precedent_vote=True)
+def _recommend(
+    model, requests, top_k=5, n_precedents=3, review_threshold=0.5, precedent_vote=False
+):
+    policy = ReviewPolicy(review_threshold, precedent_vote=precedent_vote)
     return recommend(model, requests, top_k=top_k, n_precedents=n_precedents, policy=policy)
 
 
@@ -98,7 +99,7 @@ def test_recommend_shape_order_precedents_and_review(text_model):
     assert isinstance(text_model, Recommender)
     text_model.version = "v-test"
     test = make_cases(20, 4, with_images=0)
-    recs = _recommend(text_model, _requests(test), top_k=3, n_precedents=4, review_threshold=0.5)
+    recs = _recommend(text_model, _requests(test), top_k=3, n_precedents=4, precedent_vote=True)
     assert [r.request_id for r in recs] == [f"r{i}" for i in range(20)]
     for rec, case in zip(recs, test, strict=True):
         assert isinstance(rec, Recommendation)
@@ -130,12 +131,13 @@ def test_recommend_shape_order_precedents_and_review(text_model):
 
 def test_precedent_disagreement_triggers_review(text_model):
     req = _requests(make_cases(1, 5, with_images=0))
-    top = _recommend(text_model, req, top_k=1, n_precedents=3, review_threshold=0.0)[0]
+    kw = {"top_k": 1, "n_precedents": 3, "review_threshold": 0.0, "precedent_vote": True}
+    top = _recommend(text_model, req, **kw)[0]
     saved = list(text_model.precedents.labels)
     try:  # relabel every indexed case: now all precedents point elsewhere
         other = next(code for code in PRODUCTS if code != top.candidates[0].hs10)
         text_model.precedents.labels = [other] * len(saved)
-        rec = _recommend(text_model, req, top_k=1, n_precedents=3, review_threshold=0.0)[0]
+        rec = _recommend(text_model, req, **kw)[0]
     finally:
         text_model.precedents.labels = saved
     assert rec.review and rec.review_reason.startswith("precedents disagree")
