@@ -48,8 +48,8 @@ def fit_jobs() -> int:
 def cpu_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX-512 BF16, read from
     ``/proc/cpuinfo``; False where there is none). There a bf16 product with fp32 accumulation
-    is several times faster than an fp32 one (docs/benchmarks.md section 17); elsewhere bf16
-    is emulated and slower, so the callers keep fp32."""
+    is several times faster than an fp32 one (docs/benchmarks.md section 17); elsewhere the
+    callers keep fp32 (bf16 without these units was not measured)."""
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
     except OSError:

@@ -188,7 +188,7 @@ class SentenceEncoder:
 
     @property
     def dim(self) -> int:
-        return 512
+        return _EMB_DIM
 
     def _load(self) -> UseForward:
         if self._model is None:
