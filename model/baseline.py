@@ -43,32 +43,40 @@ def fit_one_vs_rest(
     another group is labelled "rest", a negative of every class of this group. Each class's
     binary problem is thus the one the single fit would solve, so the coefficients agree up
     to the solver's tolerance (tested); the "rest" class is one extra problem per group.
+
+    The coefficients come back as float32 in Fortran order, so that the scorer's
+    ``[features, classes]`` matrix is their transpose without a copy. Each group's float64
+    weights are narrowed as soon as its fit returns: at 100,000 cases (about 2,800 classes x
+    261,000 terms) a float64 copy of all of them is 5.9 GB, and the refit that held one was
+    killed for memory on a 24 GB machine (docs/benchmarks.md section 19).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     classes, inverse = np.unique(np.asarray(y), return_inverse=True)
     jobs = max(1, min(int(jobs), len(classes) // 2))
 
-    def svc(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    coef = np.zeros((len(classes), x.shape[1]), dtype=np.float32, order="F")
+    intercept = np.zeros(len(classes), dtype=np.float32)
+
+    def fit_into(rows: np.ndarray, labels: np.ndarray, skip: int) -> None:
+        """Fit on ``labels``; its per-class rows from ``skip`` on are the classes ``rows``."""
         svm = LinearSVC(C=C, random_state=seed).fit(x, labels, sample_weight=sample_weight)
-        return per_class_rows(svm.coef_, svm.intercept_)
+        c, b = per_class_rows(svm.coef_, svm.intercept_)
+        coef[rows], intercept[rows] = c[skip:], b[skip:]
 
     if jobs == 1:
-        return (*svc(inverse), classes)
+        fit_into(np.arange(len(classes)), inverse, 0)
+        return coef, intercept, classes
 
-    def group_fit(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def group_fit(group: np.ndarray) -> None:
         mine = np.zeros(len(classes), dtype=bool)
         mine[group] = True
-        coef, intercept = svc(np.where(mine[inverse], inverse, -1))  # -1: "rest", sorted first
-        return coef[1:], intercept[1:]  # without the "rest" row
+        # -1: "rest", sorted first; its row is skipped
+        fit_into(group, np.where(mine[inverse], inverse, -1), 1)
 
     groups = np.array_split(np.arange(len(classes)), jobs)
     with ThreadPoolExecutor(jobs) as pool:
-        parts = list(pool.map(group_fit, groups))
-    coef = np.zeros((len(classes), x.shape[1]), dtype=parts[0][0].dtype)
-    intercept = np.zeros(len(classes), dtype=parts[0][1].dtype)
-    for group, (c, b) in zip(groups, parts, strict=True):
-        coef[group], intercept[group] = c, b
+        list(pool.map(group_fit, groups))
     return coef, intercept, classes
 
 
