@@ -46,9 +46,10 @@ def fit_one_vs_rest(
 
     The coefficients come back as float32 in Fortran order, so that the scorer's
     ``[features, classes]`` matrix is their transpose without a copy. Each group's float64
-    weights are narrowed as soon as its fit returns: at 100,000 cases (about 2,800 classes x
-    261,000 terms) a float64 copy of all of them is 5.9 GB, and the refit that held one was
-    killed for memory on a 24 GB machine (docs/benchmarks.md section 19).
+    weights are narrowed as soon as its fit returns. At 100,000 cases (about 3,400 classes x
+    261,000 terms) a float64 stack of all of them would be 7.0 GB, before two float32 copies
+    of 3.5 GB; the refit there was killed for memory while it refitted these members
+    (docs/benchmarks.md section 19b).
     """
     from concurrent.futures import ThreadPoolExecutor
 
