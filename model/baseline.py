@@ -26,6 +26,10 @@ def per_class_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray,
     return coef, intercept
 
 
+GROUP_BYTES = 1 << 30
+"""The float64 weights one liblinear fit of :func:`fit_one_vs_rest` may hold (both copies)."""
+
+
 def fit_one_vs_rest(
     x: sparse.csr_matrix,
     y: Sequence,
@@ -33,28 +37,35 @@ def fit_one_vs_rest(
     seed: int,
     sample_weight: Sequence[float] | None = None,
     jobs: int = 1,
+    group_bytes: int = GROUP_BYTES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A one-vs-rest linear SVM (liblinear) as ``(coef [classes, features], intercept,
     classes)``, with ``jobs`` threads.
 
     liblinear trains one binary problem per class, one after another, on one core. With
-    ``jobs > 1`` the classes are split into that many groups, and each group is one
-    ``LinearSVC`` fit in its own thread (liblinear releases the GIL) on every row: a row of
-    another group is labelled "rest", a negative of every class of this group. Each class's
+    ``jobs > 1`` the classes are split into groups (at least ``jobs``), and each group is one
+    ``LinearSVC`` fit, ``jobs`` of them at a time in threads (liblinear releases the GIL), on
+    every row: a row of another group is labelled "rest", a negative of every class of this
+    group. Each class's
     binary problem is thus the one the single fit would solve, so the coefficients agree up
     to the solver's tolerance (tested); the "rest" class is one extra problem per group.
 
     The coefficients come back as float32 in Fortran order, so that the scorer's
     ``[features, classes]`` matrix is their transpose without a copy. Each group's float64
-    weights are narrowed as soon as its fit returns. At 100,000 cases (about 3,400 classes x
-    261,000 terms) a float64 stack of all of them would be 7.0 GB, before two float32 copies
-    of 3.5 GB; the refit there was killed for memory while it refitted these members
+    weights are narrowed as soon as its fit returns. A fit holds its group's weights twice in
+    float64 (liblinear's own and sklearn's copy), so a group has at most as many classes as
+    keep that within ``group_bytes``; there are then more groups than threads, each thread
+    fitting one after another. At 100,000 cases (about 3,400 classes x 261,000 terms) one
+    group per thread would hold 2 x 2 x 3.5 GB, and a float64 stack of every class 7.0 GB
+    more; the refit there was killed for memory while it refitted these members
     (docs/benchmarks.md section 19b).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     classes, inverse = np.unique(np.asarray(y), return_inverse=True)
     jobs = max(1, min(int(jobs), len(classes) // 2))
+    per_fit = max(2, int(group_bytes) // (16 * max(1, x.shape[1])))
+    n_groups = max(jobs, -(-len(classes) // per_fit)) if len(classes) > 2 else 1
 
     coef = np.zeros((len(classes), x.shape[1]), dtype=np.float32, order="F")
     intercept = np.zeros(len(classes), dtype=np.float32)
@@ -65,7 +76,7 @@ def fit_one_vs_rest(
         c, b = per_class_rows(svm.coef_, svm.intercept_)
         coef[rows], intercept[rows] = c[skip:], b[skip:]
 
-    if jobs == 1:
+    if n_groups == 1:
         fit_into(np.arange(len(classes)), inverse, 0)
         return coef, intercept, classes
 
@@ -75,7 +86,7 @@ def fit_one_vs_rest(
         # -1: "rest", sorted first; its row is skipped
         fit_into(group, np.where(mine[inverse], inverse, -1), 1)
 
-    groups = np.array_split(np.arange(len(classes)), jobs)
+    groups = np.array_split(np.arange(len(classes)), n_groups)
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(group_fit, groups))
     return coef, intercept, classes

@@ -109,6 +109,11 @@ def test_the_one_vs_rest_fit_in_threads_solves_the_same_problems() -> None:
         assert coef.dtype == intercept.dtype == np.float32 and coef.T.flags.c_contiguous
     fitted = TfidfSvm(jobs=2).fit(texts, list(y))
     assert fitted.coef is not None and fitted.coef.flags.c_contiguous
+    # groups bounded in memory: more groups than threads, the same problems
+    small = fit_one_vs_rest(x, y, 0.5, 13, jobs=1, group_bytes=16 * x.shape[1] * 4)
+    assert np.abs(small[0] - single[0]).max() < 1e-3
+    assert np.abs(small[1] - single[1]).max() < 1e-3
+    assert small[0].dtype == np.float32 and small[0].T.flags.c_contiguous
     # two classes only: one group (a thread would have nothing to split)
     coef, _, classes = fit_one_vs_rest(x, y == y[0], 0.5, 13, jobs=2)
     assert coef.shape[0] == 2 and np.allclose(coef[0], -coef[1]) and len(classes) == 2
