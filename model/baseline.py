@@ -8,6 +8,7 @@ sparse matrix product, identical before and after a save/load round trip.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,8 +27,46 @@ def per_class_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray,
     return coef, intercept
 
 
-GROUP_BYTES = 1 << 30
-"""The float64 weights one liblinear fit of :func:`fit_one_vs_rest` may hold (both copies)."""
+ACTIVE_SAMPLE = 1024
+"""Negatives drawn at random for each class's first fit in :func:`fit_one_vs_rest`."""
+ACTIVE_ROUNDS = 4
+"""At most this many checks of the out-of-set rows in :func:`fit_one_vs_rest`."""
+
+
+def _violators(
+    x: sparse.csr_matrix,
+    inverse: np.ndarray,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+    chunk: int = 4096,
+) -> list[np.ndarray]:
+    """Per class, its negative rows with a score above -1 under ``(coef, intercept)``: those
+    with a loss (the squared hinge's margin is 1)."""
+    import torch
+
+    weights = torch.from_numpy(coef.T)  # [features, classes], a view of the Fortran array
+    rows, cols = [], []
+    for start in range(0, x.shape[0], chunk):
+        part = x[start : start + chunk]
+        with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            sparse_part = torch.sparse_csr_tensor(
+                torch.from_numpy(part.indptr.astype(np.int64)),
+                torch.from_numpy(part.indices.astype(np.int64)),
+                torch.from_numpy(part.data.astype(np.float32)),
+                size=part.shape,
+                check_invariants=False,
+            )
+        with torch.inference_mode():
+            scores = (sparse_part @ weights).numpy() + intercept
+        r, c = np.nonzero(scores > -1.0)
+        negative = inverse[start + r] != c
+        rows.append(r[negative] + start)
+        cols.append(c[negative])
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    order = np.argsort(col, kind="stable")
+    bounds = np.searchsorted(col[order], np.arange(len(coef) + 1))
+    return [row[order[bounds[k] : bounds[k + 1]]] for k in range(len(coef))]
 
 
 def fit_one_vs_rest(
@@ -37,58 +76,77 @@ def fit_one_vs_rest(
     seed: int,
     sample_weight: Sequence[float] | None = None,
     jobs: int = 1,
-    group_bytes: int = GROUP_BYTES,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A one-vs-rest linear SVM (liblinear) as ``(coef [classes, features], intercept,
-    classes)``, with ``jobs`` threads.
+    """A one-vs-rest linear SVM (liblinear's squared hinge, ``LinearSVC``) as ``(coef
+    [classes, features], intercept, classes)``, with ``jobs`` threads.
 
-    liblinear trains one binary problem per class, one after another, on one core. With
-    ``jobs > 1`` the classes are split into groups (at least ``jobs``), and each group is one
-    ``LinearSVC`` fit, ``jobs`` of them at a time in threads (liblinear releases the GIL), on
-    every row: a row of another group is labelled "rest", a negative of every class of this
-    group. Each class's
-    binary problem is thus the one the single fit would solve, so the coefficients agree up
-    to the solver's tolerance (tested); the "rest" class is one extra problem per group.
+    Each class's binary problem (its rows against every other row) is solved on an active
+    set: its own rows, ``ACTIVE_SAMPLE`` negatives at random (weighed up to stand for all of
+    them in the first fit), and then every negative the current weights score above -1.
+    A negative outside the set scores at most -1, so it has no loss and no dual variable,
+    and the set's solution is then the whole problem's: after each fit all rows are scored
+    (one sparse product for every class), the classes with new violators are refitted on the
+    larger set, until none has (at most ``ACTIVE_ROUNDS`` checks). The weights thus agree with
+    the plain fit on every row to the solver's tolerance (tested), while each problem has a
+    fraction of the rows: liblinear's cost is about rows x classes (docs/benchmarks.md
+    section 19b). The classes' fits run ``jobs`` at a time in threads (liblinear releases
+    the GIL); each holds one class's float64 weights.
 
     The coefficients come back as float32 in Fortran order, so that the scorer's
-    ``[features, classes]`` matrix is their transpose without a copy. Each group's float64
-    weights are narrowed as soon as its fit returns. A fit holds its group's weights twice in
-    float64 (liblinear's own and sklearn's copy), so a group has at most as many classes as
-    keep that within ``group_bytes``; there are then more groups than threads, each thread
-    fitting one after another. At 100,000 cases (about 3,400 classes x 261,000 terms) one
-    group per thread would hold 2 x 2 x 3.5 GB, and a float64 stack of every class 7.0 GB
-    more; the refit there was killed for memory while it refitted these members
-    (docs/benchmarks.md section 19b).
+    ``[features, classes]`` matrix is their transpose without a copy.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     classes, inverse = np.unique(np.asarray(y), return_inverse=True)
-    jobs = max(1, min(int(jobs), len(classes) // 2))
-    per_fit = max(2, int(group_bytes) // (16 * max(1, x.shape[1])))
-    n_groups = max(jobs, -(-len(classes) // per_fit)) if len(classes) > 2 else 1
-
-    coef = np.zeros((len(classes), x.shape[1]), dtype=np.float32, order="F")
-    intercept = np.zeros(len(classes), dtype=np.float32)
-
-    def fit_into(rows: np.ndarray, labels: np.ndarray, skip: int) -> None:
-        """Fit on ``labels``; its per-class rows from ``skip`` on are the classes ``rows``."""
-        svm = LinearSVC(C=C, random_state=seed).fit(x, labels, sample_weight=sample_weight)
-        c, b = per_class_rows(svm.coef_, svm.intercept_)
-        coef[rows], intercept[rows] = c[skip:], b[skip:]
-
-    if n_groups == 1:
-        fit_into(np.arange(len(classes)), inverse, 0)
+    n_rows, n_classes = x.shape[0], len(classes)
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    x = sparse.csr_matrix(x)
+    coef = np.zeros((n_classes, x.shape[1]), dtype=np.float32, order="F")
+    intercept = np.zeros(n_classes, dtype=np.float32)
+    if n_classes == 2:  # one problem: the second class's, the first gets its negation
+        svm = LinearSVC(C=C, random_state=seed).fit(x, inverse, sample_weight=weight)
+        coef[:], intercept[:] = per_class_rows(svm.coef_, svm.intercept_)
         return coef, intercept, classes
 
-    def group_fit(group: np.ndarray) -> None:
-        mine = np.zeros(len(classes), dtype=bool)
-        mine[group] = True
-        # -1: "rest", sorted first; its row is skipped
-        fit_into(group, np.where(mine[inverse], inverse, -1), 1)
+    rng = np.random.default_rng(seed)
+    sets: list[np.ndarray] = []
+    first_weights: list[np.ndarray | None] = []
+    by_class = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[by_class], np.arange(n_classes + 1))
+    for k in range(n_classes):
+        own = by_class[bounds[k] : bounds[k + 1]]
+        n_negative = n_rows - len(own)
+        draw = rng.choice(n_rows, size=min(n_rows, ACTIVE_SAMPLE + len(own)), replace=False)
+        drawn = draw[inverse[draw] != k][:ACTIVE_SAMPLE]
+        sets.append(np.concatenate([own, np.sort(drawn)]))
+        scale = np.ones(len(sets[-1]))
+        scale[len(own) :] = n_negative / max(1, len(drawn))  # the drawn stand for all
+        first_weights.append(scale)
 
-    groups = np.array_split(np.arange(len(classes)), n_groups)
-    with ThreadPoolExecutor(jobs) as pool:
-        list(pool.map(group_fit, groups))
+    def fit(k: int, scale: np.ndarray | None) -> None:
+        rows = sets[k]
+        w = None if weight is None else weight[rows]
+        if scale is not None:
+            w = scale if w is None else w * scale
+        svm = LinearSVC(C=C, random_state=seed).fit(
+            x[rows], (inverse[rows] == k).astype(np.int8), sample_weight=w
+        )
+        coef[k], intercept[k] = svm.coef_[0], svm.intercept_[0]
+
+    pending = list(range(n_classes))
+    with ThreadPoolExecutor(max(1, int(jobs))) as pool:
+        list(pool.map(lambda k: fit(k, first_weights[k]), pending))
+        for _ in range(ACTIVE_ROUNDS):
+            found = _violators(x, inverse, coef, intercept)
+            pending = []
+            for k, rows in enumerate(found):
+                grown = np.union1d(sets[k], rows)
+                if len(grown) > len(sets[k]) or first_weights[k] is not None:
+                    sets[k], first_weights[k] = grown, None
+                    pending.append(k)
+            if not pending:
+                break
+            list(pool.map(lambda k: fit(k, None), pending))
     return coef, intercept, classes
 
 

@@ -84,9 +84,13 @@ def test_a_coefficient_budget_drops_terms_seen_once():
     assert TfidfSvm.from_state(*tight.to_state()).min_df == 2
 
 
-def test_the_one_vs_rest_fit_in_threads_solves_the_same_problems() -> None:
-    """Split over two threads, each class is still its own binary problem against every
-    other row: the weights agree with the single fit's to the solver's tolerance."""
+def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems() -> None:
+    """Each class fitted on its own rows and the negatives that score above -1 is the
+    plain one-vs-rest fit on every row, to the solver's tolerance: in one thread or two,
+    with sample weights too, and with a first random draw that misses most negatives."""
+    from sklearn.svm import LinearSVC
+
+    from model import baseline
     from model.baseline import fit_one_vs_rest
 
     rng = np.random.default_rng(0)
@@ -97,23 +101,29 @@ def test_the_one_vs_rest_fit_in_threads_solves_the_same_problems() -> None:
     y = np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)])
     flip = rng.random(300) < 0.1  # some noise, so that the problems are not separable
     y[flip] = rng.permutation(y[flip])
-    single = fit_one_vs_rest(x, y, 0.5, 13, jobs=1)
-    split = fit_one_vs_rest(x, y, 0.5, 13, jobs=2)
-    assert list(split[2]) == list(single[2]) == sorted(set(y))
-    assert split[0].shape == single[0].shape == (35, x.shape[1])
-    assert np.abs(single[0]).max() > 0.5  # weights worth comparing
-    assert np.abs(split[0] - single[0]).max() < 1e-3
-    assert np.abs(split[1] - single[1]).max() < 1e-3
-    # float32, laid out so that the scorer's [features, classes] matrix is a view, not a copy
-    for coef, intercept, _ in (single, split):
+    weights = rng.uniform(0.5, 2.0, 300)
+    plain = LinearSVC(C=0.5, random_state=13, tol=1e-6).fit(x, y)
+    plain_weighted = LinearSVC(C=0.5, random_state=13, tol=1e-6).fit(x, y, sample_weight=weights)
+    assert np.abs(plain.coef_).max() > 0.5  # weights worth comparing
+    sample = baseline.ACTIVE_SAMPLE
+    try:
+        baseline.ACTIVE_SAMPLE = 20  # the first draw: 20 of the 290 negatives
+        fits = [
+            (fit_one_vs_rest(x, y, 0.5, 13, jobs=1), plain),
+            (fit_one_vs_rest(x, y, 0.5, 13, jobs=2), plain),
+            (fit_one_vs_rest(x, y, 0.5, 13, weights, jobs=2), plain_weighted),
+        ]
+    finally:
+        baseline.ACTIVE_SAMPLE = sample
+    for (coef, intercept, classes), reference in fits:
+        assert list(classes) == list(reference.classes_) == sorted(set(y))
+        assert coef.shape == (35, x.shape[1])
+        assert np.abs(coef - reference.coef_).max() < 2e-3
+        assert np.abs(intercept - reference.intercept_).max() < 2e-3
+        # float32, laid out so that the scorer's [features, classes] matrix is a view
         assert coef.dtype == intercept.dtype == np.float32 and coef.T.flags.c_contiguous
     fitted = TfidfSvm(jobs=2).fit(texts, list(y))
     assert fitted.coef is not None and fitted.coef.flags.c_contiguous
-    # groups bounded in memory: more groups than threads, the same problems
-    small = fit_one_vs_rest(x, y, 0.5, 13, jobs=1, group_bytes=16 * x.shape[1] * 4)
-    assert np.abs(small[0] - single[0]).max() < 1e-3
-    assert np.abs(small[1] - single[1]).max() < 1e-3
-    assert small[0].dtype == np.float32 and small[0].T.flags.c_contiguous
-    # two classes only: one group (a thread would have nothing to split)
+    # two classes only: one problem, the first class's weights its negation
     coef, _, classes = fit_one_vs_rest(x, y == y[0], 0.5, 13, jobs=2)
     assert coef.shape[0] == 2 and np.allclose(coef[0], -coef[1]) and len(classes) == 2
