@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     names, labels = frame["name"].tolist(), frame["hscode"].tolist()
     train, test = group_stratified_split(names, labels, 0.2, args.seed)
     svm = TfidfSvm(seed=args.seed, jobs=args.threads)
-    svm._fit_vectorizers([names[i] for i in train])  # the vocabularies alone, as fit() does
+    svm.fit_vectorizers([names[i] for i in train])
     x = svm.sparse_features([names[i] for i in train])
     x_test = svm.sparse_features([names[i] for i in test]).astype(np.float32)
     y = np.array([labels[i] for i in train])
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     with measure() as cost:
         coef, intercept, classes = fit_one_vs_rest(x, y, svm.C, args.seed, None, args.threads)
-    runs["active set"] = {"seconds": cost.seconds, "peak_rss_mb": cost.peak_rss_mb}
+    runs["active set"] = {"seconds": cost.seconds, "rss_growth_mb": cost.rss_growth_mb}
     runs["active set"] |= evaluate(coef, intercept, classes)
     log(f"active set: {runs['active set']}")
     if args.plain:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             plain = LinearSVC(C=svm.C, random_state=args.seed).fit(x, y)
         runs["plain liblinear (one thread)"] = {
             "seconds": cost.seconds,
-            "peak_rss_mb": cost.peak_rss_mb,
+            "rss_growth_mb": cost.rss_growth_mb,
             **evaluate(plain.coef_, plain.intercept_, plain.classes_),
             "max_abs_coef_diff": float(np.abs(plain.coef_ - coef).max()),
             "max_abs_intercept_diff": float(np.abs(plain.intercept_ - intercept).max()),
@@ -94,13 +94,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['seconds']:.1f}",
             f"{100 * r['top1']:.2f}",
             f"{100 * r['top3']:.2f}",
-            f"{r['peak_rss_mb'] / 1024:.1f}",
+            f"{r['rss_growth_mb'] / 1024:.1f}",
             f"{r.get('max_abs_coef_diff', float('nan')):.1e}",
         ]
         for name, r in runs.items()
     ]
     table = markdown_table(
-        ["fit", "seconds", "top-1 %", "top-3 %", "peak RSS GiB", "max coef diff"], rows
+        ["fit", "seconds", "top-1 %", "top-3 %", "memory growth GiB", "max coef diff"], rows
     )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "bench_svm_fit.json").write_text(json.dumps(report, indent=2))

@@ -8,7 +8,6 @@ sparse matrix product, identical before and after a save/load round trip.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,24 +40,12 @@ def _violators(
     chunk: int = 4096,
 ) -> list[np.ndarray]:
     """Per class, its negative rows with a score above -1 under ``(coef, intercept)``: those
-    with a loss (the squared hinge's margin is 1)."""
-    import torch
-
-    weights = torch.from_numpy(coef.T)  # [features, classes], a view of the Fortran array
+    with a loss (the squared hinge's margin is 1). Scored ``chunk`` rows at a time, the
+    product :meth:`TfidfSvm.decision_scores` makes."""
+    weights = coef.T  # [features, classes], a view of the Fortran array
     rows, cols = [], []
     for start in range(0, x.shape[0], chunk):
-        part = x[start : start + chunk]
-        with warnings.catch_warnings():  # "sparse CSR tensor support is in beta state"
-            warnings.simplefilter("ignore", UserWarning)
-            sparse_part = torch.sparse_csr_tensor(
-                torch.from_numpy(part.indptr.astype(np.int64)),
-                torch.from_numpy(part.indices.astype(np.int64)),
-                torch.from_numpy(part.data.astype(np.float32)),
-                size=part.shape,
-                check_invariants=False,
-            )
-        with torch.inference_mode():
-            scores = (sparse_part @ weights).numpy() + intercept
+        scores = np.asarray(x[start : start + chunk].astype(np.float32) @ weights) + intercept
         r, c = np.nonzero(scores > -1.0)
         negative = inverse[start + r] != c
         rows.append(r[negative] + start)
@@ -110,18 +97,16 @@ def fit_one_vs_rest(
 
     rng = np.random.default_rng(seed)
     sets: list[np.ndarray] = []
-    first_weights: list[np.ndarray | None] = []
+    scales: list[np.ndarray] = []  # the first fit's: the drawn negatives stand for all
     by_class = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[by_class], np.arange(n_classes + 1))
     for k in range(n_classes):
         own = by_class[bounds[k] : bounds[k + 1]]
-        n_negative = n_rows - len(own)
         draw = rng.choice(n_rows, size=min(n_rows, ACTIVE_SAMPLE + len(own)), replace=False)
         drawn = draw[inverse[draw] != k][:ACTIVE_SAMPLE]
         sets.append(np.concatenate([own, np.sort(drawn)]))
-        scale = np.ones(len(sets[-1]))
-        scale[len(own) :] = n_negative / max(1, len(drawn))  # the drawn stand for all
-        first_weights.append(scale)
+        scales.append(np.ones(len(sets[-1])))
+        scales[-1][len(own) :] = (n_rows - len(own)) / max(1, len(drawn))
 
     def fit(k: int, scale: np.ndarray | None) -> None:
         rows = sets[k]
@@ -133,17 +118,16 @@ def fit_one_vs_rest(
         )
         coef[k], intercept[k] = svm.coef_[0], svm.intercept_[0]
 
-    pending = list(range(n_classes))
     with ThreadPoolExecutor(max(1, int(jobs))) as pool:
-        list(pool.map(lambda k: fit(k, first_weights[k]), pending))
-        for _ in range(ACTIVE_ROUNDS):
-            found = _violators(x, inverse, coef, intercept)
-            pending = []
-            for k, rows in enumerate(found):
-                grown = np.union1d(sets[k], rows)
-                if len(grown) > len(sets[k]) or first_weights[k] is not None:
-                    sets[k], first_weights[k] = grown, None
-                    pending.append(k)
+        list(pool.map(lambda k: fit(k, scales[k]), range(n_classes)))
+        for check in range(ACTIVE_ROUNDS):
+            grown = [
+                np.union1d(s, v)
+                for s, v in zip(sets, _violators(x, inverse, coef, intercept), strict=True)
+            ]
+            # after the first check every class is refitted unweighted, grown or not
+            pending = [k for k in range(n_classes) if check == 0 or len(grown[k]) > len(sets[k])]
+            sets = grown
             if not pending:
                 break
             list(pool.map(lambda k: fit(k, None), pending))
@@ -235,13 +219,13 @@ class TfidfSvm:
         if len(set(labels)) < 2:
             raise ValueError("TfidfSvm needs at least two classes")
         texts = [t if isinstance(t, str) else "" for t in texts]
-        self._fit_vectorizers(texts)
+        self.fit_vectorizers(texts)
         n_classes = len(set(labels))
         if self.max_coef_mb is not None and self.min_df < 2:
             n_terms = len(self.char_vectorizer.vocabulary_) + len(self.word_vectorizer.vocabulary_)
             if n_terms * n_classes * 4 / 2**20 > self.max_coef_mb:
                 self.min_df = 2
-                self._fit_vectorizers(texts)
+                self.fit_vectorizers(texts)
         self._set_linear(
             *fit_one_vs_rest(
                 self._features(texts), labels, self.C, self.seed, sample_weight, self.jobs
@@ -249,7 +233,8 @@ class TfidfSvm:
         )
         return self
 
-    def _fit_vectorizers(self, texts: list[str]) -> None:
+    def fit_vectorizers(self, texts: list[str]) -> None:
+        """Fit the TF-IDF vocabularies alone (the first step of :meth:`fit`)."""
         self.char_vectorizer = TfidfVectorizer(
             analyzer="char_wb",
             ngram_range=self.char_ngrams,

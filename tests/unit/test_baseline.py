@@ -84,7 +84,9 @@ def test_a_coefficient_budget_drops_terms_seen_once():
     assert TfidfSvm.from_state(*tight.to_state()).min_df == 2
 
 
-def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems() -> None:
+def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Each class fitted on its own rows and the negatives that score above -1 is the
     plain one-vs-rest fit on every row, to the solver's tolerance: in one thread or two,
     with sample weights too, and with a first random draw that misses most negatives."""
@@ -96,7 +98,7 @@ def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems() -> None:
     rng = np.random.default_rng(0)
     texts = [f"item{i % 7} kind{i % 5} x{rng.integers(100)}" for i in range(300)]
     features = TfidfSvm()
-    features._fit_vectorizers(texts)
+    features.fit_vectorizers(texts)
     x = features._features(texts)
     y = np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)])
     flip = rng.random(300) < 0.1  # some noise, so that the problems are not separable
@@ -105,16 +107,12 @@ def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems() -> None:
     plain = LinearSVC(C=0.5, random_state=13, tol=1e-6).fit(x, y)
     plain_weighted = LinearSVC(C=0.5, random_state=13, tol=1e-6).fit(x, y, sample_weight=weights)
     assert np.abs(plain.coef_).max() > 0.5  # weights worth comparing
-    sample = baseline.ACTIVE_SAMPLE
-    try:
-        baseline.ACTIVE_SAMPLE = 20  # the first draw: 20 of the 290 negatives
-        fits = [
-            (fit_one_vs_rest(x, y, 0.5, 13, jobs=1), plain),
-            (fit_one_vs_rest(x, y, 0.5, 13, jobs=2), plain),
-            (fit_one_vs_rest(x, y, 0.5, 13, weights, jobs=2), plain_weighted),
-        ]
-    finally:
-        baseline.ACTIVE_SAMPLE = sample
+    monkeypatch.setattr(baseline, "ACTIVE_SAMPLE", 20)  # the first draw: 20 of 290 negatives
+    fits = [
+        (fit_one_vs_rest(x, y, 0.5, 13, jobs=1), plain),
+        (fit_one_vs_rest(x, y, 0.5, 13, jobs=2), plain),
+        (fit_one_vs_rest(x, y, 0.5, 13, weights, jobs=2), plain_weighted),
+    ]
     for (coef, intercept, classes), reference in fits:
         assert list(classes) == list(reference.classes_) == sorted(set(y))
         assert coef.shape == (35, x.shape[1])
