@@ -106,6 +106,12 @@ def fit_ensemble(
         history["companion"] = {
             k: companion.network.history.get(k) for k in ("best_epoch", "epochs", "timings")
         }
+    sentence = model.member(MemberName.SENTENCE)
+    if sentence is not None:
+        history["sentence"] = {
+            "best_epoch": sentence.head.best_epoch,
+            "epochs": sentence.head.epochs_run,
+        }
     items = items_of(val)
     batch = Batch(items, cfg.uses_description, model.network.logits(items))
     scores = model.member_scores(batch)

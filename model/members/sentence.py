@@ -10,12 +10,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from model.config import MemberName
+from model.encoding import items_of
 from model.members.base import (
     Batch,
     FitContext,
     LoadContext,
+    MemberKind,
     read_state,
-    register_fresh,
+    register,
     write_state,
 )
 from model.sentence import SentenceHead
@@ -35,15 +37,36 @@ class SentenceMember:
         return write_state(directory, self.STEM, self.head.to_state())
 
 
-def _fit(ctx: FitContext) -> SentenceMember:
+def _head(ctx: FitContext, epochs: int) -> SentenceHead:
     ens = ctx.config.ensemble
-    head = SentenceHead(
-        ens.sentence_encoder,
-        hidden=ens.sentence_hidden,
-        epochs=ens.sentence_epochs,
-        seed=ctx.config.seed,
-    ).fit(ctx.batch.texts, ctx.y, len(ctx.labels), sets=ctx.sets)
+    return SentenceHead(
+        ens.sentence_encoder, hidden=ens.sentence_hidden, epochs=epochs, seed=ctx.config.seed
+    )
+
+
+def _fit(ctx: FitContext) -> SentenceMember:
+    """Fit on ``ctx.examples``; with validation cases, stopped as the networks are (the
+    network config's ``early_stopping`` and ``patience``)."""
+    net = ctx.config.network
+    index = {lab: i for i, lab in enumerate(ctx.labels)}
+    val_sets = [tuple(index[c] for c in e.accepted if c in index) for e in ctx.val]
+    val_texts = Batch(items_of(ctx.val), ctx.config.uses_description).texts if ctx.val else []
+    head = _head(ctx, ctx.config.ensemble.sentence_epochs).fit(
+        ctx.batch.texts,
+        ctx.y,
+        len(ctx.labels),
+        sets=ctx.sets,
+        val_texts=val_texts,
+        val_sets=val_sets,
+        patience=net.patience if net.early_stopping else 0,
+    )
     return SentenceMember(head)
+
+
+def _refit(previous: SentenceMember, ctx: FitContext) -> SentenceMember:
+    """Train again on ``ctx.examples`` for the epochs validation chose for ``previous``."""
+    head = _head(ctx, previous.head.best_epoch or previous.head.epochs)
+    return SentenceMember(head.fit(ctx.batch.texts, ctx.y, len(ctx.labels), sets=ctx.sets))
 
 
 def _load(entry: Mapping[str, Any], ctx: LoadContext) -> SentenceMember:
@@ -51,4 +74,4 @@ def _load(entry: Mapping[str, Any], ctx: LoadContext) -> SentenceMember:
     return SentenceMember(SentenceHead.from_state(meta, arrays))
 
 
-register_fresh(MemberName.SENTENCE, _fit, _load)
+register(MemberKind(name=MemberName.SENTENCE, fit=_fit, refit=_refit, load=_load))

@@ -87,6 +87,7 @@ def test_ensemble_on_and_off(models, data):
     # the companion (a second, text-only network) was trained; on this data the mixture
     # weighs it 0, so it is dropped, like any member weighted 0 (k-NN included)
     assert on.history["companion"]["best_epoch"] >= 1 and off.member("companion") is None
+    assert 1 <= on.history["sentence"]["best_epoch"] <= on.history["sentence"]["epochs"]
     weight = dict(zip(on.member_names, on.mixture.weights, strict=True))
     assert weight["companion"] == 0.0 and weight["knn"] > 0.0  # what this fixture exercises
     assert on.member("companion") is None and on.member("knn") is not None
@@ -273,14 +274,22 @@ def test_mixture_is_cross_fitted_and_temperature_uses_all_validation(models, nor
         companion.neural_logits(val),
         _svm(m).decision_scores(texts),
         _knn(m).scores(texts),
-        # the sentence head, retrained exactly as fit did (it may have been dropped too)
+        # the sentence head, retrained exactly as fit did (it may have been dropped too):
+        # stopped early on the stopping part of validation
         SentenceHead(
             m.config.ensemble.sentence_encoder,
             hidden=m.config.ensemble.sentence_hidden,
             epochs=m.config.ensemble.sentence_epochs,
             seed=m.config.seed,
         )
-        .fit([e.title for e in train], m.label_indices([e.label for e in train]), len(m.labels))
+        .fit(
+            [e.title for e in train],
+            m.label_indices([e.label for e in train]),
+            len(m.labels),
+            val_texts=[texts[i] for i in stop],
+            val_sets=[(int(m.label_indices([labels[i]])[0]),) for i in stop],
+            patience=m.config.network.patience if m.config.network.early_stopping else 0,
+        )
         .scores(texts),
     ]
     y = m.label_indices(labels)

@@ -155,17 +155,20 @@ def test_save_load_round_trip(text_model, tmp_path):
     }
     network_files = {p.name for p in (tmp_path / "m" / "network").iterdir()}
     assert network_files >= {"vocab.json", "weights.pt", "embeddings.npy"}
-    # the sentence head (weighted > 0 on this data) is saved as plain arrays; the companion
-    # network, weighted 0 here, is neither kept nor saved; the nearest-case member is saved
-    # exactly when it is weighted
+    # a member is kept and saved exactly when the mixture weighs it: the companion network
+    # in its own folder, the sentence head and the nearest case as plain arrays (the sentence
+    # head's own round trip: tests/model/test_sentence.py)
     weight = dict(zip(text_model.member_names, text_model.mixture.weights, strict=True))
-    assert weight["sentence"] > 0.0 and weight["companion"] == 0.0
-    assert (tmp_path / "m" / "sentence.npz").is_file()
-    assert (text_model.member("nearest") is None) == (weight["nearest"] == 0.0)
-    assert (tmp_path / "m" / "nearest.npz").exists() == (weight["nearest"] != 0.0)
-    assert text_model.member("companion") is None and not (tmp_path / "m" / "companion").exists()
+    assert weight["network"] < 1.0
+    for name, path in (
+        ("companion", "companion"),
+        ("sentence", "sentence.npz"),
+        ("nearest", "nearest.npz"),
+    ):
+        assert (text_model.member(name) is None) == (weight[name] == 0.0)
+        assert (tmp_path / "m" / path).exists() == (weight[name] != 0.0)
     loaded = HSModel.load(tmp_path / "m")
-    assert loaded.member("sentence") is not None and loaded.member("companion") is None
+    assert set(loaded.members) == set(text_model.members)
     assert loaded.version == "20260101-abc" and loaded.labels == text_model.labels
     assert loaded.temperature == text_model.temperature
     assert loaded.config == text_model.config
@@ -176,8 +179,14 @@ def test_save_load_round_trip(text_model, tmp_path):
     with pytest.raises(FileNotFoundError):
         HSModel.load(tmp_path / "missing")
     # a member the mixture needs is missing: a clear error, not a silently different model
-    (tmp_path / "m" / "sentence.json").unlink()
-    with pytest.raises(ValueError, match="sentence"):
+    needed = next(n for n in ("sentence", "nearest", "companion") if weight[n] != 0.0)
+    files = {
+        "sentence": "sentence.json",
+        "nearest": "nearest.json",
+        "companion": "companion/weights.pt",
+    }
+    (tmp_path / "m" / files[needed]).unlink()
+    with pytest.raises(ValueError, match=needed):
         HSModel.load(tmp_path / "m")
 
 

@@ -6,12 +6,14 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 from tiny_models import TINY_NETWORK
 
 from model.calibrate import Ensemble
-from model.config import ModelConfig
+from model.config import MemberName, ModelConfig
 from model.fit import fit
 from model.hsmodel import HSModel
+from model.members import FitContext, kind_of
 from model.records import Example
 from model.refit import refit
 from model.synthetic import make_cases
@@ -113,3 +115,17 @@ def test_a_zero_weight_network_is_retrained_when_the_refit_brings_new_codes(fitt
     assert served.network is not evaluated.network
     assert served.history["refit"]["network"] == "retrained"
     assert served.predict_proba(extra[:2]).shape == (2, len(served.labels))
+
+
+def test_the_sentence_head_is_fitted_on_validation_and_retrained_for_its_chosen_epochs() -> None:
+    config = ModelConfig.from_flat(inputs="title", **TINY, sentence_hidden=32, sentence_epochs=30)
+    train = make_cases(60, 41, with_images=0)
+    val = make_cases(30, 42, with_images=0)
+    labels = sorted({e.label for e in train})
+    kind = kind_of(MemberName.SENTENCE)
+    device = torch.device("cpu")
+    chosen = kind.fit(FitContext(config, labels, train, None, device, val=val))
+    head = chosen.head
+    assert 1 <= head.best_epoch < head.epochs_run < 30  # validation stopped it
+    again = kind.refit(chosen, FitContext(config, labels, [*train, *val], None, device))
+    assert again.head.epochs_run == again.head.best_epoch == head.best_epoch

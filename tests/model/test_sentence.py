@@ -123,6 +123,29 @@ def head() -> SentenceHead:
     return SentenceHead("use-m3", hidden=64, epochs=60, batch_size=4).fit(texts, labels, 3)
 
 
+def test_the_sentence_head_stops_early_and_keeps_its_best_epoch():
+    texts = [t for names in TRAIN.values() for t in names]
+    index = {code: i for i, code in enumerate(TRAIN)}
+    labels = [index[code] for code, names in TRAIN.items() for _ in names]
+    val_texts = ["휴대폰", "手机", "냉동 소고기", "볼트"]
+    val_sets = [(0,), (0,), (2,), ()]  # the last one's code is none of the head's
+    args = {"hidden": 64, "epochs": 60, "batch_size": 4}
+    stopped = SentenceHead("use-m3", **args).fit(
+        texts, labels, 3, val_texts=val_texts, val_sets=val_sets, patience=3
+    )
+    assert 1 <= stopped.best_epoch < stopped.epochs_run < 60
+    assert stopped.epochs_run - stopped.best_epoch == 3
+    # the weights kept are the best epoch's: the same seed trained for exactly that many
+    # epochs without validation gives the same head
+    plain = SentenceHead("use-m3", **{**args, "epochs": stopped.best_epoch}).fit(texts, labels, 3)
+    assert plain.best_epoch == plain.epochs_run == stopped.best_epoch
+    np.testing.assert_allclose(plain.scores(val_texts), stopped.scores(val_texts), atol=1e-6)
+    meta, arrays = stopped.to_state()
+    assert SentenceHead.from_state(meta, arrays).best_epoch == stopped.best_epoch
+    with pytest.raises(ValueError, match="validation texts"):
+        SentenceHead("use-m3").fit(texts, labels, 3, val_texts=val_texts, val_sets=[])
+
+
 def test_the_sentence_head_places_names_in_other_languages(head):
     # Korean and Chinese names that share no character with the English training names
     scores = head.scores(["휴대폰", "手机", "냉동 소고기"])
