@@ -8,6 +8,7 @@ sparse matrix product, identical before and after a save/load round trip.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,8 @@ ACTIVE_SAMPLE = 1024
 """Negatives drawn at random for each class's first fit in :func:`fit_one_vs_rest`."""
 ACTIVE_ROUNDS = 4
 """At most this many checks of the out-of-set rows in :func:`fit_one_vs_rest`."""
+
+log = logging.getLogger(__name__)
 
 
 def _violators(
@@ -131,6 +134,21 @@ def fit_one_vs_rest(
             if not pending:
                 break
             list(pool.map(lambda k: fit(k, None), pending))
+        else:  # every check found violators: say whether the last refit left any
+            left = [
+                k
+                for k, v in enumerate(_violators(x, inverse, coef, intercept))
+                if len(np.setdiff1d(v, sets[k], assume_unique=False))
+            ]
+            if left:
+                log.warning(
+                    "one-vs-rest SVM: after %d checks %d of %d classes still have negatives "
+                    "scoring above -1 outside their active sets; their weights are not the "
+                    "plain fit's",
+                    ACTIVE_ROUNDS,
+                    len(left),
+                    n_classes,
+                )
     return coef, intercept, classes
 
 

@@ -125,3 +125,24 @@ def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems(
     # two classes only: one problem, the first class's weights its negation
     coef, _, classes = fit_one_vs_rest(x, y == y[0], 0.5, 13, jobs=2)
     assert coef.shape[0] == 2 and np.allclose(coef[0], -coef[1]) and len(classes) == 2
+
+
+def test_the_fit_says_when_its_checks_ran_out_with_violators_left(monkeypatch, caplog):
+    from model import baseline
+    from model.baseline import fit_one_vs_rest
+
+    rng = np.random.default_rng(1)
+    texts = [f"item{i % 7} kind{i % 5} x{rng.integers(100)}" for i in range(300)]
+    features = TfidfSvm()
+    features.fit_vectorizers(texts)
+    x = features._features(texts)
+    y = np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)])
+    monkeypatch.setattr(baseline, "ACTIVE_SAMPLE", 5)
+    with caplog.at_level("WARNING", logger="model.baseline"):
+        fit_one_vs_rest(x, y, 0.5, 13)  # enough checks: silent
+    assert not caplog.records
+    # no check allowed: the first fit, on 5 drawn negatives each, is left as it is
+    monkeypatch.setattr(baseline, "ACTIVE_ROUNDS", 0)
+    with caplog.at_level("WARNING", logger="model.baseline"):
+        fit_one_vs_rest(x, y, 0.5, 13)
+    assert [r.getMessage() for r in caplog.records if "still have negatives" in r.getMessage()]
