@@ -49,6 +49,30 @@ def test_temperature_edge_cases():
     assert fit_temperature(logits, np.array([0, 1, 2, 0])) < 0.5  # sharpens
 
 
+def test_the_temperature_is_the_nll_minimum():
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(3)
+    for n, classes, scale in ((600, 40, 1.5), (400, 5, 6.0), (300, 200, 0.2)):
+        y = rng.integers(0, classes, n)
+        logits = rng.normal(0, 1, (n, classes))
+        logits[np.arange(n), y] += rng.normal(2.0, 1.5, n)
+        logits *= scale
+        best = minimize_scalar(
+            lambda log_t, z=logits, y=y: nll(softmax(z, np.exp(log_t)), y),
+            bounds=(np.log(0.05), np.log(20.0)),
+            method="bounded",
+            options={"xatol": 1e-9},
+        )
+        assert fit_temperature(logits, y) == pytest.approx(np.exp(best.x), rel=1e-4)
+    # constant logits: every T is as good; the start (1) is kept
+    assert fit_temperature(np.zeros((5, 3)), np.array([0, 1, 2, 0, 1])) == 1.0
+    # a minimum beyond the bounds gives the bound
+    y = rng.integers(0, 4, 500)
+    flat = rng.normal(0, 1, (500, 4)) * 50.0  # noise at a huge scale: wants T above 20
+    assert fit_temperature(flat, y) == pytest.approx(20.0, rel=1e-6)
+
+
 def test_ece_known_values():
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     labels = np.array([0, 0, 0, 1])
