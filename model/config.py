@@ -188,6 +188,8 @@ class EnsembleConfig:
     # ghko99 K = 100 / 300 names, two seeds each (`bench_sentence --members`, section 10e)
     sentence_encoder: SentenceEncoderName = SentenceEncoderName.USE_M3
     sentence_hidden: int = 1024  # the head's hidden layer
+    # at most; with validation the head stops as the networks do (``NetworkConfig``'s
+    # early_stopping and patience) and a refit trains its best epoch's count
     sentence_epochs: int = 20
     # neighbours of the k-NN member. On the ghko99 K=100 validation split the member alone
     # scores 69.7/82.9% top-1/3 at k=10 and 70.4/84.6% at k=40, but with ~25 cases per code
