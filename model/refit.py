@@ -11,7 +11,7 @@ recipe on ``examples`` (normally every trainable case) and carries over what val
   network the mixture weighs 0 adds nothing to any score, so it is kept as evaluated rather
   than retrained (its features still index the precedents when there is no sentence encoder);
 - the text members (SVM, and the k-NN vote and the sentence head when the mixture weighs
-  them) are refitted on ``examples``;
+  them) are refitted on ``examples``, the sentence head for the epochs validation chose;
 - the mixture (members, weights, member temperatures), the final temperature and the top-label
   calibrator are copied: they were fitted on out-of-sample scores of the evaluated model, so
   they stay honest; nothing is fitted on the refit data's own, in-sample scores;
