@@ -142,6 +142,11 @@ def test_the_sentence_head_stops_early_and_keeps_its_best_epoch():
     np.testing.assert_allclose(plain.scores(val_texts), stopped.scores(val_texts), atol=1e-6)
     meta, arrays = stopped.to_state()
     assert SentenceHead.from_state(meta, arrays).best_epoch == stopped.best_epoch
+    # validation of codes the head does not have stops nothing: every epoch is trained
+    blind = SentenceHead("use-m3", **{**args, "epochs": 5}).fit(
+        texts, labels, 3, val_texts=val_texts[:1], val_sets=[()], patience=1
+    )
+    assert blind.epochs_run == blind.best_epoch == 5
     with pytest.raises(ValueError, match="validation texts"):
         SentenceHead("use-m3").fit(texts, labels, 3, val_texts=val_texts, val_sets=[])
 
