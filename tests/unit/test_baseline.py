@@ -84,6 +84,18 @@ def test_a_coefficient_budget_drops_terms_seen_once():
     assert TfidfSvm.from_state(*tight.to_state()).min_df == 2
 
 
+def _item_problem(rng: np.random.Generator) -> tuple[list[str], object, np.ndarray]:
+    """300 short names, their TF-IDF features and their 35 codes (one per item x kind)."""
+    texts = [f"item{i % 7} kind{i % 5} x{rng.integers(100)}" for i in range(300)]
+    features = TfidfSvm()
+    features.fit_vectorizers(texts)
+    return (
+        texts,
+        features._features(texts),
+        np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)]),
+    )
+
+
 def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -96,11 +108,7 @@ def test_the_one_vs_rest_fit_on_active_sets_solves_the_whole_problems(
     from model.baseline import fit_one_vs_rest
 
     rng = np.random.default_rng(0)
-    texts = [f"item{i % 7} kind{i % 5} x{rng.integers(100)}" for i in range(300)]
-    features = TfidfSvm()
-    features.fit_vectorizers(texts)
-    x = features._features(texts)
-    y = np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)])
+    texts, x, y = _item_problem(rng)
     flip = rng.random(300) < 0.1  # some noise, so that the problems are not separable
     y[flip] = rng.permutation(y[flip])
     weights = rng.uniform(0.5, 2.0, 300)
@@ -132,11 +140,7 @@ def test_the_fit_says_when_its_checks_ran_out_with_violators_left(monkeypatch, c
     from model.baseline import fit_one_vs_rest
 
     rng = np.random.default_rng(1)
-    texts = [f"item{i % 7} kind{i % 5} x{rng.integers(100)}" for i in range(300)]
-    features = TfidfSvm()
-    features.fit_vectorizers(texts)
-    x = features._features(texts)
-    y = np.array([f"c{(i % 7) * 5 + i % 5:02d}" for i in range(300)])
+    _, x, y = _item_problem(rng)
     monkeypatch.setattr(baseline, "ACTIVE_SAMPLE", 5)
     with caplog.at_level("WARNING", logger="model.baseline"):
         fit_one_vs_rest(x, y, 0.5, 13)  # enough checks: silent
