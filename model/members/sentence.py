@@ -45,9 +45,8 @@ def _head(ctx: FitContext, epochs: int) -> SentenceHead:
 
 
 def _fit(ctx: FitContext) -> SentenceMember:
-    """Fit on ``ctx.examples``; with validation cases, stopped as the networks are (the
-    network config's ``early_stopping`` and ``patience``)."""
-    net = ctx.config.network
+    """Fit on ``ctx.examples``; with validation cases and ``sentence_patience``, stopped
+    early on them."""
     index = {lab: i for i, lab in enumerate(ctx.labels)}
     val_sets = [tuple(index[c] for c in e.accepted if c in index) for e in ctx.val]
     val_texts = Batch(items_of(ctx.val), ctx.config.uses_description).texts if ctx.val else []
@@ -58,7 +57,7 @@ def _fit(ctx: FitContext) -> SentenceMember:
         sets=ctx.sets,
         val_texts=val_texts,
         val_sets=val_sets,
-        patience=net.patience if net.early_stopping else 0,
+        patience=ctx.config.ensemble.sentence_patience,
     )
     return SentenceMember(head)
 

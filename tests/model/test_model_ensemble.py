@@ -288,7 +288,7 @@ def test_mixture_is_cross_fitted_and_temperature_uses_all_validation(models, nor
             len(m.labels),
             val_texts=[texts[i] for i in stop],
             val_sets=[(int(m.label_indices([labels[i]])[0]),) for i in stop],
-            patience=m.config.network.patience if m.config.network.early_stopping else 0,
+            patience=m.config.ensemble.sentence_patience,
         )
         .scores(texts),
     ]

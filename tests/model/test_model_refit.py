@@ -118,7 +118,9 @@ def test_a_zero_weight_network_is_retrained_when_the_refit_brings_new_codes(fitt
 
 
 def test_the_sentence_head_is_fitted_on_validation_and_retrained_for_its_chosen_epochs() -> None:
-    config = ModelConfig.from_flat(inputs="title", **TINY, sentence_hidden=32, sentence_epochs=30)
+    config = ModelConfig.from_flat(
+        inputs="title", **TINY, sentence_hidden=32, sentence_epochs=30, sentence_patience=4
+    )
     train = make_cases(60, 41, with_images=0)
     val = make_cases(30, 42, with_images=0)
     labels = sorted({e.label for e in train})
