@@ -138,7 +138,7 @@ def fit_one_vs_rest(
             left = [
                 k
                 for k, v in enumerate(_violators(x, inverse, coef, intercept))
-                if len(np.setdiff1d(v, sets[k], assume_unique=False))
+                if len(np.setdiff1d(v, sets[k]))
             ]
             if left:
                 log.warning(

@@ -61,10 +61,10 @@ def fit_temperature(
     Rows whose label is negative (a class the model does not know) are ignored; returns 1.0
     when there is nothing to fit. The NLL is convex in beta = 1 / T, so a Newton step on beta
     inside a bracket that its slope's sign narrows (bisection when a step leaves it) finds the
-    minimum in a few passes over the logits (0.3 s against L-BFGS through autograd's 4.6-7.2 s
-    on 8,000 x 1,910 logits, the same T to 2e-5: ``benchmarks.bench_temperature``). It stops where the NLL is flat in log T (a
-    slope under 1e-7: separable logits stop there instead of running to the bound); a
-    minimum beyond ``bounds`` gives the bound.
+    minimum in a few passes over the logits (0.3 s against L-BFGS through autograd's
+    4.6-7.2 s on 8,000 x 1,910 logits, the same T to 2e-5: ``benchmarks.bench_temperature``).
+    It stops where the NLL is flat in log T (a slope under 1e-7: separable logits stop there
+    instead of running to the bound); a minimum beyond ``bounds`` gives the bound.
     """
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
@@ -87,10 +87,10 @@ def fit_temperature(
             lo = beta
         step = beta - slope / curve if curve > 0 else np.nan
         nxt = step if lo < step < hi else (lo * hi) ** 0.5
-        if abs(nxt - beta) <= 1e-10 * beta or hi - lo <= 1e-10 * hi:
-            beta = nxt
-            break
+        converged = abs(nxt - beta) <= 1e-10 * beta or hi - lo <= 1e-10 * hi
         beta = nxt
+        if converged:
+            break
     return float(np.clip(1.0 / beta, *bounds))
 
 

@@ -347,8 +347,7 @@ class SentenceHead:
             net.eval()
             with torch.inference_mode():
                 top = net(x_val).argmax(dim=1)
-            hits = 0.0 if right is None else float(right[torch.arange(len(top)), top].sum())
-            top1 = hits / len(top)
+            top1 = float(right[torch.arange(len(top)), top].sum()) / len(top)
             if top1 > best_top1:
                 best_top1, best_epoch = top1, epoch
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

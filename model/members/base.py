@@ -93,8 +93,13 @@ class FitContext:
     @cached_property
     def sets(self) -> list[tuple[int, ...]]:
         """Per example, the class indices that are right for it (one for an exact label)."""
+        return self.class_sets(self.examples)
+
+    def class_sets(self, examples: Sequence[Example]) -> list[tuple[int, ...]]:
+        """Per example, the indices of its right codes among ``labels`` (codes the model does
+        not have left out: a validation case of such a code gets an empty set)."""
         index = {lab: i for i, lab in enumerate(self.labels)}
-        return [tuple(index[c] for c in e.accepted) for e in self.examples]
+        return [tuple(index[c] for c in e.accepted if c in index) for e in examples]
 
     @cached_property
     def expanded(self) -> tuple[list[str], np.ndarray, np.ndarray | None]:

@@ -47,24 +47,23 @@ def _head(ctx: FitContext, epochs: int) -> SentenceHead:
 def _fit(ctx: FitContext) -> SentenceMember:
     """Fit on ``ctx.examples``; with validation cases and ``sentence_patience``, stopped
     early on them."""
-    index = {lab: i for i, lab in enumerate(ctx.labels)}
-    val_sets = [tuple(index[c] for c in e.accepted if c in index) for e in ctx.val]
-    val_texts = Batch(items_of(ctx.val), ctx.config.uses_description).texts if ctx.val else []
+    patience = ctx.config.ensemble.sentence_patience
+    val = ctx.val if patience else ()
     head = _head(ctx, ctx.config.ensemble.sentence_epochs).fit(
         ctx.batch.texts,
         ctx.y,
         len(ctx.labels),
         sets=ctx.sets,
-        val_texts=val_texts,
-        val_sets=val_sets,
-        patience=ctx.config.ensemble.sentence_patience,
+        val_texts=Batch(items_of(val), ctx.config.uses_description).texts if val else [],
+        val_sets=ctx.class_sets(val),
+        patience=patience,
     )
     return SentenceMember(head)
 
 
 def _refit(previous: SentenceMember, ctx: FitContext) -> SentenceMember:
     """Train again on ``ctx.examples`` for the epochs validation chose for ``previous``."""
-    head = _head(ctx, previous.head.best_epoch or previous.head.epochs)
+    head = _head(ctx, previous.head.best_epoch)
     return SentenceMember(head.fit(ctx.batch.texts, ctx.y, len(ctx.labels), sets=ctx.sets))
 
 
